@@ -1,0 +1,186 @@
+//! `POST /connect/{provider}`: starts the OAuth flow.
+//!
+//! Stores a one-time state (its hash, with the user, provider, mode, redirect
+//! URI, return URL and binding hash) and answers with Meta's dialog URL. In
+//! `redirect` mode it also sets the browser-binding cookie, whose value is
+//! unrelated to the state and stored only as a hash.
+
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use shared::config::{self, MetaAppConfig, SiteConfig};
+use shared::http;
+use shared::meta::MetaClient;
+use shared::oauth_state::{self, Mode, OAuthState, BINDING_COOKIE};
+use shared::store::StateStore;
+use shared::{Clock, ConfigError, EnvReader, Provider};
+
+#[derive(Clone, Debug)]
+pub struct AuthorizeConfig {
+    pub states_table: String,
+    pub meta: MetaAppConfig,
+    pub site: SiteConfig,
+    pub state_ttl: Duration,
+}
+
+impl AuthorizeConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let config = Self {
+            states_table: config::table(&mut env, "STATES_TABLE"),
+            meta: MetaAppConfig::read(&mut env),
+            site: SiteConfig::read(&mut env),
+            state_ttl: config::state_ttl(&mut env),
+        };
+        env.finish().map(|()| config)
+    }
+}
+
+pub struct Authorize {
+    config: AuthorizeConfig,
+    states: StateStore,
+    meta: MetaClient,
+    clock: Clock,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConnectRequest {
+    return_to: Option<String>,
+    mode: Option<String>,
+}
+
+impl Authorize {
+    pub fn new(
+        config: AuthorizeConfig,
+        dynamodb: shared::aws_sdk_dynamodb::Client,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            states: StateStore::new(dynamodb, &config.states_table),
+            meta: MetaClient::new(config.meta.clone()),
+            config,
+            clock,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let Some(provider) = http::path_param(&req, "provider", 1)
+            .as_deref()
+            .and_then(Provider::parse)
+            .filter(|p| self.config.meta.app_id(*p).is_some())
+        else {
+            return http::error(
+                StatusCode::NOT_FOUND,
+                "unknown_provider",
+                "This provider is not available.",
+            );
+        };
+        let Some(user_id) = http::user_id(&req) else {
+            return http::unauthenticated();
+        };
+        let body = http::body_bytes(&req);
+        let request: ConnectRequest =
+            if body.iter().all(u8::is_ascii_whitespace) {
+                ConnectRequest::default()
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(r) => r,
+                    Err(_) => return http::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "The body must be a JSON object with optional \"return_to\" and \"mode\".",
+                    ),
+                }
+            };
+        let mode = match request.mode.as_deref() {
+            None => Mode::Redirect,
+            Some(m) => match Mode::parse(m) {
+                Some(m) => m,
+                None => {
+                    return http::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "\"mode\" must be \"redirect\" or \"complete\".",
+                    )
+                }
+            },
+        };
+        let site = &self.config.site;
+        let redirect_uri = match mode {
+            Mode::Redirect => site.callback_uri(provider),
+            Mode::Complete => match &site.complete_redirect_uri {
+                Some(uri) => uri.clone(),
+                None => {
+                    return http::error(
+                        StatusCode::BAD_REQUEST,
+                        "complete_mode_disabled",
+                        "This service has no COMPLETE_REDIRECT_URI: use the redirect mode.",
+                    )
+                }
+            },
+        };
+        let return_to = match shared::return_to::resolve(
+            request.return_to.as_deref(),
+            &site.frontend_url,
+            &site.allowed_return_origins,
+        ) {
+            Ok(url) => url,
+            Err(why) => {
+                return http::error(StatusCode::BAD_REQUEST, "invalid_return_to", why.0);
+            }
+        };
+
+        let state = oauth_state::new_secret();
+        let binding = (mode == Mode::Redirect).then(oauth_state::new_secret);
+        let now = self.clock.now();
+        let ttl = self.config.state_ttl;
+        let record = OAuthState {
+            state_hash: oauth_state::hash(&state),
+            user_id: user_id.clone(),
+            provider,
+            mode,
+            redirect_uri: redirect_uri.clone(),
+            return_to: return_to.to_string(),
+            binding_hash: binding.as_deref().map(oauth_state::hash),
+            created_at: now,
+            expires_at: now + ttl,
+        };
+        if let Err(e) = self.states.put(&record).await {
+            tracing::error!(error = %e, %provider, "could not store the state");
+            return http::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "The connection could not be started. Try again.",
+            );
+        }
+        tracing::info!(
+            %provider,
+            mode = mode.as_str(),
+            user = %shared::logging::tag(&user_id),
+            "authorization started"
+        );
+
+        let authorize_url = self.meta.authorize_url(provider, &state, &redirect_uri);
+        let mut resp = http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "authorize_url": authorize_url.as_str(),
+                "state_expires_at": shared::clock::rfc3339(record.expires_at),
+            }),
+        );
+        if let Some(binding) = binding {
+            http::add_set_cookie(
+                &mut resp,
+                &http::set_cookie(
+                    BINDING_COOKIE,
+                    &binding,
+                    &oauth_state::binding_cookie_path(provider),
+                    ttl.as_secs(),
+                ),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,559 @@
+//! `GET /oauth/{provider}/callback` and `POST /oauth/{provider}/complete`.
+//!
+//! Order matters: the state is consumed (atomically, once) and the binding
+//! checked before the code is exchanged; ownership is checked before the
+//! account is subscribed; the connection, its sealed token, the owner claim
+//! and the `connection.connected` event are written in one transaction, so a
+//! failure never leaves half a connection.
+
+use std::time::Duration;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared::config::{self, MetaAppConfig, SiteConfig};
+use shared::connection::{Connection, Status};
+use shared::logging::tag;
+use shared::meta::{MetaClient, MetaError};
+use shared::oauth_state::{self, Binding, Mode, OAuthState, BINDING_COOKIE};
+use shared::secrets::{AppSecrets, SecretsCache};
+use shared::store::{ConnectionStore, Event, SaveError, StateStore};
+use shared::url::Url;
+use shared::vault::{DataKeys, TokenOwner, TokenVault};
+use shared::{http, secrecy, Clock, ConfigError, EnvReader, Provider};
+
+#[derive(Clone, Debug)]
+pub struct CallbackConfig {
+    pub states_table: String,
+    pub connections_table: String,
+    pub events_table: String,
+    pub token_key_id: String,
+    pub meta_secret_id: String,
+    pub meta: MetaAppConfig,
+    pub site: SiteConfig,
+    pub event_retention: Duration,
+}
+
+impl CallbackConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let config = Self {
+            states_table: config::table(&mut env, "STATES_TABLE"),
+            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
+            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            token_key_id: env.required("TOKEN_KEY_ID"),
+            meta_secret_id: env.required("META_SECRET_ID"),
+            meta: MetaAppConfig::read(&mut env),
+            site: SiteConfig::read(&mut env),
+            event_retention: config::event_retention(&mut env),
+        };
+        env.finish().map(|()| config)
+    }
+}
+
+/// Why a flow failed, as the frontend sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reason {
+    #[error("access_denied")]
+    AccessDenied,
+    #[error("invalid_state")]
+    InvalidState,
+    #[error("browser_mismatch")]
+    BrowserMismatch,
+    #[error("exchange_failed")]
+    ExchangeFailed,
+    #[error("no_instagram_account")]
+    NoInstagramAccount,
+    #[error("account_already_linked")]
+    AccountAlreadyLinked,
+    #[error("server_error")]
+    ServerError,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::InvalidState => "invalid_state",
+            Self::BrowserMismatch => "browser_mismatch",
+            Self::ExchangeFailed => "exchange_failed",
+            Self::NoInstagramAccount => "no_instagram_account",
+            Self::AccountAlreadyLinked => "account_already_linked",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "The connection was cancelled at Meta.",
+            Self::InvalidState => {
+                "This connection attempt is unknown, expired or already used. Start again."
+            }
+            Self::BrowserMismatch => {
+                "This connection was started by another browser or user. Start again."
+            }
+            Self::ExchangeFailed => "Meta did not confirm the connection. Start again.",
+            Self::NoInstagramAccount => {
+                "None of the Pages you granted has an Instagram professional account linked."
+            }
+            Self::AccountAlreadyLinked => {
+                "This Instagram account is already connected by another user."
+            }
+            Self::ServerError => "Something went wrong on our side. Try again.",
+        }
+    }
+
+    /// The status of a `POST /complete` error.
+    fn status(self) -> StatusCode {
+        match self {
+            Self::AccountAlreadyLinked => StatusCode::CONFLICT,
+            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+pub struct Callback<K> {
+    config: CallbackConfig,
+    states: StateStore,
+    connections: ConnectionStore,
+    meta: MetaClient,
+    vault: TokenVault<K>,
+    secrets: SecretsCache,
+    clock: Clock,
+}
+
+#[derive(Deserialize)]
+struct CompleteRequest {
+    code: String,
+    state: String,
+}
+
+impl<K: DataKeys> Callback<K> {
+    pub fn new(
+        config: CallbackConfig,
+        dynamodb: shared::aws_sdk_dynamodb::Client,
+        secrets: shared::aws_sdk_secretsmanager::Client,
+        keys: K,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            states: StateStore::new(dynamodb.clone(), &config.states_table),
+            connections: ConnectionStore::new(
+                dynamodb,
+                &config.connections_table,
+                &config.events_table,
+            ),
+            meta: MetaClient::new(config.meta.clone()),
+            vault: TokenVault::new(keys),
+            secrets: SecretsCache::new(secrets, &config.meta_secret_id),
+            config,
+            clock,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let provider = http::path_param(&req, "provider", 1)
+            .as_deref()
+            .and_then(Provider::parse)
+            .filter(|p| self.config.meta.app_id(*p).is_some());
+        let is_complete = req.method() == Method::POST || req.uri().path().ends_with("/complete");
+        match (provider, is_complete) {
+            (None, false) => {
+                // Not a provider of ours: nothing to bind to, send them home.
+                let mut resp = http::redirect(&http::with_query(
+                    &self.config.site.frontend_url,
+                    &[("status", "error"), ("reason", "invalid_state")],
+                ));
+                resp.headers_mut().insert(
+                    lambda_http::http::header::CACHE_CONTROL,
+                    lambda_http::http::HeaderValue::from_static("no-store"),
+                );
+                resp
+            }
+            (None, true) => http::error(
+                StatusCode::NOT_FOUND,
+                "unknown_provider",
+                "This provider is not available.",
+            ),
+            (Some(p), false) => self.redirect_callback(&req, p).await,
+            (Some(p), true) => self.complete(&req, p).await,
+        }
+    }
+
+    /// `GET /oauth/{provider}/callback`: always a redirect, never an error page.
+    async fn redirect_callback(&self, req: &Request, provider: Provider) -> Response<Body> {
+        let cookie = http::cookie(req, BINDING_COOKIE);
+        let (return_to, outcome) = match self.redirect_flow(req, provider, cookie.as_deref()).await
+        {
+            Ok((return_to, conns)) => (Some(return_to), Ok(conns)),
+            Err((return_to, reason)) => (return_to, Err(reason)),
+        };
+        let base = return_to
+            .and_then(|r| Url::parse(&r).ok())
+            .unwrap_or_else(|| self.config.site.frontend_url.clone());
+        let mut params = vec![];
+        match &outcome {
+            Ok(conns) => {
+                params.push(("status", "connected".to_string()));
+                params.push(("provider", provider.to_string()));
+                for c in conns {
+                    params.push(("account_id", c.account_id.clone()));
+                }
+            }
+            Err(reason) => {
+                params.push(("status", "error".to_string()));
+                params.push(("provider", provider.to_string()));
+                params.push(("reason", reason.as_str().to_string()));
+            }
+        }
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut resp = http::redirect(&http::with_query(&base, &pairs));
+        http::add_set_cookie(
+            &mut resp,
+            &http::clear_cookie(BINDING_COOKIE, &oauth_state::binding_cookie_path(provider)),
+        );
+        resp
+    }
+
+    /// The redirect flow; errors carry the state's `return_to` when the state
+    /// was valid.
+    async fn redirect_flow(
+        &self,
+        req: &Request,
+        provider: Provider,
+        cookie: Option<&str>,
+    ) -> Result<(String, Vec<Connection>), (Option<String>, Reason)> {
+        let state = http::query_param(req, "state").unwrap_or_default();
+        let state = self
+            .consume(&state, provider, Mode::Redirect)
+            .await
+            .map_err(|r| (None, r))?;
+        let return_to = state.return_to.clone();
+        let fail = |r: Reason| (Some(return_to.clone()), r);
+        if !state.is_bound_to(Binding::Cookie(cookie)) {
+            self.log_failure(provider, Reason::BrowserMismatch, &state.user_id);
+            return Err(fail(Reason::BrowserMismatch));
+        }
+        if let Some(error) = http::query_param(req, "error") {
+            let reason = if error == "access_denied" {
+                Reason::AccessDenied
+            } else {
+                Reason::ExchangeFailed
+            };
+            tracing::info!(%provider, meta_error = %short(&error), "meta returned an error");
+            self.log_failure(provider, reason, &state.user_id);
+            return Err(fail(reason));
+        }
+        let Some(code) = http::query_param(req, "code").filter(|c| !c.is_empty()) else {
+            self.log_failure(provider, Reason::ExchangeFailed, &state.user_id);
+            return Err(fail(Reason::ExchangeFailed));
+        };
+        match self.connect(&state, &code).await {
+            Ok(conns) => Ok((return_to, conns)),
+            Err(r) => {
+                self.log_failure(provider, r, &state.user_id);
+                Err(fail(r))
+            }
+        }
+    }
+
+    /// `POST /oauth/{provider}/complete`: the binding is the caller's JWT.
+    async fn complete(&self, req: &Request, provider: Provider) -> Response<Body> {
+        let Some(user_id) = http::user_id(req) else {
+            return http::unauthenticated();
+        };
+        let Ok(body) = serde_json::from_slice::<CompleteRequest>(http::body_bytes(req)) else {
+            return http::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The body must be a JSON object with \"code\" and \"state\".",
+            );
+        };
+        let result = async {
+            let state = self.consume(&body.state, provider, Mode::Complete).await?;
+            if !state.is_bound_to(Binding::User(&user_id)) {
+                return Err(Reason::BrowserMismatch);
+            }
+            self.connect(&state, &body.code).await
+        }
+        .await;
+        match result {
+            Ok(conns) => http::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "connections": conns.iter().map(Connection::view).collect::<Vec<_>>()
+                }),
+            ),
+            Err(reason) => {
+                self.log_failure(provider, reason, &user_id);
+                http::error(reason.status(), reason.as_str(), reason.message())
+            }
+        }
+    }
+
+    async fn consume(
+        &self,
+        state: &str,
+        provider: Provider,
+        mode: Mode,
+    ) -> Result<OAuthState, Reason> {
+        if state.is_empty() || state.len() > 512 {
+            return Err(Reason::InvalidState);
+        }
+        match self
+            .states
+            .consume(&oauth_state::hash(state), provider, mode, self.clock.now())
+            .await
+        {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => {
+                tracing::info!(%provider, reason = "invalid_state", "callback refused");
+                Err(Reason::InvalidState)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %provider, "could not read the state");
+                Err(Reason::ServerError)
+            }
+        }
+    }
+
+    fn log_failure(&self, provider: Provider, reason: Reason, user_id: &str) {
+        tracing::info!(%provider, reason = reason.as_str(), user = %tag(user_id), "connection failed");
+    }
+
+    /// Exchanges the code and stores every account it grants.
+    async fn connect(&self, state: &OAuthState, code: &str) -> Result<Vec<Connection>, Reason> {
+        // Instagram appends `#_` to the code; a frontend may pass it along.
+        let code = code.strip_suffix("#_").unwrap_or(code);
+        let secrets = self.secrets.get().await.map_err(|e| {
+            tracing::error!(error = %e, "could not read the app secrets");
+            Reason::ServerError
+        })?;
+        let conns = match state.provider {
+            Provider::Instagram => self.connect_instagram(state, code, &secrets).await?,
+            Provider::Facebook => self.connect_facebook(state, code, &secrets).await?,
+        };
+        for c in &conns {
+            tracing::info!(
+                provider = %c.provider,
+                account_id = %c.account_id,
+                user = %tag(&c.user_id),
+                webhooks = c.webhooks_subscribed,
+                "connected"
+            );
+        }
+        Ok(conns)
+    }
+
+    async fn connect_instagram(
+        &self,
+        state: &OAuthState,
+        code: &str,
+        secrets: &AppSecrets,
+    ) -> Result<Vec<Connection>, Reason> {
+        let secret = secrets.app_secret(Provider::Instagram);
+        let short = self
+            .meta
+            .exchange_instagram_code(secret, code, &state.redirect_uri)
+            .await
+            .map_err(exchange_failed("code exchange"))?;
+        let long = self
+            .meta
+            .instagram_long_lived(secret, &short.access_token)
+            .await
+            .map_err(exchange_failed("long-lived exchange"))?;
+        let profile = self
+            .meta
+            .instagram_profile(&long.access_token)
+            .await
+            .map_err(exchange_failed("profile"))?;
+        self.ensure_free(&profile.user_id, &state.user_id).await?;
+        let webhooks_subscribed = self
+            .meta
+            .instagram_subscribe(
+                &long.access_token,
+                self.config.meta.webhook_fields(Provider::Instagram),
+            )
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "webhook subscription failed; refresh will retry"),
+            )
+            .is_ok();
+        let now = self.clock.now();
+        let scopes = if short.permissions.is_empty() {
+            self.config.meta.scopes(Provider::Instagram).to_vec()
+        } else {
+            short.permissions.clone()
+        };
+        let conn = Connection {
+            user_id: state.user_id.clone(),
+            provider: Provider::Instagram,
+            account_id: profile.user_id.clone(),
+            username: profile.username.clone(),
+            status: Status::Active,
+            webhooks_subscribed,
+            scopes,
+            connected_at: now,
+            token_expires_at: long
+                .expires_in
+                .map(|s| now + time::Duration::seconds(s as i64)),
+            token_issued_at: now,
+            last_refreshed_at: None,
+            meta_user_id: short.user_id.clone(),
+            page_id: None,
+            page_name: None,
+        };
+        self.store(conn, &long.access_token).await.map(|c| vec![c])
+    }
+
+    async fn connect_facebook(
+        &self,
+        state: &OAuthState,
+        code: &str,
+        secrets: &AppSecrets,
+    ) -> Result<Vec<Connection>, Reason> {
+        let secret = secrets.app_secret(Provider::Facebook);
+        let short = self
+            .meta
+            .exchange_facebook_code(secret, code, &state.redirect_uri)
+            .await
+            .map_err(exchange_failed("code exchange"))?;
+        let long = self
+            .meta
+            .facebook_long_lived(secret, &short)
+            .await
+            .map_err(exchange_failed("long-lived exchange"))?;
+        let me = self
+            .meta
+            .facebook_me(secret, &long.access_token)
+            .await
+            .map_err(exchange_failed("user"))?;
+        let pages = self
+            .meta
+            .facebook_pages(secret, &long.access_token)
+            .await
+            .map_err(exchange_failed("pages"))?;
+        let linked: Vec<_> = pages
+            .into_iter()
+            .filter_map(|p| {
+                let ig = p.instagram_business_account.clone()?;
+                Some((p, ig))
+            })
+            .collect();
+        if linked.is_empty() {
+            return Err(Reason::NoInstagramAccount);
+        }
+        let mut connected = Vec::new();
+        let mut taken = 0;
+        for (page, ig) in linked {
+            match self.ensure_free(&ig.id, &state.user_id).await {
+                Ok(()) => {}
+                Err(Reason::AccountAlreadyLinked) => {
+                    taken += 1;
+                    continue;
+                }
+                Err(r) => return Err(r),
+            }
+            let webhooks_subscribed = self
+                .meta
+                .facebook_subscribe_page(
+                    secret,
+                    &page.id,
+                    &page.access_token,
+                    self.config.meta.webhook_fields(Provider::Facebook),
+                )
+                .await
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "page subscription failed; refresh will retry"),
+                )
+                .is_ok();
+            let now = self.clock.now();
+            let conn = Connection {
+                user_id: state.user_id.clone(),
+                provider: Provider::Facebook,
+                account_id: ig.id.clone(),
+                username: ig.username.clone(),
+                status: Status::Active,
+                webhooks_subscribed,
+                scopes: self.config.meta.scopes(Provider::Facebook).to_vec(),
+                connected_at: now,
+                // Page tokens got with a long-lived user token don't expire.
+                token_expires_at: None,
+                token_issued_at: now,
+                last_refreshed_at: None,
+                meta_user_id: me.id.clone(),
+                page_id: Some(page.id.clone()),
+                page_name: Some(page.name.clone()),
+            };
+            match self.store(conn, &page.access_token).await {
+                Ok(c) => connected.push(c),
+                Err(Reason::AccountAlreadyLinked) => taken += 1,
+                Err(r) => return Err(r),
+            }
+        }
+        if connected.is_empty() && taken > 0 {
+            return Err(Reason::AccountAlreadyLinked);
+        }
+        Ok(connected)
+    }
+
+    /// Fails early (before subscribing) when someone else owns the account.
+    /// The transaction in `store` enforces the rule; this only saves work.
+    async fn ensure_free(&self, account_id: &str, user_id: &str) -> Result<(), Reason> {
+        match self.connections.owner_of(account_id).await {
+            Ok(Some(owner)) if owner != user_id => Err(Reason::AccountAlreadyLinked),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the owner claim");
+                Err(Reason::ServerError)
+            }
+        }
+    }
+
+    async fn store(&self, conn: Connection, token: &SecretString) -> Result<Connection, Reason> {
+        let owner = TokenOwner {
+            user_id: conn.user_id.clone(),
+            provider: conn.provider,
+            account_id: conn.account_id.clone(),
+        };
+        let sealed = self.vault.seal(token, &owner).await.map_err(|e| {
+            tracing::error!(error = %e, "could not seal the token");
+            Reason::ServerError
+        })?;
+        let now = self.clock.now();
+        let event = Event::lifecycle(
+            "connection.connected",
+            &conn,
+            now,
+            self.config.event_retention,
+        );
+        match self
+            .connections
+            .save_connected(&conn, &sealed, &event, now)
+            .await
+        {
+            Ok(()) => Ok(conn),
+            Err(SaveError::AlreadyLinked) => Err(Reason::AccountAlreadyLinked),
+            Err(SaveError::Store(e)) => {
+                tracing::error!(error = %e, "could not store the connection");
+                Err(Reason::ServerError)
+            }
+        }
+    }
+}
+
+fn exchange_failed(step: &'static str) -> impl Fn(MetaError) -> Reason {
+    move |e| {
+        tracing::warn!(step, error = %e, "meta call failed");
+        Reason::ExchangeFailed
+    }
+}
+
+/// Meta's `error` parameter, cut short and made printable for a log line.
+fn short(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect()
+}

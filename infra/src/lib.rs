@@ -1,0 +1,16 @@
+//! The local stack: what the tests and `scripts/local-stack` run instead of AWS
+//! and Meta.
+//!
+//! - [`template`]: creates the DynamoDB tables from `template.yaml` itself, so
+//!   code and template cannot drift.
+//! - [`meta`]: an emulated Meta (consent pages, OAuth and Graph endpoints) on
+//!   loopback.
+//! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
+//!   receive them in AWS.
+//! - [`stack`]: all of it wired together against moto.
+
+pub mod apigw;
+pub mod jwt;
+pub mod meta;
+pub mod stack;
+pub mod template;

@@ -1,0 +1,95 @@
+//! A connection: one Instagram professional account linked by one user.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::clock::rfc3339;
+use crate::provider::Provider;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    /// The person must connect again.
+    NeedsReauth,
+    /// They removed the app at Meta.
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::NeedsReauth => "needs_reauth",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "needs_reauth" => Some(Self::NeedsReauth),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub user_id: String,
+    pub provider: Provider,
+    /// The Instagram professional account id (webhook `entry[].id`).
+    pub account_id: String,
+    pub username: String,
+    pub status: Status,
+    pub webhooks_subscribed: bool,
+    pub scopes: Vec<String>,
+    pub connected_at: OffsetDateTime,
+    pub token_expires_at: Option<OffsetDateTime>,
+    pub token_issued_at: OffsetDateTime,
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    /// The app-scoped Meta user id that deauthorize/data-deletion callbacks carry.
+    pub meta_user_id: String,
+    pub page_id: Option<String>,
+    pub page_name: Option<String>,
+}
+
+/// The contract's Connection JSON. Carries nothing secret by construction.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionView {
+    pub provider: &'static str,
+    pub account_id: String,
+    pub username: String,
+    pub status: &'static str,
+    pub webhooks: &'static str,
+    pub scopes: Vec<String>,
+    pub connected_at: String,
+    pub token_expires_at: Option<String>,
+    pub last_refreshed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_name: Option<String>,
+}
+
+impl Connection {
+    pub fn view(&self) -> ConnectionView {
+        ConnectionView {
+            provider: self.provider.as_str(),
+            account_id: self.account_id.clone(),
+            username: self.username.clone(),
+            status: self.status.as_str(),
+            webhooks: if self.webhooks_subscribed {
+                "subscribed"
+            } else {
+                "unsubscribed"
+            },
+            scopes: self.scopes.clone(),
+            connected_at: rfc3339(self.connected_at),
+            token_expires_at: self.token_expires_at.map(rfc3339),
+            last_refreshed_at: self.last_refreshed_at.map(rfc3339),
+            page_id: self.page_id.clone(),
+            page_name: self.page_name.clone(),
+        }
+    }
+}

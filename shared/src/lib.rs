@@ -1,0 +1,38 @@
+//! Code shared by every Lambda of the service: configuration, the Meta client,
+//! the token vault, the DynamoDB stores and the HTTP helpers.
+//!
+//! Decisions (is this state usable, is this return URL allowed, what does this
+//! Meta error mean) live in plain functions with unit tests; the stores and the
+//! clients are thin adapters around them.
+
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod logging;
+pub mod meta;
+pub mod oauth_state;
+pub mod provider;
+pub mod return_to;
+pub mod secrets;
+pub mod store;
+pub mod vault;
+
+pub use clock::Clock;
+pub use config::{ConfigError, EnvReader};
+pub use provider::Provider;
+
+// Re-exported so every function builds against the same versions.
+pub use aws_sdk_dynamodb;
+pub use aws_sdk_kms;
+pub use aws_sdk_secretsmanager;
+pub use secrecy;
+pub use time;
+pub use url;
+/// Builds the AWS SDK configuration once per container. `AWS_ENDPOINT_URL`
+/// (read by the SDK itself) points it at a local emulator in tests.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}

@@ -1,0 +1,92 @@
+//! Meta app secrets from Secrets Manager, cached in-process for minutes so a
+//! rotation reaches running containers without a deploy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::provider::Provider;
+
+pub const CACHE_FOR: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Deserialize)]
+pub struct AppSecrets {
+    #[serde(default = "empty")]
+    pub facebook_app_secret: SecretString,
+    #[serde(default = "empty")]
+    pub instagram_app_secret: SecretString,
+    #[serde(default = "empty")]
+    pub webhook_verify_token: SecretString,
+}
+
+fn empty() -> SecretString {
+    SecretString::from(String::new())
+}
+
+impl AppSecrets {
+    pub fn app_secret(&self, provider: Provider) -> &SecretString {
+        match provider {
+            Provider::Instagram => &self.instagram_app_secret,
+            Provider::Facebook => &self.facebook_app_secret,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("secret could not be read: {0}")]
+    Read(String),
+    #[error("secret is not the expected JSON object")]
+    Malformed,
+}
+
+/// When the secrets were read, and what they were.
+type Cached = (Instant, Arc<AppSecrets>);
+
+/// Reads the secret lazily (not at init) and keeps it for [`CACHE_FOR`].
+#[derive(Clone)]
+pub struct SecretsCache {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+    cached: Arc<Mutex<Option<Cached>>>,
+}
+
+impl SecretsCache {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+            cached: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub async fn get(&self) -> Result<Arc<AppSecrets>, SecretsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, secrets)) = cached.as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(secrets.clone());
+            }
+        }
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                SecretsError::Read(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+        let text = out.secret_string().ok_or(SecretsError::Malformed)?;
+        // The error of serde_json could quote the secret: drop it.
+        let secrets: AppSecrets =
+            serde_json::from_str(text).map_err(|_| SecretsError::Malformed)?;
+        let secrets = Arc::new(secrets);
+        *cached = Some((Instant::now(), secrets.clone()));
+        Ok(secrets)
+    }
+}

@@ -1,0 +1,122 @@
+//! The outbox: webhook items and lifecycle changes, one item per event. The
+//! table's stream is the service's output.
+
+use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::Client;
+use rand::Rng;
+use time::OffsetDateTime;
+
+use super::{epoch, s, Item, StoreError};
+use crate::clock::rfc3339;
+use crate::connection::Connection;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Stable for webhook items (the same Meta item gives the same id).
+    pub event_id: String,
+    pub kind: String,
+    pub provider: Option<String>,
+    pub account_id: String,
+    pub user_id: Option<String>,
+    /// Meta's timestamp (RFC 3339), or ours for lifecycle events.
+    pub occurred_at: String,
+    pub received_at: String,
+    /// JSON text: the item as Meta sent it, or the connection summary.
+    pub payload: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl Event {
+    /// A lifecycle event (`connection.connected`, ...) about `conn`.
+    pub fn lifecycle(
+        kind: &str,
+        conn: &Connection,
+        now: OffsetDateTime,
+        retention: std::time::Duration,
+    ) -> Self {
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        Self {
+            event_id: format!("lc_{}", hex::encode(id)),
+            kind: kind.to_string(),
+            provider: Some(conn.provider.as_str().to_string()),
+            account_id: conn.account_id.clone(),
+            user_id: Some(conn.user_id.clone()),
+            occurred_at: rfc3339(now),
+            received_at: rfc3339(now),
+            payload: serde_json::to_string(&conn.view()).expect("view serializes"),
+            expires_at: now + retention,
+        }
+    }
+
+    pub(crate) fn to_item(&self) -> Item {
+        let mut item = Item::from([
+            ("event_id".into(), s(&self.event_id)),
+            ("kind".into(), s(&self.kind)),
+            ("account_id".into(), s(&self.account_id)),
+            ("occurred_at".into(), s(&self.occurred_at)),
+            ("received_at".into(), s(&self.received_at)),
+            ("payload".into(), s(&self.payload)),
+            ("expires_at".into(), epoch(self.expires_at)),
+        ]);
+        if let Some(p) = &self.provider {
+            item.insert("provider".into(), s(p));
+        }
+        if let Some(u) = &self.user_id {
+            item.insert("user_id".into(), s(u));
+        }
+        item
+    }
+
+    /// A transactional put that never overwrites an event already stored.
+    pub(crate) fn to_put(&self, table: &str) -> Put {
+        Put::builder()
+            .table_name(table)
+            .set_item(Some(self.to_item()))
+            .condition_expression("attribute_not_exists(event_id)")
+            .build()
+            .expect("table and item are set")
+    }
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    client: Client,
+    table: String,
+}
+
+impl EventStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Stores the event unless one with the same id exists. `Ok(false)`: it
+    /// was already there.
+    pub async fn put(&self, event: &Event) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(event.to_item()))
+            .condition_expression("attribute_not_exists(event_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! DynamoDB stores. Keys and attribute names live here and nowhere else.
+
+pub mod connections;
+pub mod events;
+pub mod states;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+pub use connections::{ConnectionStore, SaveError};
+pub use events::{Event, EventStore};
+pub use states::StateStore;
+
+#[derive(Debug, thiserror::Error)]
+#[error("store failed: {0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    pub fn from_sdk<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        Self(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+    }
+}
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn get_s(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub(crate) fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+pub(crate) fn get_b(item: &Item, key: &str) -> Option<Vec<u8>> {
+    item.get(key)
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref().to_vec())
+}
+
+pub(crate) fn epoch(t: time::OffsetDateTime) -> AttributeValue {
+    n(t.unix_timestamp())
+}
+
+pub(crate) fn get_time(item: &Item, key: &str) -> Option<time::OffsetDateTime> {
+    get_n(item, key).and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+}

@@ -1,0 +1,267 @@
+//! The integration-test harness: the real handlers, driven by API Gateway
+//! payload 2.0 events, against moto and the emulated Meta.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use authorize::Authorize;
+use aws_sdk_dynamodb::types::AttributeValue;
+use callback::Callback;
+use infra::apigw::{ApiRequest, ResponseExt};
+use infra::stack::{Stack, StackOptions};
+use lambda_http::{Body, Response};
+use serde_json::Value;
+use shared::vault::KmsDataKeys;
+use shared::Clock;
+use url::Url;
+
+pub use infra::meta::{FbPage, FbPerson, IgPerson};
+
+/// Every log line any handler wrote in this test process.
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buf
+    })
+    .clone()
+}
+
+pub fn logs() -> String {
+    String::from_utf8_lossy(&capture_logs().lock().unwrap()).into_owned()
+}
+
+pub struct Harness {
+    pub stack: Stack,
+    pub clock: Clock,
+    pub authorize: Authorize,
+    pub callback: Callback<KmsDataKeys>,
+    /// Every response body and header the handlers produced.
+    pub seen: Mutex<Vec<String>>,
+    /// Every state value handed out.
+    pub states: Mutex<Vec<String>>,
+}
+
+/// What `POST /connect` gave the browser.
+pub struct Started {
+    pub response: Response<Body>,
+    pub authorize_url: String,
+    pub state: String,
+    /// `oauth_binding=<value>`, as the browser sends it back.
+    pub cookie: Option<String>,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with(StackOptions::for_tests()).await
+    }
+
+    pub async fn with(opts: StackOptions) -> Self {
+        capture_logs();
+        let stack = Stack::start(opts).await;
+        let clock = Clock::fixed(
+            time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap(),
+        );
+        Self {
+            authorize: stack.authorize(clock.clone()),
+            callback: stack.callback(clock.clone()),
+            stack,
+            clock,
+            seen: Mutex::new(Vec::new()),
+            states: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn record(&self, resp: &Response<Body>) {
+        let mut text = resp.body_text();
+        for (k, v) in resp.headers() {
+            text.push_str(&format!("\n{k}: {}", v.to_str().unwrap_or_default()));
+        }
+        self.seen.lock().unwrap().push(text);
+    }
+
+    pub async fn call_authorize(&self, req: ApiRequest) -> Response<Body> {
+        let resp = self.authorize.handle(req.into_request()).await;
+        self.record(&resp);
+        resp
+    }
+
+    pub async fn call_callback(&self, req: ApiRequest) -> Response<Body> {
+        let resp = self.callback.handle(req.into_request()).await;
+        self.record(&resp);
+        resp
+    }
+
+    /// `POST /connect/{provider}` as `user` with `body`.
+    pub async fn start(&self, provider: &str, user: &str, body: Value) -> Started {
+        let response = self
+            .call_authorize(
+                ApiRequest::post(&format!("/connect/{provider}"))
+                    .user(user)
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.body_text());
+        let authorize_url = response.body_json()["authorize_url"]
+            .as_str()
+            .expect("authorize_url")
+            .to_string();
+        let state = Url::parse(&authorize_url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("state in the URL");
+        self.states.lock().unwrap().push(state.clone());
+        let cookie = response
+            .set_cookies()
+            .first()
+            .map(|c| c.split(';').next().unwrap().to_string());
+        Started {
+            response,
+            authorize_url,
+            state,
+            cookie,
+        }
+    }
+
+    /// The browser follows Meta's redirect to `GET /oauth/{provider}/callback`.
+    pub async fn follow(&self, meta_redirect: &Url, cookie: Option<&str>) -> Response<Body> {
+        let path = meta_redirect.path();
+        let query = meta_redirect.query().unwrap_or_default();
+        let mut req = ApiRequest::get(&format!("{path}?{query}"));
+        if let Some(c) = cookie {
+            req = req.cookie(c);
+        }
+        self.call_callback(req).await
+    }
+
+    /// A whole redirect-mode connection: start, approve at Meta, come back.
+    pub async fn connect(&self, provider: &str, user: &str) -> Response<Body> {
+        let started = self.start(provider, user, serde_json::json!({})).await;
+        let back = self.stack.meta.approve(&started.authorize_url);
+        self.follow(&back, started.cookie.as_deref()).await
+    }
+
+    pub async fn scan(&self, table_var: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .stack
+                .dynamodb
+                .scan()
+                .table_name(self.stack.var(table_var))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+
+    /// Connection items (not owner claims) of a user.
+    pub async fn connections_of(&self, user: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.scan("CONNECTIONS_TABLE")
+            .await
+            .into_iter()
+            .filter(|i| s(i, "pk") == format!("USER#{user}"))
+            .collect()
+    }
+
+    pub async fn events(&self, kind: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.scan("EVENTS_TABLE")
+            .await
+            .into_iter()
+            .filter(|i| s(i, "kind") == kind)
+            .collect()
+    }
+
+    /// Asserts that no code, token, state or app secret appears in any stored
+    /// item, any response, or any log line.
+    pub async fn assert_no_secret_leaked(&self) {
+        let mut secrets = self.stack.meta.issued_secrets();
+        secrets.extend(self.states.lock().unwrap().iter().cloned());
+        let apps = self.stack.meta.apps();
+        secrets.push(apps.facebook_app_secret);
+        secrets.push(apps.instagram_app_secret);
+        assert!(secrets.len() > 2, "the test issued nothing to look for");
+        let mut stored = String::new();
+        for table in ["STATES_TABLE", "CONNECTIONS_TABLE", "EVENTS_TABLE"] {
+            for item in self.scan(table).await {
+                stored.push_str(&format!("{item:?}\n"));
+            }
+        }
+        let seen = self.seen.lock().unwrap().join("\n");
+        let logs = logs();
+        assert!(
+            logs.contains("authorization started"),
+            "the log capture sees the handlers' lines"
+        );
+        for secret in &secrets {
+            assert!(
+                !stored.contains(secret.as_str()),
+                "a secret is stored in plaintext"
+            );
+            assert!(
+                !seen.contains(secret.as_str()) || is_state_in_authorize_url(&seen, secret),
+                "a secret is in a response"
+            );
+            assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+        }
+    }
+}
+
+/// The state is in the authorize URL by design (and nowhere else).
+fn is_state_in_authorize_url(seen: &str, secret: &str) -> bool {
+    seen.lines()
+        .filter(|l| l.contains(secret))
+        .all(|l| l.contains("authorize_url") && l.contains(&format!("state={secret}")))
+}
+
+pub fn s(item: &HashMap<String, AttributeValue>, key: &str) -> String {
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn query(url: &Url) -> Vec<(String, String)> {
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
