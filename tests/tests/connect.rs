@@ -776,3 +776,30 @@ async fn complete_mode_needs_a_complete_redirect_uri_and_disabled_providers_are_
         .await;
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn two_users_racing_for_one_account_get_one_connection() {
+    let h = Harness::new().await;
+    // Slow Meta: both flows pass the early ownership read before either writes,
+    // so only the transaction's condition can keep the rule.
+    h.stack.meta.set_delay(std::time::Duration::from_millis(80));
+    let alice = h.start("instagram", "alice", json!({})).await;
+    let bob = h.start("instagram", "bob", json!({})).await;
+    let alice_back = h.stack.meta.approve(&alice.authorize_url);
+    let bob_back = h.stack.meta.approve(&bob.authorize_url);
+    let (a, b) = tokio::join!(
+        h.follow(&alice_back, alice.cookie.as_deref()),
+        h.follow(&bob_back, bob.cookie.as_deref())
+    );
+    let mut outcomes = vec![
+        param(&a.location(), "status").unwrap()
+            + &param(&a.location(), "reason").unwrap_or_default(),
+        param(&b.location(), "status").unwrap()
+            + &param(&b.location(), "reason").unwrap_or_default(),
+    ];
+    outcomes.sort();
+    assert_eq!(outcomes, ["connected", "erroraccount_already_linked"]);
+    let owners = h.connections_of("alice").await.len() + h.connections_of("bob").await.len();
+    assert_eq!(owners, 1);
+    assert_eq!(h.events("connection.connected").await.len(), 1);
+}
