@@ -311,6 +311,9 @@ struct ConsentQuery {
     /// "instagram" or "facebook" (set from the path, or the consent form).
     #[serde(default)]
     provider: String,
+    /// On the Instagram consent page, the person may log in as another account.
+    #[serde(default)]
+    as_username: Option<String>,
 }
 
 impl ConsentQuery {
@@ -336,11 +339,34 @@ fn serde_urlencoded<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {
     serde_json::from_value(Value::Object(map)).ok()
 }
 
+/// The configured person, or (from the consent form) another account whose
+/// ids derive from its username, so a demo can connect as many as it likes.
+fn ig_person_for(i: &Inner, q: &ConsentQuery) -> IgPerson {
+    match q.as_username.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() && name != i.ig_person.username => {
+            let h = name
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                % 1_000_000_000;
+            IgPerson {
+                app_scoped_id: format!("26000001{h:09}"),
+                account_id: format!("17841401{h:09}"),
+                username: name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+                    .take(30)
+                    .collect(),
+            }
+        }
+        _ => i.ig_person.clone(),
+    }
+}
+
 fn decide(i: &mut Inner, q: &ConsentQuery, approve: bool) -> Result<Url, String> {
     let (expected, grant) = match q.provider.as_str() {
         "instagram" => (
             &i.apps.instagram_app_id,
-            Grant::Instagram(i.ig_person.clone()),
+            Grant::Instagram(ig_person_for(i, q)),
         ),
         "facebook" => (
             &i.apps.facebook_app_id,
@@ -488,9 +514,9 @@ fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{brand} (emulated)</title>
 <style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto}}button{{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}}</style></head>
 <body><h1>{brand} — emulated consent</h1>
-<p>Logged in as <b>{who}</b>.</p>
-<p>The app <code>{app}</code> asks for: <code>{scope}</code></p>
 <form method="post" action="/consent">{fields}
+<p>Logged in as <b>{who}</b>.</p>{switch}
+<p>The app <code>{app}</code> asks for: <code>{scope}</code></p>
 <button name="decision" value="approve" id="approve">Allow</button>
 <button name="decision" value="deny" id="deny">Cancel</button></form>
 <p><small>This page stands in for Meta on the local stack. Nothing leaves this machine.</small></p>
@@ -498,6 +524,14 @@ fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
         app = esc(&q.client_id),
         scope = esc(&q.scope),
         who = esc(&who),
+        switch = if q.provider == "instagram" {
+            format!(
+                r#"<p><label>Or log in as @<input name="as_username" id="as_username" value="{}"></label></p>"#,
+                esc(&i.ig_person.username)
+            )
+        } else {
+            String::new()
+        },
     ))
     .into_response()
 }
