@@ -778,28 +778,56 @@ async fn complete_mode_needs_a_complete_redirect_uri_and_disabled_providers_are_
 }
 
 #[tokio::test]
-async fn two_users_racing_for_one_account_get_one_connection() {
+async fn the_transaction_alone_keeps_one_owner_per_account() {
+    // A flow that passed the early ownership read while another flow was
+    // connecting the same account reaches the transaction: its condition must
+    // refuse. (Driven at the store: moto restores a snapshot when a
+    // transaction fails, so truly concurrent transactions corrupt its state.)
     let h = Harness::new().await;
-    // Slow Meta: both flows pass the early ownership read before either writes,
-    // so only the transaction's condition can keep the rule.
-    h.stack.meta.set_delay(std::time::Duration::from_millis(80));
-    let alice = h.start("instagram", "alice", json!({})).await;
-    let bob = h.start("instagram", "bob", json!({})).await;
-    let alice_back = h.stack.meta.approve(&alice.authorize_url);
-    let bob_back = h.stack.meta.approve(&bob.authorize_url);
-    let (a, b) = tokio::join!(
-        h.follow(&alice_back, alice.cookie.as_deref()),
-        h.follow(&bob_back, bob.cookie.as_deref())
+    let first = h.connect("instagram", "alice").await;
+    assert_eq!(
+        param(&first.location(), "status").as_deref(),
+        Some("connected")
     );
-    let mut outcomes = vec![
-        param(&a.location(), "status").unwrap()
-            + &param(&a.location(), "reason").unwrap_or_default(),
-        param(&b.location(), "status").unwrap()
-            + &param(&b.location(), "reason").unwrap_or_default(),
-    ];
-    outcomes.sort();
-    assert_eq!(outcomes, ["connected", "erroraccount_already_linked"]);
-    let owners = h.connections_of("alice").await.len() + h.connections_of("bob").await.len();
-    assert_eq!(owners, 1);
-    assert_eq!(h.events("connection.connected").await.len(), 1);
+
+    let store = shared::store::ConnectionStore::new(
+        h.stack.dynamodb.clone(),
+        h.stack.var("CONNECTIONS_TABLE"),
+        h.stack.var("EVENTS_TABLE"),
+    );
+    let (alice_row, sealed) = store
+        .get("alice", Provider::Instagram, "17841400000000001")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut bobs = alice_row.clone();
+    bobs.user_id = "bob".into();
+    let now = h.clock.now();
+    let event = shared::store::Event::lifecycle(
+        "connection.connected",
+        &bobs,
+        now,
+        std::time::Duration::from_secs(60),
+    );
+    let result = store
+        .save_connected(&bobs, &sealed.unwrap(), &event, now)
+        .await;
+    assert!(
+        matches!(result, Err(shared::store::SaveError::AlreadyLinked)),
+        "{result:?}"
+    );
+    assert!(h.connections_of("bob").await.is_empty());
+    assert_eq!(
+        h.events("connection.connected").await.len(),
+        1,
+        "nothing of bob's half-written"
+    );
+    assert_eq!(
+        store
+            .owner_of("17841400000000001")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
 }

@@ -159,19 +159,7 @@ impl<K: DataKeys> Callback<K> {
             .filter(|p| self.config.meta.app_id(*p).is_some());
         let is_complete = req.method() == Method::POST || req.uri().path().ends_with("/complete");
         match (provider, is_complete) {
-            (None, false) => {
-                // Not a provider of ours: nothing to bind to, send them home.
-                let mut resp = http::redirect(&http::with_query(
-                    &self.config.site.frontend_url,
-                    &[("status", "error"), ("reason", "invalid_state")],
-                ));
-                resp.headers_mut().insert(
-                    lambda_http::http::header::CACHE_CONTROL,
-                    lambda_http::http::HeaderValue::from_static("no-store"),
-                );
-                resp
-            }
-            (None, true) => http::error(
+            (None, _) => http::error(
                 StatusCode::NOT_FOUND,
                 "unknown_provider",
                 "This provider is not available.",
