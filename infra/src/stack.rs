@@ -150,6 +150,16 @@ impl Stack {
         Authorize::new(config, self.dynamodb.clone(), clock)
     }
 
+    pub fn webhook(&self, clock: Clock) -> webhook::Webhook {
+        let config = webhook::WebhookConfig::from_env(self.env_reader()).expect("webhook config");
+        webhook::Webhook::new(
+            config,
+            self.dynamodb.clone(),
+            aws_sdk_secretsmanager::Client::new(&self.aws),
+            clock,
+        )
+    }
+
     pub fn callback(&self, clock: Clock) -> Callback<KmsDataKeys> {
         let config = CallbackConfig::from_env(self.env_reader()).expect("callback config");
         let keys = KmsDataKeys::new(self.kms.clone(), &config.token_key_id);

@@ -17,6 +17,7 @@ pub mod return_to;
 pub mod secrets;
 pub mod store;
 pub mod vault;
+pub mod webhook;
 
 pub use clock::Clock;
 pub use config::{ConfigError, EnvReader};

@@ -11,6 +11,9 @@ use tokio::sync::Mutex;
 use crate::provider::Provider;
 
 pub const CACHE_FOR: Duration = Duration::from_secs(300);
+/// At most one forced re-read (after a signature mismatch) per this interval,
+/// so forged requests can't turn into a flood of Secrets Manager calls.
+pub const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Deserialize)]
 pub struct AppSecrets {
@@ -52,6 +55,7 @@ pub struct SecretsCache {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
     cached: Arc<Mutex<Option<Cached>>>,
+    last_forced: Arc<Mutex<Option<Instant>>>,
 }
 
 impl SecretsCache {
@@ -60,7 +64,22 @@ impl SecretsCache {
             client,
             secret_id: secret_id.into(),
             cached: Arc::new(Mutex::new(None)),
+            last_forced: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Re-reads the secret now (a rotation may have happened), unless that
+    /// was done within [`RELOAD_AT_MOST_EVERY`]: then `Ok(None)`.
+    pub async fn reload_rate_limited(&self) -> Result<Option<Arc<AppSecrets>>, SecretsError> {
+        {
+            let mut last = self.last_forced.lock().await;
+            if last.is_some_and(|at| at.elapsed() < RELOAD_AT_MOST_EVERY) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        *self.cached.lock().await = None;
+        self.get().await.map(Some)
     }
 
     pub async fn get(&self) -> Result<Arc<AppSecrets>, SecretsError> {

@@ -58,6 +58,7 @@ pub struct Harness {
     pub clock: Clock,
     pub authorize: Authorize,
     pub callback: Callback<KmsDataKeys>,
+    pub webhook: webhook::Webhook,
     /// Every response body and header the handlers produced.
     pub seen: Mutex<Vec<String>>,
     /// Every state value handed out.
@@ -89,6 +90,7 @@ impl Harness {
         Self {
             authorize: stack.authorize(clock.clone()),
             callback: stack.callback(clock.clone()),
+            webhook: stack.webhook(clock.clone()),
             stack,
             clock,
             seen: Mutex::new(Vec::new()),
@@ -114,6 +116,23 @@ impl Harness {
         let resp = self.callback.handle(req.into_request()).await;
         self.record(&resp);
         resp
+    }
+
+    pub async fn call_webhook(&self, req: ApiRequest) -> Response<Body> {
+        let resp = self.webhook.handle(req.into_request()).await;
+        self.record(&resp);
+        resp
+    }
+
+    /// `POST /webhook` with `body`, signed as Meta signs it with `secret`.
+    pub fn signed_notification(body: &[u8], secret: &str) -> ApiRequest {
+        ApiRequest::post("/webhook")
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                &shared::webhook::signature_header(secret.as_bytes(), body),
+            )
+            .body(body.to_vec())
     }
 
     /// `POST /connect/{provider}` as `user` with `body`.

@@ -10,7 +10,9 @@
 //! must look at; `by_meta_user` (`meta_user_id`) finds a person's connections
 //! when Meta calls deauthorize or data deletion.
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
@@ -47,6 +49,33 @@ pub fn conn_sk(provider: Provider, account_id: &str) -> String {
 
 fn account_pk(account_id: &str) -> String {
     format!("ACCOUNT#{account_id}")
+}
+
+fn page_pk(page_id: &str) -> String {
+    format!("PAGE#{page_id}")
+}
+
+fn deletion_pk(code: &str) -> String {
+    format!("DELETION#{code}")
+}
+
+/// Who a webhook entry belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub user_id: String,
+    /// The Instagram account (for a Page entry, the account linked to it).
+    pub account_id: String,
+    /// The providers through which the owner connected it.
+    pub providers: Vec<String>,
+}
+
+/// A data-deletion request, for the status page Meta links to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionRecord {
+    pub code: String,
+    pub status: String,
+    pub requested_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
 }
 
 impl ConnectionStore {
@@ -186,7 +215,7 @@ impl ConnectionStore {
         }
         let update = update.build().expect("connection update is complete");
 
-        let result = self
+        let mut tx = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(claim).build())
@@ -195,9 +224,22 @@ impl ConnectionStore {
                 TransactWriteItem::builder()
                     .put(event.to_put(&self.events_table))
                     .build(),
-            )
-            .send()
-            .await;
+            );
+        if let Some(page_id) = &conn.page_id {
+            // Page webhooks carry the Page id: route them to this account.
+            let alias = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Item::from([
+                    ("pk".into(), s(page_pk(page_id))),
+                    ("sk".into(), s("ACCOUNT")),
+                    ("account_id".into(), s(&conn.account_id)),
+                    ("owner_user_id".into(), s(&conn.user_id)),
+                ])))
+                .build()
+                .expect("alias put is complete");
+            tx = tx.transact_items(TransactWriteItem::builder().put(alias).build());
+        }
+        let result = tx.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -265,6 +307,226 @@ impl ConnectionStore {
             .as_ref()
             .and_then(|i| Some((parse_connection(i)?, parse_token(i)))))
     }
+}
+
+impl ConnectionStore {
+    /// The owners of webhook entry ids (Instagram accounts or Pages), in one
+    /// read. Ids nobody connected are absent.
+    pub async fn owners(&self, entry_ids: &[&str]) -> Result<HashMap<String, Owner>, StoreError> {
+        let mut owners = HashMap::new();
+        let mut ids: Vec<&str> = entry_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        // BatchGetItem takes 100 keys; each id asks for two.
+        for chunk in ids.chunks(50) {
+            let mut keys = Vec::new();
+            for id in chunk {
+                keys.push(Item::from([
+                    ("pk".into(), s(account_pk(id))),
+                    ("sk".into(), s("OWNER")),
+                ]));
+                keys.push(Item::from([
+                    ("pk".into(), s(page_pk(id))),
+                    ("sk".into(), s("ACCOUNT")),
+                ]));
+            }
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .expect("keys are set"),
+            );
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let pk = get_s(&item, "pk").unwrap_or_default();
+                    let Some(user_id) = get_s(&item, "owner_user_id") else {
+                        continue;
+                    };
+                    if let Some(account) = pk.strip_prefix("ACCOUNT#") {
+                        let providers = item
+                            .get("providers")
+                            .and_then(|v| v.as_ss().ok())
+                            .cloned()
+                            .unwrap_or_default();
+                        owners.insert(
+                            account.to_string(),
+                            Owner {
+                                user_id,
+                                account_id: account.to_string(),
+                                providers,
+                            },
+                        );
+                    } else if let Some(page) = pk.strip_prefix("PAGE#") {
+                        let account_id = get_s(&item, "account_id").unwrap_or_default();
+                        owners.entry(page.to_string()).or_insert(Owner {
+                            user_id,
+                            account_id,
+                            providers: vec!["facebook".into()],
+                        });
+                    }
+                }
+                request = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(owners)
+    }
+
+    /// The connections of a Meta person (deauthorize and data-deletion
+    /// callbacks name them by their app-scoped id).
+    pub async fn by_meta_user(&self, meta_user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_meta_user")
+                .key_condition_expression("meta_user_id = :m")
+                .expression_attribute_values(":m", s(meta_user_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for key in page.items() {
+                let (Some(pk), Some(sk)) = (get_s(key, "pk"), get_s(key, "sk")) else {
+                    continue;
+                };
+                let item = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                if let Some(c) = item.item.as_ref().and_then(parse_connection) {
+                    out.push(c);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Deletes the connection's token and marks it `revoked`, writing `event`
+    /// in the same transaction. Idempotent: an already revoked connection
+    /// without a token is left alone (`Ok(false)`).
+    pub async fn revoke(
+        &self,
+        conn: &Connection,
+        event: &Event,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&conn.user_id)))
+            .key("sk", s(conn_sk(conn.provider, &conn.account_id)))
+            .update_expression(
+                "SET #status = :revoked, updated_at = :now, version = version + :one \
+                 REMOVE #token, due_bucket, due_at",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND (#status <> :revoked OR attribute_exists(#token))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":revoked", s(Status::Revoked.as_str()))
+            .expression_attribute_values(":now", epoch(now))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("revoke update is complete");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event.to_put(&self.events_table))
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+
+    pub async fn put_deletion(&self, record: &DeletionRecord) -> Result<(), StoreError> {
+        let mut item = Item::from([
+            ("pk".into(), s(deletion_pk(&record.code))),
+            ("sk".into(), s("REQUEST")),
+            ("status".into(), s(&record.status)),
+            ("requested_at".into(), epoch(record.requested_at)),
+        ]);
+        if let Some(done) = record.completed_at {
+            item.insert("completed_at".into(), epoch(done));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+
+    pub async fn get_deletion(&self, code: &str) -> Result<Option<DeletionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(deletion_pk(code)))
+            .key("sk", s("REQUEST"))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(out.item.as_ref().and_then(|i| {
+            Some(DeletionRecord {
+                code: code.to_string(),
+                status: get_s(i, "status")?,
+                requested_at: get_time(i, "requested_at")?,
+                completed_at: get_time(i, "completed_at"),
+            })
+        }))
+    }
+}
+
+fn is_condition_failure<R: std::fmt::Debug>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    matches!(
+        e.as_service_error(),
+        Some(E::TransactionCanceledException(c))
+            if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+    )
 }
 
 fn token_attr(t: &SealedToken) -> AttributeValue {

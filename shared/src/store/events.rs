@@ -97,6 +97,88 @@ impl EventStore {
         &self.table
     }
 
+    /// Stores every event not stored before (conditional puts, `concurrency`
+    /// at a time). Returns how many were new. Fails if any write failed: the
+    /// caller must not acknowledge the delivery then (what was written stays,
+    /// and a retry skips it).
+    pub async fn put_all(&self, events: &[Event], concurrency: usize) -> Result<usize, StoreError> {
+        let mut pending = events.iter().cloned();
+        let mut running = tokio::task::JoinSet::new();
+        let mut new = 0;
+        let mut failure = None;
+        loop {
+            while failure.is_none() && running.len() < concurrency.max(1) {
+                let Some(event) = pending.next() else { break };
+                let store = self.clone();
+                running.spawn(async move { store.put(&event).await });
+            }
+            match running.join_next().await {
+                None => break,
+                Some(Ok(Ok(true))) => new += 1,
+                Some(Ok(Ok(false))) => {}
+                Some(Ok(Err(e))) => failure = Some(e),
+                Some(Err(join)) => failure = Some(StoreError(join.to_string())),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(new),
+        }
+    }
+
+    /// Deletes every event about these accounts (data deletion).
+    pub async fn delete_for_account(&self, account_id: &str) -> Result<usize, StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        let mut deleted = 0;
+        loop {
+            // Re-query from the start: deleting shifts nothing we depend on.
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_account")
+                .key_condition_expression("account_id = :a")
+                .expression_attribute_values(":a", s(account_id))
+                .limit(100)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            if page.items().is_empty() {
+                return Ok(deleted);
+            }
+            for chunk in page.items().chunks(25) {
+                let mut writes: Vec<WriteRequest> = chunk
+                    .iter()
+                    .filter_map(|i| i.get("event_id").cloned())
+                    .map(|id| {
+                        WriteRequest::builder()
+                            .delete_request(
+                                DeleteRequest::builder()
+                                    .key("event_id", id)
+                                    .build()
+                                    .expect("key is set"),
+                            )
+                            .build()
+                    })
+                    .collect();
+                deleted += writes.len();
+                while !writes.is_empty() {
+                    let out = self
+                        .client
+                        .batch_write_item()
+                        .request_items(&self.table, writes)
+                        .send()
+                        .await
+                        .map_err(StoreError::from_sdk)?;
+                    writes = out
+                        .unprocessed_items
+                        .and_then(|mut u| u.remove(&self.table))
+                        .unwrap_or_default();
+                }
+            }
+        }
+    }
+
     /// Stores the event unless one with the same id exists. `Ok(false)`: it
     /// was already there.
     pub async fn put(&self, event: &Event) -> Result<bool, StoreError> {
