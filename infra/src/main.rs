@@ -22,6 +22,10 @@ use shared::Clock;
 
 struct App {
     authorize: authorize::Authorize,
+    webhook: webhook::Webhook,
+    dynamodb: aws_sdk_dynamodb::Client,
+    events_table: String,
+    instagram_app_secret: String,
     callback: callback::Callback<shared::vault::KmsDataKeys>,
     connections: ConnectionStore,
     jwt_key: Vec<u8>,
@@ -55,6 +59,10 @@ async fn main() {
     rand::rng().fill_bytes(&mut jwt_key);
     let app = Arc::new(App {
         authorize: stack.authorize(Clock::system()),
+        webhook: stack.webhook(Clock::system()),
+        dynamodb: stack.dynamodb.clone(),
+        events_table: stack.var("EVENTS_TABLE").to_string(),
+        instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
         connections: ConnectionStore::new(
             stack.dynamodb.clone(),
@@ -72,6 +80,8 @@ async fn main() {
         )
         .route("/dev/token", get(dev_token))
         .route("/dev/connections", get(dev_connections))
+        .route("/dev/send-webhook", axum::routing::post(dev_send_webhook))
+        .route("/dev/events", get(dev_events))
         .fallback(gateway)
         .with_state(app);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -111,6 +121,70 @@ async fn dev_connections(
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// Plays Meta: signs a message notification for an account with the
+/// Instagram app secret and delivers it to `POST /webhook` through the gateway.
+async fn dev_send_webhook(
+    State(app): State<Arc<App>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let account = q.get("account_id").cloned().unwrap_or_default();
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let mut mid = [0u8; 8];
+    rand::rng().fill_bytes(&mut mid);
+    let body = json!({"object": "instagram", "entry": [{"id": account, "time": now_ms as u64, "messaging": [{
+        "sender": {"id": "9001"}, "recipient": {"id": account}, "timestamp": now_ms as u64,
+        "message": {"mid": format!("m_{}", hex::encode(mid)), "text": "Hello from the local stack \u{1F44B}"}}]}]})
+    .to_string();
+    let sig =
+        shared::webhook::signature_header(app.instagram_app_secret.as_bytes(), body.as_bytes());
+    let req = ApiRequest::post("/webhook")
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", &sig)
+        .body(body.into_bytes())
+        .into_request();
+    let resp = app.webhook.handle(req).await;
+    let status = resp.status().as_u16();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        Json(json!({"webhook_status": status})),
+    )
+        .into_response()
+}
+
+/// The newest events of the outbox for a user (all events when `sub` is empty).
+async fn dev_events(
+    State(app): State<Arc<App>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let sub = q.get("sub").cloned().unwrap_or_default();
+    let out = app
+        .dynamodb
+        .scan()
+        .table_name(&app.events_table)
+        .send()
+        .await;
+    let Ok(out) = out else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "scan failed").into_response();
+    };
+    let get = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+               k: &str| {
+        i.get(k)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut events: Vec<_> = out
+        .items()
+        .iter()
+        .filter(|i| sub.is_empty() || get(i, "user_id") == sub)
+        .map(|i| json!({"kind": get(i, "kind"), "account_id": get(i, "account_id"), "user_id": get(i, "user_id"),
+                         "occurred_at": get(i, "occurred_at"), "received_at": get(i, "received_at"), "payload": get(i, "payload")}))
+        .collect();
+    events.sort_by(|a, b| b["received_at"].as_str().cmp(&a["received_at"].as_str()));
+    events.truncate(20);
+    Json(json!({"events": events})).into_response()
 }
 
 /// API Gateway: match the route, run the JWT authorizer where the route has
@@ -162,6 +236,9 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
         "/connect/{provider}" => app.authorize.handle(request).await,
         "/oauth/{provider}/callback" | "/oauth/{provider}/complete" => {
             app.callback.handle(request).await
+        }
+        "/webhook" | "/meta/deauthorize" | "/meta/data-deletion" | "/meta/data-deletion/{code}" => {
+            app.webhook.handle(request).await
         }
         _ => {
             return (
