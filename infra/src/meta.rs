@@ -143,6 +143,9 @@ struct Inner {
     delay: Duration,
     page_size: usize,
     subscriptions: HashMap<String, String>,
+    data_access_expires_at: Option<i64>,
+    revoked: Vec<String>,
+    ig_lifetime: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -270,6 +273,34 @@ impl MetaEmulator {
     /// The webhook fields an account (Instagram) or Page (Facebook) is subscribed to.
     pub fn subscription(&self, id: &str) -> Option<String> {
         self.with(|i| i.subscriptions.get(id).cloned())
+    }
+
+    /// Meta invalidates every token of an account (password change, app
+    /// removed): calls with them answer error 190.
+    pub fn invalidate_account(&self, account_id: &str) {
+        let tokens = self.tokens_for_account(account_id);
+        self.with(|i| {
+            for t in tokens {
+                if let Some(tok) = i.tokens.get_mut(&t) {
+                    tok.valid = false;
+                }
+            }
+        });
+    }
+
+    /// `debug_token` reports this data-access expiry (epoch seconds) for Page tokens.
+    pub fn set_data_access_expires_at(&self, at: Option<i64>) {
+        self.with(|i| i.data_access_expires_at = at);
+    }
+
+    /// `expires_in` of the long-lived Instagram tokens issued from now on.
+    pub fn set_instagram_token_lifetime(&self, secs: u64) {
+        self.with(|i| i.ig_lifetime = Some(secs));
+    }
+
+    /// Whether the person's grant was revoked with `DELETE /{user}/permissions`.
+    pub fn revoked(&self, meta_user_id: &str) -> bool {
+        self.with(|i| i.revoked.iter().any(|r| r == meta_user_id))
     }
 
     /// The long-lived/page tokens issued for an account id, newest last.
@@ -437,6 +468,11 @@ fn router(inner: Shared) -> Router {
         .route(
             "/graph.facebook.com/{v}/{page}/subscribed_apps",
             post(fb_subscribe).delete(fb_unsubscribe),
+        )
+        .route("/graph.facebook.com/{v}/debug_token", get(fb_debug_token))
+        .route(
+            "/graph.facebook.com/{v}/{user}/permissions",
+            axum::routing::delete(fb_revoke),
         )
         .with_state(inner)
 }
@@ -723,7 +759,8 @@ async fn ig_long_lived(
         Err(r) => return r,
     };
     let long = issue(&mut i, "IGQlong", Kind::IgLong, t.grant);
-    Json(json!({"access_token": long, "token_type": "bearer", "expires_in": 5_183_944}))
+    let expires_in = i.ig_lifetime.unwrap_or(5_183_944);
+    Json(json!({"access_token": long, "token_type": "bearer", "expires_in": expires_in}))
         .into_response()
 }
 
@@ -964,5 +1001,51 @@ async fn fb_unsubscribe(
         return r;
     }
     s.lock().unwrap().subscriptions.remove(&page);
+    Json(json!({"success": true})).into_response()
+}
+
+async fn fb_debug_token(
+    Path(_v): Path<String>,
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = enter(&s, "fb_debug_token").await {
+        return r;
+    }
+    let i = s.lock().unwrap();
+    let app_token = format!("{}|{}", i.apps.facebook_app_id, i.apps.facebook_app_secret);
+    if q.get("access_token") != Some(&app_token) {
+        return graph_error(
+            400,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    let valid = q
+        .get("input_token")
+        .and_then(|t| i.tokens.get(t))
+        .is_some_and(|t| t.valid);
+    let mut data = json!({"app_id": i.apps.facebook_app_id, "type": "PAGE", "is_valid": valid, "expires_at": 0,
+                          "scopes": ["instagram_basic", "pages_show_list"]});
+    if let Some(at) = i.data_access_expires_at {
+        data["data_access_expires_at"] = json!(at);
+    }
+    Json(json!({"data": data})).into_response()
+}
+
+async fn fb_revoke(
+    Path((_v, user)): Path<(String, String)>,
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = enter(&s, "fb_revoke").await {
+        return r;
+    }
+    let mut i = s.lock().unwrap();
+    let app_token = format!("{}|{}", i.apps.facebook_app_id, i.apps.facebook_app_secret);
+    if q.get("access_token") != Some(&app_token) {
+        return graph_error(400, 190, "Invalid OAuth access token");
+    }
+    i.revoked.push(user);
     Json(json!({"success": true})).into_response()
 }

@@ -160,6 +160,30 @@ impl Stack {
         )
     }
 
+    pub fn refresher(&self, clock: Clock) -> refresh::Refresher<KmsDataKeys> {
+        let config = refresh::RefreshConfig::from_env(self.env_reader()).expect("refresh config");
+        let keys = KmsDataKeys::new(self.kms.clone(), &config.token_key_id);
+        refresh::Refresher::new(
+            config,
+            self.dynamodb.clone(),
+            aws_sdk_secretsmanager::Client::new(&self.aws),
+            keys,
+            clock,
+        )
+    }
+
+    /// The connections API; deletes are finished by the next refresh run.
+    pub fn connections(&self, clock: Clock) -> connections::Connections {
+        let config = connections::ConnectionsConfig::from_env(self.env_reader())
+            .expect("connections config");
+        connections::Connections::new(
+            config,
+            self.dynamodb.clone(),
+            connections::Nudge::None,
+            clock,
+        )
+    }
+
     pub fn callback(&self, clock: Clock) -> Callback<KmsDataKeys> {
         let config = CallbackConfig::from_env(self.env_reader()).expect("callback config");
         let keys = KmsDataKeys::new(self.kms.clone(), &config.token_key_id);

@@ -52,6 +52,11 @@ pub struct Connection {
     pub meta_user_id: String,
     pub page_id: Option<String>,
     pub page_name: Option<String>,
+    /// Bumped by every write; refresh writes only over the version it read.
+    pub version: u64,
+    /// Days on which refreshing failed for a passing reason, in a row.
+    pub refresh_failures: u32,
+    pub last_refresh_failure_at: Option<OffsetDateTime>,
 }
 
 /// The contract's Connection JSON. Carries nothing secret by construction.

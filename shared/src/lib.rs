@@ -13,6 +13,7 @@ pub mod logging;
 pub mod meta;
 pub mod oauth_state;
 pub mod provider;
+pub mod refresh;
 pub mod return_to;
 pub mod secrets;
 pub mod store;

@@ -26,6 +26,10 @@ struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // IGC_ECHO_LOGS=1 shows the handlers' log lines while debugging a test.
+        if std::env::var_os("IGC_ECHO_LOGS").is_some() {
+            eprint!("{}", String::from_utf8_lossy(buf));
+        }
         self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -59,6 +63,8 @@ pub struct Harness {
     pub authorize: Authorize,
     pub callback: Callback<KmsDataKeys>,
     pub webhook: webhook::Webhook,
+    pub refresher: refresh::Refresher<KmsDataKeys>,
+    pub connections: connections::Connections,
     /// Every response body and header the handlers produced.
     pub seen: Mutex<Vec<String>>,
     /// Every state value handed out.
@@ -91,6 +97,8 @@ impl Harness {
             authorize: stack.authorize(clock.clone()),
             callback: stack.callback(clock.clone()),
             webhook: stack.webhook(clock.clone()),
+            refresher: stack.refresher(clock.clone()),
+            connections: stack.connections(clock.clone()),
             stack,
             clock,
             seen: Mutex::new(Vec::new()),
@@ -122,6 +130,32 @@ impl Harness {
         let resp = self.webhook.handle(req.into_request()).await;
         self.record(&resp);
         resp
+    }
+
+    pub async fn call_connections(&self, req: ApiRequest) -> Response<Body> {
+        let resp = self.connections.handle(req.into_request()).await;
+        self.record(&resp);
+        resp
+    }
+
+    /// One scheduled refresh run with a generous deadline.
+    pub async fn refresh(&self) -> refresh::Summary {
+        self.refresher
+            .run(std::time::Instant::now() + std::time::Duration::from_secs(600))
+            .await
+            .expect("refresh run")
+    }
+
+    /// Connects Instagram account `username` (ids derived from it) for `user`.
+    pub async fn connect_instagram_as(&self, user: &str, username: &str) -> String {
+        let started = self.start("instagram", user, serde_json::json!({})).await;
+        let mut url = Url::parse(&started.authorize_url).unwrap();
+        url.query_pairs_mut().append_pair("as_username", username);
+        let back = self.stack.meta.approve(url.as_str());
+        let resp = self.follow(&back, started.cookie.as_deref()).await;
+        let loc = resp.location();
+        assert_eq!(param(&loc, "status").as_deref(), Some("connected"), "{loc}");
+        param(&loc, "account_id").unwrap()
     }
 
     /// `POST /webhook` with `body`, signed as Meta signs it with `secret`.

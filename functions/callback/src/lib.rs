@@ -391,6 +391,9 @@ impl<K: DataKeys> Callback<K> {
             meta_user_id: short.user_id.clone(),
             page_id: None,
             page_name: None,
+            version: 0,
+            refresh_failures: 0,
+            last_refresh_failure_at: None,
         };
         self.store(conn, &long.access_token).await.map(|c| vec![c])
     }
@@ -473,6 +476,9 @@ impl<K: DataKeys> Callback<K> {
                 meta_user_id: me.id.clone(),
                 page_id: Some(page.id.clone()),
                 page_name: Some(page.name.clone()),
+                version: 0,
+                refresh_failures: 0,
+                last_refresh_failure_at: None,
             };
             match self.store(conn, &page.access_token).await {
                 Ok(c) => connected.push(c),

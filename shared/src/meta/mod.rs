@@ -318,6 +318,73 @@ impl MetaClient {
         ok.check()
     }
 
+    /// Token health (`debug_token`, with the app token).
+    pub async fn facebook_debug_token(
+        &self,
+        app_secret: &SecretString,
+        token: &SecretString,
+    ) -> Result<DebugToken, MetaError> {
+        let url = self.graph("debug_token");
+        let app_token = format!(
+            "{}|{}",
+            self.app.facebook_app_id,
+            app_secret.expose_secret()
+        );
+        let resp: DebugTokenResponse = self
+            .retrying(|| {
+                self.call(self.http.get(&url).query(&[
+                    ("input_token", token.expose_secret()),
+                    ("access_token", app_token.as_str()),
+                ]))
+            })
+            .await?;
+        Ok(resp.data)
+    }
+
+    pub async fn facebook_unsubscribe_page(
+        &self,
+        app_secret: &SecretString,
+        page_id: &str,
+        page_token: &SecretString,
+    ) -> Result<(), MetaError> {
+        let url = self.graph(&format!("{page_id}/subscribed_apps"));
+        let ok: SuccessResponse = self
+            .retrying(|| {
+                self.call(
+                    self.http
+                        .delete(&url)
+                        .query(&self.token_query(app_secret, page_token)),
+                )
+            })
+            .await?;
+        ok.check()
+    }
+
+    /// Removes the app's grant for a person (`DELETE /{user}/permissions`
+    /// with the app token, which needs no user token).
+    pub async fn facebook_revoke(
+        &self,
+        app_secret: &SecretString,
+        meta_user_id: &str,
+    ) -> Result<(), MetaError> {
+        let url = self.graph(&format!("{meta_user_id}/permissions"));
+        let app_token = format!(
+            "{}|{}",
+            self.app.facebook_app_id,
+            app_secret.expose_secret()
+        );
+        let ok: SuccessResponse = self
+            .retrying(|| {
+                self.call(
+                    self.http
+                        .delete(&url)
+                        .query(&[("access_token", app_token.as_str())]),
+                )
+            })
+            .await?;
+        ok.check()
+    }
+
     /// `access_token` plus `appsecret_proof`, which graph.facebook.com checks
     /// when the app requires it and accepts always.
     fn token_query(

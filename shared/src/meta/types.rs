@@ -161,6 +161,23 @@ pub(super) struct Cursors {
 }
 
 #[derive(Deserialize)]
+pub(super) struct DebugTokenResponse {
+    pub data: DebugToken,
+}
+
+/// What `debug_token` says of a token. Times are epoch seconds; `0` or absent
+/// means never.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DebugToken {
+    #[serde(default)]
+    pub is_valid: bool,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub data_access_expires_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
 pub(super) struct SuccessResponse {
     #[serde(default)]
     pub success: bool,

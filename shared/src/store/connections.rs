@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
@@ -21,8 +23,7 @@ use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::vault::SealedToken;
 
-/// Facebook Page tokens don't expire; they are checked daily.
-const FACEBOOK_CHECK_EVERY: time::Duration = time::Duration::days(1);
+use crate::refresh::FACEBOOK_CHECK_EVERY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -128,7 +129,11 @@ impl ConnectionStore {
             .build()
             .expect("claim update is complete");
 
+        // When the refresher must look next: Instagram tokens by expiry (it
+        // queries up to now + its window), Page tokens daily, and at once when
+        // the webhook subscription is missing.
         let (due_bucket, due_at) = match (conn.provider, conn.token_expires_at) {
+            _ if !conn.webhooks_subscribed => (conn.provider.as_str(), now),
             (Provider::Instagram, Some(exp)) => ("instagram", exp),
             (Provider::Instagram, None) => ("instagram", now),
             (Provider::Facebook, _) => ("facebook", now + FACEBOOK_CHECK_EVERY),
@@ -515,6 +520,365 @@ impl ConnectionStore {
     }
 }
 
+/// What a refresh run decided for one connection, written over the version
+/// it leased.
+#[derive(Default)]
+pub struct Settle {
+    /// A refreshed token and its expiry.
+    pub new_token: Option<(SealedToken, Option<OffsetDateTime>)>,
+    pub status: Option<Status>,
+    pub webhooks_subscribed: Option<bool>,
+    /// (failure days in a row, last failure), or reset with `(0, None)`.
+    pub failures: Option<(u32, Option<OffsetDateTime>)>,
+    /// When to look next; `None` takes it out of the refresh index.
+    pub due: Option<(String, OffsetDateTime)>,
+    pub refreshed_at: Option<OffsetDateTime>,
+}
+
+/// A deleted connection's sealed token, kept only until the refresher (which
+/// may use KMS) has unsubscribed and revoked it at Meta.
+#[derive(Clone, Debug)]
+pub struct CleanupJob {
+    pub sk: String,
+    pub user_id: String,
+    pub provider: Provider,
+    pub account_id: String,
+    pub meta_user_id: String,
+    pub page_id: Option<String>,
+    pub token: SealedToken,
+}
+
+impl ConnectionStore {
+    /// Keys of connections in `bucket` due up to `until`, soonest first.
+    pub async fn due(
+        &self,
+        bucket: &str,
+        until: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_due")
+                .key_condition_expression("due_bucket = :b AND due_at <= :until")
+                .expression_attribute_values(":b", s(bucket))
+                .expression_attribute_values(":until", epoch(until))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in page.items() {
+                if let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) {
+                    keys.push((pk, sk));
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() || keys.len() >= limit {
+                keys.truncate(limit);
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Takes a lease on one connection (a conditional write: only one run
+    /// holds it) and returns the connection as it is now, re-read by the
+    /// same write. `None`: someone else holds it, or it is gone.
+    pub async fn take_lease(
+        &self,
+        key: &(String, String),
+        owner: &str,
+        now: OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<(Connection, Option<SealedToken>)>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.0))
+            .key("sk", s(&key.1))
+            .update_expression("SET lease_owner = :o, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            )
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":until", epoch(now + lease_for))
+            .expression_attribute_values(":now", epoch(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .attributes
+                .as_ref()
+                .and_then(|i| Some((parse_connection(i)?, parse_token(i))))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+
+    /// Writes a run's outcome and releases the lease, only if the connection
+    /// is still at the version leased and the lease is still ours. `Ok(false)`:
+    /// it changed meanwhile (reconnected, deleted): nothing written.
+    pub async fn settle(
+        &self,
+        conn: &Connection,
+        owner: &str,
+        outcome: Settle,
+        event: Option<&Event>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut set = vec!["version = version + :one", "updated_at = :now"];
+        let mut remove = vec!["lease_owner", "lease_until"];
+        let mut values = vec![
+            (":one", n(1)),
+            (":now", epoch(now)),
+            (":v", n(conn.version)),
+            (":o", s(owner)),
+        ];
+        if let Some((token, expires)) = &outcome.new_token {
+            set.push("#token = :token");
+            set.push("token_issued_at = :now");
+            values.push((":token", token_attr(token)));
+            match expires {
+                Some(e) => {
+                    set.push("token_expires_at = :expires");
+                    values.push((":expires", epoch(*e)));
+                }
+                None => remove.push("token_expires_at"),
+            }
+        }
+        if let Some(status) = outcome.status {
+            set.push("#status = :status");
+            values.push((":status", s(status.as_str())));
+        }
+        if let Some(subscribed) = outcome.webhooks_subscribed {
+            set.push("webhooks = :webhooks");
+            values.push((
+                ":webhooks",
+                s(if subscribed {
+                    "subscribed"
+                } else {
+                    "unsubscribed"
+                }),
+            ));
+        }
+        if let Some((count, last)) = outcome.failures {
+            set.push("refresh_failures = :failures");
+            values.push((":failures", n(count)));
+            match last {
+                Some(t) => {
+                    set.push("last_refresh_failure_at = :failed_at");
+                    values.push((":failed_at", epoch(t)));
+                }
+                None => remove.push("last_refresh_failure_at"),
+            }
+        }
+        if let Some(t) = outcome.refreshed_at {
+            set.push("last_refreshed_at = :refreshed_at");
+            values.push((":refreshed_at", epoch(t)));
+        }
+        match &outcome.due {
+            Some((bucket, at)) => {
+                set.push("due_bucket = :bucket");
+                set.push("due_at = :due");
+                values.push((":bucket", s(bucket)));
+                values.push((":due", epoch(*at)));
+            }
+            None => {
+                remove.push("due_bucket");
+                remove.push("due_at");
+            }
+        }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&conn.user_id)))
+            .key("sk", s(conn_sk(conn.provider, &conn.account_id)))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                set.join(", "),
+                remove.join(", ")
+            ))
+            .condition_expression("version = :v AND lease_owner = :o");
+        // DynamoDB refuses names an expression does not use.
+        if outcome.new_token.is_some() {
+            update = update.expression_attribute_names("#token", "token");
+        }
+        if outcome.status.is_some() {
+            update = update.expression_attribute_names("#status", "status");
+        }
+        for (k, v) in values {
+            update = update.expression_attribute_values(k, v);
+        }
+        let mut tx = self.client.transact_write_items().transact_items(
+            TransactWriteItem::builder()
+                .update(update.build().expect("complete"))
+                .build(),
+        );
+        if let Some(e) = event {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .put(e.to_put(&self.events_table))
+                    .build(),
+            );
+        }
+        match tx.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+
+    /// Deletes a connection: the row, its share of the owner claim, its Page
+    /// alias, and writes `event`; its sealed token moves to a cleanup job for
+    /// the refresher. One transaction. `Ok(false)`: it was already gone.
+    pub async fn delete(
+        &self,
+        conn: &Connection,
+        token: Option<&SealedToken>,
+        event: &Event,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::types::Delete;
+        let row = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&conn.user_id)))
+            .key("sk", s(conn_sk(conn.provider, &conn.account_id)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .expect("complete");
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(account_pk(&conn.account_id)))
+            .key("sk", s("OWNER"))
+            .update_expression("DELETE providers :p SET updated_at = :now")
+            .condition_expression("owner_user_id = :u")
+            .expression_attribute_values(
+                ":p",
+                AttributeValue::Ss(vec![conn.provider.as_str().into()]),
+            )
+            .expression_attribute_values(":u", s(&conn.user_id))
+            .expression_attribute_values(":now", epoch(now))
+            .build()
+            .expect("complete");
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(row).build())
+            .transact_items(TransactWriteItem::builder().update(claim).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event.to_put(&self.events_table))
+                    .build(),
+            );
+        if let Some(page) = &conn.page_id {
+            let alias = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(page_pk(page)))
+                .key("sk", s("ACCOUNT"))
+                .build()
+                .expect("complete");
+            tx = tx.transact_items(TransactWriteItem::builder().delete(alias).build());
+        }
+        if let Some(token) = token {
+            let mut job = Item::from([
+                ("pk".into(), s("CLEANUP")),
+                (
+                    "sk".into(),
+                    s(format!(
+                        "{}#{}#{}#{}",
+                        now.unix_timestamp(),
+                        conn.user_id,
+                        conn.provider,
+                        conn.account_id
+                    )),
+                ),
+                ("user_id".into(), s(&conn.user_id)),
+                ("provider".into(), s(conn.provider.as_str())),
+                ("account_id".into(), s(&conn.account_id)),
+                ("meta_user_id".into(), s(&conn.meta_user_id)),
+                ("token".into(), token_attr(token)),
+            ]);
+            if let Some(page) = &conn.page_id {
+                job.insert("page_id".into(), s(page));
+            }
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(job))
+                .build()
+                .expect("complete");
+            tx = tx.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match tx.send().await {
+            Ok(_) => {}
+            Err(e) if is_condition_failure(&e) => return Ok(false),
+            Err(e) => return Err(StoreError::from_sdk(e)),
+        }
+        // The claim goes once no provider of this owner holds the account.
+        let _ = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(account_pk(&conn.account_id)))
+            .key("sk", s("OWNER"))
+            .condition_expression("attribute_not_exists(providers) AND owner_user_id = :u")
+            .expression_attribute_values(":u", s(&conn.user_id))
+            .send()
+            .await;
+        Ok(true)
+    }
+
+    pub async fn cleanup_jobs(&self, limit: i32) -> Result<Vec<CleanupJob>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s("CLEANUP"))
+            .limit(limit)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| {
+                Some(CleanupJob {
+                    sk: get_s(i, "sk")?,
+                    user_id: get_s(i, "user_id")?,
+                    provider: Provider::parse(&get_s(i, "provider")?)?,
+                    account_id: get_s(i, "account_id")?,
+                    meta_user_id: get_s(i, "meta_user_id").unwrap_or_default(),
+                    page_id: get_s(i, "page_id"),
+                    token: parse_token(i)?,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes a cleanup job, and with it the last copy of the token.
+    pub async fn finish_cleanup(&self, job: &CleanupJob) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s("CLEANUP"))
+            .key("sk", s(&job.sk))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(())
+    }
+}
+
 fn is_condition_failure<R: std::fmt::Debug>(
     e: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
@@ -576,5 +940,8 @@ pub(crate) fn parse_connection(item: &Item) -> Option<Connection> {
         meta_user_id: get_s(item, "meta_user_id").unwrap_or_default(),
         page_id: get_s(item, "page_id"),
         page_name: get_s(item, "page_name"),
+        version: get_n(item, "version").unwrap_or(0) as u64,
+        refresh_failures: get_n(item, "refresh_failures").unwrap_or(0) as u32,
+        last_refresh_failure_at: get_time(item, "last_refresh_failure_at"),
     })
 }

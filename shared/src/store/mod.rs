@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use connections::{ConnectionStore, DeletionRecord, Owner, SaveError};
+pub use connections::{CleanupJob, ConnectionStore, DeletionRecord, Owner, SaveError, Settle};
 pub use events::{Event, EventStore};
 pub use states::StateStore;
 

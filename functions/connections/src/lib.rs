@@ -1,0 +1,179 @@
+//! `GET /connections` and `DELETE /connections/{provider}/{account_id}`.
+//!
+//! A delete removes the connection, its share of the account's ownership and
+//! writes `connection.deleted` in one transaction. This function may not use
+//! KMS, so the Meta side (unsubscribe, revoke) is finished by `refresh`,
+//! which is nudged at once; the sealed token waits for it in a cleanup job
+//! and is destroyed right after.
+
+use std::time::Duration;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::config;
+use shared::connection::Connection;
+use shared::logging::tag;
+use shared::store::{ConnectionStore, Event};
+use shared::{http, Clock, ConfigError, EnvReader, Provider};
+
+#[derive(Clone, Debug)]
+pub struct ConnectionsConfig {
+    pub connections_table: String,
+    pub events_table: String,
+    pub event_retention: Duration,
+    /// The refresh function, invoked asynchronously after a delete.
+    pub refresh_function: String,
+}
+
+impl ConnectionsConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let config = Self {
+            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
+            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            event_retention: config::event_retention(&mut env),
+            refresh_function: env.optional("REFRESH_FUNCTION"),
+        };
+        env.finish().map(|()| config)
+    }
+}
+
+/// How `refresh` learns there is a deleted connection to finish.
+pub enum Nudge {
+    /// Async Lambda invoke (in AWS).
+    Lambda(aws_sdk_lambda::Client, String),
+    /// Nothing: the next scheduled run finishes it (tests, local stack).
+    None,
+}
+
+pub struct Connections {
+    config: ConnectionsConfig,
+    store: ConnectionStore,
+    nudge: Nudge,
+    clock: Clock,
+}
+
+impl Connections {
+    pub fn new(
+        config: ConnectionsConfig,
+        dynamodb: shared::aws_sdk_dynamodb::Client,
+        nudge: Nudge,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            store: ConnectionStore::new(dynamodb, &config.connections_table, &config.events_table),
+            config,
+            nudge,
+            clock,
+        }
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let Some(user_id) = http::user_id(&req) else {
+            return http::unauthenticated();
+        };
+        match *req.method() {
+            Method::GET => self.list(&user_id).await,
+            Method::DELETE => {
+                let provider = http::path_param(&req, "provider", 1);
+                let account = http::path_param(&req, "account_id", 2);
+                self.delete(&user_id, provider.as_deref(), account.as_deref())
+                    .await
+            }
+            _ => http::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Use GET or DELETE.",
+            ),
+        }
+    }
+
+    async fn list(&self, user_id: &str) -> Response<Body> {
+        match self.store.list_for_user(user_id).await {
+            Ok(mut conns) => {
+                conns.sort_by(|a, b| {
+                    (a.connected_at, &a.account_id).cmp(&(b.connected_at, &b.account_id))
+                });
+                let views: Vec<_> = conns.iter().map(Connection::view).collect();
+                http::json(StatusCode::OK, &json!({ "connections": views }))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not list connections");
+                http::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Try again.",
+                )
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        user_id: &str,
+        provider: Option<&str>,
+        account_id: Option<&str>,
+    ) -> Response<Body> {
+        let not_found = || http::error(StatusCode::NOT_FOUND, "not_found", "No such connection.");
+        let (Some(provider), Some(account_id)) = (provider.and_then(Provider::parse), account_id)
+        else {
+            return not_found();
+        };
+        // Only the caller's own rows are ever read: another user's is absent.
+        let (conn, token) = match self.store.get(user_id, provider, account_id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return not_found(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a connection");
+                return http::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Try again.",
+                );
+            }
+        };
+        let now = self.clock.now();
+        let event = Event::lifecycle(
+            "connection.deleted",
+            &conn,
+            now,
+            self.config.event_retention,
+        );
+        match self.store.delete(&conn, token.as_ref(), &event, now).await {
+            Ok(true) => {
+                tracing::info!(%provider, account_id, user = %tag(user_id), "connection deleted");
+                if token.is_some() {
+                    self.nudge_refresh().await;
+                }
+                http::no_content()
+            }
+            Ok(false) => not_found(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not delete a connection");
+                http::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Try again.",
+                )
+            }
+        }
+    }
+
+    async fn nudge_refresh(&self) {
+        if let Nudge::Lambda(client, name) = &self.nudge {
+            let result = client
+                .invoke()
+                .function_name(name)
+                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+                .payload(aws_sdk_lambda::primitives::Blob::new(
+                    br#"{"source":"connections.delete"}"#.to_vec(),
+                ))
+                .send()
+                .await;
+            if let Err(e) = result {
+                // The scheduled run will finish it.
+                tracing::warn!(error = %aws_sdk_lambda::error::DisplayErrorContext(e), "could not nudge refresh");
+            }
+        }
+    }
+}
