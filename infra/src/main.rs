@@ -17,17 +17,17 @@ use infra::jwt;
 use infra::stack::{Stack, StackOptions};
 use rand::Rng;
 use serde_json::json;
-use shared::store::ConnectionStore;
 use shared::Clock;
 
 struct App {
     authorize: authorize::Authorize,
+    refresher: refresh::Refresher<shared::vault::KmsDataKeys>,
+    connections_api: connections::Connections,
     webhook: webhook::Webhook,
     dynamodb: aws_sdk_dynamodb::Client,
     events_table: String,
     instagram_app_secret: String,
     callback: callback::Callback<shared::vault::KmsDataKeys>,
-    connections: ConnectionStore,
     jwt_key: Vec<u8>,
 }
 
@@ -59,16 +59,13 @@ async fn main() {
     rand::rng().fill_bytes(&mut jwt_key);
     let app = Arc::new(App {
         authorize: stack.authorize(Clock::system()),
+        refresher: stack.refresher(Clock::system()),
+        connections_api: stack.connections(Clock::system()),
         webhook: stack.webhook(Clock::system()),
         dynamodb: stack.dynamodb.clone(),
         events_table: stack.var("EVENTS_TABLE").to_string(),
         instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
-        connections: ConnectionStore::new(
-            stack.dynamodb.clone(),
-            stack.var("CONNECTIONS_TABLE"),
-            stack.var("EVENTS_TABLE"),
-        ),
         jwt_key,
     });
     let router = Router::new()
@@ -79,9 +76,9 @@ async fn main() {
             get(|| async { Html(include_str!("demo.html")) }),
         )
         .route("/dev/token", get(dev_token))
-        .route("/dev/connections", get(dev_connections))
         .route("/dev/send-webhook", axum::routing::post(dev_send_webhook))
         .route("/dev/events", get(dev_events))
+        .route("/dev/run-refresh", axum::routing::post(dev_run_refresh))
         .fallback(gateway)
         .with_state(app);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -108,19 +105,6 @@ async fn dev_token(
     let sub = q.get("sub").cloned().unwrap_or_else(|| "demo-user".into());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     Json(json!({"token": jwt::sign(&app.jwt_key, &sub, now, 3600)})).into_response()
-}
-
-/// What is stored for a user (a stand-in until `GET /connections` exists).
-async fn dev_connections(
-    State(app): State<Arc<App>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let sub = q.get("sub").cloned().unwrap_or_default();
-    match app.connections.list_for_user(&sub).await {
-        Ok(list) => Json(json!({"connections": list.iter().map(|c| c.view()).collect::<Vec<_>>()}))
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
 }
 
 /// Plays Meta: signs a message notification for an account with the
@@ -187,6 +171,19 @@ async fn dev_events(
     Json(json!({"events": events})).into_response()
 }
 
+async fn run_refresh(app: &App) -> Result<refresh::Summary, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    app.refresher.run(deadline).await.map_err(|e| e.to_string())
+}
+
+/// Plays EventBridge: one scheduled refresh run, now.
+async fn dev_run_refresh(State(app): State<Arc<App>>) -> Response {
+    match run_refresh(&app).await {
+        Ok(summary) => Json(summary).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
 /// API Gateway: match the route, run the JWT authorizer where the route has
 /// one, build the payload 2.0 event and call the function's handler.
 async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
@@ -240,13 +237,16 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
         "/webhook" | "/meta/deauthorize" | "/meta/data-deletion" | "/meta/data-deletion/{code}" => {
             app.webhook.handle(request).await
         }
-        _ => {
-            return (
-                StatusCode::NOT_IMPLEMENTED,
-                Json(json!({"message": "This route's function is not built yet."})),
-            )
-                .into_response()
+        "/connections" | "/connections/{provider}/{account_id}" => {
+            let resp = app.connections_api.handle(request).await;
+            if method == "DELETE" && resp.status() == 204 {
+                // In AWS the function nudges refresh asynchronously; here, too.
+                let app = app.clone();
+                tokio::spawn(async move { run_refresh(&app).await });
+            }
+            resp
         }
+        other => unreachable!("route {other} has no function"),
     };
     // Route and status only: query strings carry codes and states.
     tracing::info!(route = %route.key(), status = resp.status().as_u16(), "gateway");
