@@ -29,12 +29,13 @@ free_port() {
   "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_moto [PORT]: starts moto on 127.0.0.1, exports the AWS variables that
+# start_moto [PORT]: starts moto (scripts/moto_server.py: one request at a
+# time, as moto is not thread-safe) on 127.0.0.1, exports the AWS variables that
 # point the SDK at it, and stops it when the calling shell exits.
 start_moto() {
   local port=${1:-$(free_port)}
   MOTO_LOG=${MOTO_LOG:-$(mktemp -t moto.XXXXXX.log)}
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+  "$VENV/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
   MOTO_PID=$!
   trap 'stop_moto' EXIT
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port"

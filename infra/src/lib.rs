@@ -10,6 +10,7 @@
 //! - [`stack`]: all of it wired together against moto.
 
 pub mod apigw;
+pub mod calls;
 pub mod jwt;
 pub mod meta;
 pub mod stack;

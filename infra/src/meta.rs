@@ -293,6 +293,17 @@ impl MetaEmulator {
         self.with(|i| i.data_access_expires_at = at);
     }
 
+    /// A long-lived Instagram token for an account, as if it had connected
+    /// (for seeding benchmarks without running every OAuth flow).
+    pub fn mint_instagram_token(&self, account_id: &str, username: &str) -> String {
+        let person = IgPerson {
+            app_scoped_id: format!("26{account_id}"),
+            account_id: account_id.to_string(),
+            username: username.to_string(),
+        };
+        self.with(|i| issue(i, "IGQlong", Kind::IgLong, Grant::Instagram(person)))
+    }
+
     /// `expires_in` of the long-lived Instagram tokens issued from now on.
     pub fn set_instagram_token_lifetime(&self, secs: u64) {
         self.with(|i| i.ig_lifetime = Some(secs));

@@ -831,3 +831,33 @@ async fn the_transaction_alone_keeps_one_owner_per_account() {
         Some("alice")
     );
 }
+
+#[tokio::test]
+async fn two_users_racing_for_one_account_get_one_connection() {
+    let h = Harness::new().await;
+    // Slow Meta: both flows pass the early ownership read before either
+    // writes, so only the transaction's condition can keep the rule.
+    h.stack.meta.set_delay(std::time::Duration::from_millis(80));
+    let alice = h.start("instagram", "alice", json!({})).await;
+    let bob = h.start("instagram", "bob", json!({})).await;
+    let alice_back = h.stack.meta.approve(&alice.authorize_url);
+    let bob_back = h.stack.meta.approve(&bob.authorize_url);
+    let (a, b) = tokio::join!(
+        h.follow(&alice_back, alice.cookie.as_deref()),
+        h.follow(&bob_back, bob.cookie.as_deref())
+    );
+    let outcome = |r: &lambda_http::Response<lambda_http::Body>| {
+        let loc = r.location();
+        format!(
+            "{}{}",
+            param(&loc, "status").unwrap(),
+            param(&loc, "reason").unwrap_or_default()
+        )
+    };
+    let mut outcomes = vec![outcome(&a), outcome(&b)];
+    outcomes.sort();
+    assert_eq!(outcomes, ["connected", "erroraccount_already_linked"]);
+    let rows = h.connections_of("alice").await.len() + h.connections_of("bob").await.len();
+    assert_eq!(rows, 1);
+    assert_eq!(h.events("connection.connected").await.len(), 1);
+}

@@ -5,55 +5,13 @@
 //! Run: `scripts/bench-webhook` (starts moto; release build).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use infra::apigw::ApiRequest;
+use infra::calls::Calls;
 use infra::stack::{Stack, StackOptions};
 use serde_json::{json, Value};
 use shared::Clock;
-
-#[derive(Debug, Default, Clone)]
-struct Calls(Arc<Mutex<BTreeMap<String, usize>>>);
-
-impl Intercept for Calls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-
-    fn read_before_execution(
-        &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let op = cfg
-            .load::<Metadata>()
-            .map(|m| m.name().to_string())
-            .unwrap_or_else(|| "?".into());
-        *self.0.lock().unwrap().entry(op).or_default() += 1;
-        Ok(())
-    }
-
-    fn read_after_execution(
-        &self,
-        _context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        Ok(())
-    }
-}
-
-impl Calls {
-    fn take(&self) -> BTreeMap<String, usize> {
-        std::mem::take(&mut self.0.lock().unwrap())
-    }
-}
 
 fn delivery(account: &str, n: usize, salt: &str) -> Vec<u8> {
     let items: Vec<Value> = (0..n)
@@ -194,11 +152,7 @@ async fn main() {
                 assert_eq!(resp.status(), 200);
                 per_delivery = calls.take();
             }
-            let calls_text = per_delivery
-                .iter()
-                .map(|(op, c)| format!("{c} {op}"))
-                .collect::<Vec<_>>()
-                .join(" + ");
+            let calls_text = Calls::describe(&per_delivery, 1);
             println!(
                 "| {n} | {} | {} | {} | {calls_text} |",
                 if repeat { "repeat" } else { "new" },

@@ -1,0 +1,175 @@
+//! Refresh benchmark: N due Instagram connections, emulated Meta answering
+//! every call after 100 ms, one refresh invocation. Reports connections
+//! refreshed per second, peak memory of the run, and KMS and DynamoDB calls
+//! per connection.
+//!
+//! Run: `scripts/bench-refresh [SIZES] [CONCURRENCY]` (defaults: 1000,10000 and 8).
+
+use std::time::{Duration as StdDuration, Instant};
+
+use infra::calls::Calls;
+use infra::stack::{Stack, StackOptions};
+use secrecy::SecretString;
+use shared::connection::{Connection, Status};
+use shared::store::{ConnectionStore, Event};
+use shared::vault::{KmsDataKeys, TokenOwner, TokenVault};
+use shared::{Clock, Provider};
+use time::Duration;
+
+fn rss_peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn reset_rss_peak() {
+    // Linux: writing 5 to clear_refs resets VmHWM to the current RSS.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn seed(stack: &Stack, n: usize, clock: &Clock) {
+    let store = ConnectionStore::new(
+        stack.dynamodb.clone(),
+        stack.var("CONNECTIONS_TABLE"),
+        stack.var("EVENTS_TABLE"),
+    );
+    let vault = TokenVault::new(KmsDataKeys::new(
+        stack.kms.clone(),
+        stack.var("TOKEN_KEY_ID"),
+    ));
+    let now = clock.now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (store, vault, meta) = (store.clone(), vault.clone(), stack.meta.clone());
+        tasks.spawn(async move {
+            let account = format!("1784149{i:010}");
+            let token =
+                SecretString::from(meta.mint_instagram_token(&account, &format!("bench{i}")));
+            let conn = Connection {
+                user_id: format!("bench-user-{i}"),
+                provider: Provider::Instagram,
+                account_id: account.clone(),
+                username: format!("bench{i}"),
+                status: Status::Active,
+                webhooks_subscribed: true,
+                scopes: vec!["instagram_business_basic".into()],
+                connected_at: now - Duration::days(55),
+                token_expires_at: Some(now + Duration::days(5)),
+                token_issued_at: now - Duration::days(55),
+                last_refreshed_at: None,
+                meta_user_id: format!("26{account}"),
+                page_id: None,
+                page_name: None,
+                version: 0,
+                refresh_failures: 0,
+                last_refresh_failure_at: None,
+            };
+            let owner = TokenOwner {
+                user_id: conn.user_id.clone(),
+                provider: conn.provider,
+                account_id: account,
+            };
+            let sealed = vault.seal(&token, &owner).await.expect("seal");
+            let event = Event::lifecycle(
+                "connection.connected",
+                &conn,
+                now,
+                StdDuration::from_secs(86400),
+            );
+            store
+                .save_connected(&conn, &sealed, &event, now)
+                .await
+                .expect("seed");
+        });
+        while tasks.len() >= 16 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let sizes: Vec<usize> = args
+        .get(1)
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1000, 10_000]);
+    let concurrency: usize = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(8);
+
+    println!("| due connections | concurrency | run time | refreshed/s | peak RSS during run | DynamoDB calls per connection | KMS calls per connection |");
+    println!("|---|---|---|---|---|---|---|");
+    for n in sizes {
+        let mut stack = Stack::start(StackOptions {
+            prefix: format!("benchr{}x{n}", std::process::id()),
+            ..StackOptions::for_tests()
+        })
+        .await;
+        stack
+            .env
+            .insert("REFRESH_CONCURRENCY".into(), concurrency.to_string());
+        let clock = Clock::fixed(
+            time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap(),
+        );
+        let t = Instant::now();
+        seed(&stack, n, &clock).await;
+        eprintln!(
+            "seeded {n} connections in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+
+        let ddb_calls = Calls::default();
+        let kms_calls = Calls::default();
+        let config = refresh::RefreshConfig::from_env(stack.env_reader()).unwrap();
+        let keys = KmsDataKeys::new(
+            aws_sdk_kms::Client::from_conf(
+                aws_sdk_kms::config::Builder::from(&stack.aws)
+                    .interceptor(kms_calls.clone())
+                    .build(),
+            ),
+            &config.token_key_id,
+        );
+        let refresher = refresh::Refresher::new(
+            config,
+            aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&stack.aws)
+                    .interceptor(ddb_calls.clone())
+                    .build(),
+            ),
+            aws_sdk_secretsmanager::Client::new(&stack.aws),
+            keys,
+            clock.clone(),
+        );
+        stack.meta.set_delay(StdDuration::from_millis(100));
+        reset_rss_peak();
+        let before = rss_peak_kib();
+        let t = Instant::now();
+        // A Lambda's 15-minute ceiling; the run stops itself before it.
+        let summary = refresher
+            .run(Instant::now() + StdDuration::from_secs(900))
+            .await
+            .unwrap();
+        let elapsed = t.elapsed();
+        let peak = rss_peak_kib();
+        assert_eq!(summary.refreshed, n, "{summary:?}");
+        assert_eq!(stack.meta.calls("ig_refresh"), n);
+        println!(
+            "| {n} | {concurrency} | {:.1} s | {:.1} | {:.1} MiB (from {:.1} MiB) | {} | {} |",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+            Calls::describe(&ddb_calls.take(), n),
+            Calls::describe(&kms_calls.take(), n),
+        );
+    }
+}
