@@ -56,6 +56,12 @@ pub fn parse_signature(values: &[&str]) -> Result<[u8; 32], SignatureError> {
     Ok(out)
 }
 
+/// Constant-time equality for secrets (the length is not secret).
+pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// HMAC-SHA256 of `body` keyed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");

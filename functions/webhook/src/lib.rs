@@ -67,10 +67,6 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     http::secure_headers(resp)
 }
 
-fn status_only(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    http::error(status, code, message)
-}
-
 impl Webhook {
     pub fn new(
         config: WebhookConfig,
@@ -101,7 +97,7 @@ impl Webhook {
             (Method::GET, p) if p.starts_with("/meta/data-deletion/") => {
                 self.deletion_status(&req).await
             }
-            _ => status_only(StatusCode::NOT_FOUND, "not_found", "No such route."),
+            _ => http::error(StatusCode::NOT_FOUND, "not_found", "No such route."),
         }
     }
 
@@ -119,14 +115,13 @@ impl Webhook {
         let token = http::query_param(req, "hub.verify_token").unwrap_or_default();
         let challenge = http::query_param(req, "hub.challenge").unwrap_or_default();
         let Some(secrets) = self.secrets().await else {
-            return status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
+            return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
         };
         use shared::secrecy::ExposeSecret;
-        use subtle_eq::ct_eq;
         let expected = secrets.webhook_verify_token.expose_secret();
         let ok = mode.as_deref() == Some("subscribe")
             && !expected.is_empty()
-            && ct_eq(token.as_bytes(), expected.as_bytes())
+            && webhook::secret_eq(token.as_bytes(), expected.as_bytes())
             && !challenge.is_empty()
             && challenge.len() <= 256;
         if ok {
@@ -142,11 +137,11 @@ impl Webhook {
     /// secret once (rate limited) on a mismatch, in case it was rotated.
     async fn verified(&self, body: &[u8], signature: &[u8; 32]) -> Result<bool, ()> {
         let secrets = self.secrets().await.ok_or(())?;
-        if matches_any(&secrets, |keys| webhook::verify(body, signature, keys)) {
+        if with_keys(&secrets, |keys| webhook::verify(body, signature, keys)) {
             return Ok(true);
         }
         match self.secrets.reload_rate_limited().await {
-            Ok(Some(fresh)) => Ok(matches_any(&fresh, |keys| {
+            Ok(Some(fresh)) => Ok(with_keys(&fresh, |keys| {
                 webhook::verify(body, signature, keys)
             })),
             Ok(None) => Ok(false),
@@ -162,7 +157,7 @@ impl Webhook {
         let body = http::body_bytes(req);
         if body.len() > webhook::MAX_BODY_BYTES {
             tracing::warn!(bytes = body.len(), "webhook refused: too large");
-            return status_only(
+            return http::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "The body is over 2 MiB.",
@@ -182,14 +177,14 @@ impl Webhook {
             Ok(true) => {}
             Ok(false) => return refuse(SignatureError::Mismatch),
             Err(()) => {
-                return status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
+                return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
             }
         }
         let updates = match webhook::parse_notification(body) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook refused: not Meta's shape");
-                return status_only(
+                return http::error(
                     StatusCode::BAD_REQUEST,
                     "invalid_payload",
                     "Not a Meta notification.",
@@ -201,7 +196,7 @@ impl Webhook {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "webhook: owner lookup failed; Meta will retry");
-                return status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
+                return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
             }
         };
         let now = self.clock.now();
@@ -220,7 +215,7 @@ impl Webhook {
                 // Nothing is acknowledged that was not stored: Meta retries,
                 // and what did get stored is skipped then.
                 tracing::error!(error = %e, updates = events.len(), "webhook store failed; Meta will retry");
-                status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
+                http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
             }
         }
     }
@@ -233,7 +228,7 @@ impl Webhook {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let Some(secrets) = self.secrets().await else {
-            return Err(status_only(
+            return Err(http::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Try again.",
@@ -249,7 +244,7 @@ impl Webhook {
         }
         result.map(|r| r.user_id).map_err(|e| {
             tracing::warn!(error = %e, "signed_request refused");
-            status_only(
+            http::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_signed_request",
                 &e.to_string(),
@@ -269,7 +264,7 @@ impl Webhook {
                 tracing::info!(meta_user = %tag(&meta_user), revoked = conns.len(), "deauthorized");
                 http::json(StatusCode::OK, &json!({"revoked": conns.len()}))
             }
-            Err(()) => status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
+            Err(()) => http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
         }
     }
 
@@ -341,7 +336,7 @@ impl Webhook {
                     }),
                 )
             }
-            Err(()) => status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
+            Err(()) => http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
         }
     }
 
@@ -349,7 +344,7 @@ impl Webhook {
     async fn deletion_status(&self, req: &Request) -> Response<Body> {
         let code = http::path_param(req, "code", 2).unwrap_or_default();
         if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return status_only(
+            return http::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "No deletion request has this code.",
@@ -366,14 +361,14 @@ impl Webhook {
                     "message": "Your Instagram connection data (access tokens and stored events) has been deleted.",
                 }),
             ),
-            Ok(None) => status_only(
+            Ok(None) => http::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "No deletion request has this code.",
             ),
             Err(e) => {
                 tracing::error!(error = %e, "could not read a deletion record");
-                status_only(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
+                http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
             }
         }
     }
@@ -381,15 +376,11 @@ impl Webhook {
 
 fn refuse(e: SignatureError) -> Response<Body> {
     tracing::warn!(reason = %e, "webhook refused");
-    status_only(
+    http::error(
         StatusCode::UNAUTHORIZED,
         "invalid_signature",
         "The signature is missing or wrong.",
     )
-}
-
-fn matches_any(secrets: &AppSecrets, f: impl Fn(&[&[u8]]) -> bool) -> bool {
-    with_keys(secrets, f)
 }
 
 fn with_keys<T>(secrets: &AppSecrets, f: impl Fn(&[&[u8]]) -> T) -> T {
@@ -455,11 +446,4 @@ pub fn to_events(
 pub fn rfc3339_ms(t: OffsetDateTime) -> String {
     let base = rfc3339(t);
     format!("{}.{:03}Z", base.trim_end_matches('Z'), t.millisecond())
-}
-
-mod subtle_eq {
-    /// Constant-time comparison (length is not secret).
-    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
 }

@@ -126,12 +126,13 @@ impl EventStore {
         }
     }
 
-    /// Deletes every event about these accounts (data deletion).
+    /// Deletes every event about an account (data deletion). Pages through
+    /// the index first, then deletes in batches of 25.
     pub async fn delete_for_account(&self, account_id: &str) -> Result<usize, StoreError> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-        let mut deleted = 0;
+        let mut ids = Vec::new();
+        let mut start = None;
         loop {
-            // Re-query from the start: deleting shifts nothing we depend on.
             let page = self
                 .client
                 .query()
@@ -139,44 +140,49 @@ impl EventStore {
                 .index_name("by_account")
                 .key_condition_expression("account_id = :a")
                 .expression_attribute_values(":a", s(account_id))
-                .limit(100)
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(StoreError::from_sdk)?;
-            if page.items().is_empty() {
-                return Ok(deleted);
-            }
-            for chunk in page.items().chunks(25) {
-                let mut writes: Vec<WriteRequest> = chunk
+            ids.extend(
+                page.items()
                     .iter()
-                    .filter_map(|i| i.get("event_id").cloned())
-                    .map(|id| {
-                        WriteRequest::builder()
-                            .delete_request(
-                                DeleteRequest::builder()
-                                    .key("event_id", id)
-                                    .build()
-                                    .expect("key is set"),
-                            )
-                            .build()
-                    })
-                    .collect();
-                deleted += writes.len();
-                while !writes.is_empty() {
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.table, writes)
-                        .send()
-                        .await
-                        .map_err(StoreError::from_sdk)?;
-                    writes = out
-                        .unprocessed_items
-                        .and_then(|mut u| u.remove(&self.table))
-                        .unwrap_or_default();
-                }
+                    .filter_map(|i| i.get("event_id").cloned()),
+            );
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
             }
         }
+        for chunk in ids.chunks(25) {
+            let mut writes: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|id| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .key("event_id", id.clone())
+                                .build()
+                                .expect("key is set"),
+                        )
+                        .build()
+                })
+                .collect();
+            while !writes.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, writes)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                writes = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(ids.len())
     }
 
     /// Stores the event unless one with the same id exists. `Ok(false)`: it
