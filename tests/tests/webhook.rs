@@ -520,13 +520,33 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         200
     );
 
-    let tampered = make_signed_request(
+    let wrong_key = make_signed_request(
         b"wrong",
         &json!({"algorithm": "HMAC-SHA256", "user_id": "26000000000000001"}),
     );
-    let mut req = form(&tampered);
-    req.path = "/meta/data-deletion".into();
-    assert_eq!(h.call_webhook(req).await.status(), 400);
+    let wrong_algorithm = make_signed_request(
+        ig_secret(&h).as_bytes(),
+        &json!({"algorithm": "HMAC-SHA1", "user_id": "26000000000000001"}),
+    );
+    let good_sig = make_signed_request(
+        ig_secret(&h).as_bytes(),
+        &json!({"algorithm": "HMAC-SHA256", "user_id": "26000000000000001"}),
+    );
+    let tampered = format!(
+        "{}.{}",
+        good_sig.split_once('.').unwrap().0,
+        base64_url(r#"{"algorithm":"HMAC-SHA256","user_id":"999"}"#)
+    );
+    for bad in [wrong_key, wrong_algorithm, tampered] {
+        let mut req = form(&bad);
+        req.path = "/meta/data-deletion".into();
+        assert_eq!(h.call_webhook(req).await.status(), 400);
+    }
+    assert_eq!(
+        webhook_events(&h).await.len(),
+        3,
+        "nothing deleted for a bad request"
+    );
 
     let good = make_signed_request(
         ig_secret(&h).as_bytes(),
