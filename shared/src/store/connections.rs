@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
-use super::{epoch, get_b, get_n, get_s, get_time, n, s, Event, Item, StoreError};
+use super::{epoch, get_b, get_n, get_s, get_time, n, query_all, s, Event, Item, StoreError};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::vault::SealedToken;
@@ -268,26 +268,15 @@ impl ConnectionStore {
 
     /// The caller's connections.
     pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":conn", s("CONN#"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            out.extend(page.items().iter().filter_map(parse_connection));
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":conn", s("CONN#"));
+        let items = query_all(query, usize::MAX).await?;
+        Ok(items.iter().filter_map(parse_connection).collect())
     }
 
     /// One connection and its sealed token.
@@ -395,43 +384,34 @@ impl ConnectionStore {
     /// The connections of a Meta person (deauthorize and data-deletion
     /// callbacks name them by their app-scoped id).
     pub async fn by_meta_user(&self, meta_user_id: &str) -> Result<Vec<Connection>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_meta_user")
+            .key_condition_expression("meta_user_id = :m")
+            .expression_attribute_values(":m", s(meta_user_id));
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
+        // The index holds keys only: read each row (a person has few).
+        for key in query_all(query, usize::MAX).await? {
+            let (Some(pk), Some(sk)) = (get_s(&key, "pk"), get_s(&key, "sk")) else {
+                continue;
+            };
+            let item = self
                 .client
-                .query()
+                .get_item()
                 .table_name(&self.table)
-                .index_name("by_meta_user")
-                .key_condition_expression("meta_user_id = :m")
-                .expression_attribute_values(":m", s(meta_user_id))
-                .set_exclusive_start_key(start)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .consistent_read(true)
                 .send()
                 .await
                 .map_err(StoreError::from_sdk)?;
-            for key in page.items() {
-                let (Some(pk), Some(sk)) = (get_s(key, "pk"), get_s(key, "sk")) else {
-                    continue;
-                };
-                let item = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", s(pk))
-                    .key("sk", s(sk))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                if let Some(c) = item.item.as_ref().and_then(parse_connection) {
-                    out.push(c);
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
+            if let Some(c) = item.item.as_ref().and_then(parse_connection) {
+                out.push(c);
             }
         }
+        Ok(out)
     }
 
     /// Deletes the connection's token and marks it `revoked`, writing `event`
@@ -556,32 +536,19 @@ impl ConnectionStore {
         until: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by_due")
-                .key_condition_expression("due_bucket = :b AND due_at <= :until")
-                .expression_attribute_values(":b", s(bucket))
-                .expression_attribute_values(":until", epoch(until))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            for item in page.items() {
-                if let (Some(pk), Some(sk)) = (get_s(item, "pk"), get_s(item, "sk")) {
-                    keys.push((pk, sk));
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() || keys.len() >= limit {
-                keys.truncate(limit);
-                return Ok(keys);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_due")
+            .key_condition_expression("due_bucket = :b AND due_at <= :until")
+            .expression_attribute_values(":b", s(bucket))
+            .expression_attribute_values(":until", epoch(until));
+        Ok(query_all(query, limit)
+            .await?
+            .iter()
+            .filter_map(|i| Some((get_s(i, "pk")?, get_s(i, "sk")?)))
+            .collect())
     }
 
     /// Takes a lease on one connection (a conditional write: only one run

@@ -6,9 +6,10 @@ use aws_sdk_dynamodb::Client;
 use rand::Rng;
 use time::OffsetDateTime;
 
-use super::{epoch, s, Item, StoreError};
+use super::{epoch, query_all, s, Item, StoreError};
 use crate::clock::rfc3339;
 use crate::connection::Connection;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
@@ -130,30 +131,18 @@ impl EventStore {
     /// the index first, then deletes in batches of 25.
     pub async fn delete_for_account(&self, account_id: &str) -> Result<usize, StoreError> {
         use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by_account")
-                .key_condition_expression("account_id = :a")
-                .expression_attribute_values(":a", s(account_id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from_sdk)?;
-            ids.extend(
-                page.items()
-                    .iter()
-                    .filter_map(|i| i.get("event_id").cloned()),
-            );
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_account")
+            .key_condition_expression("account_id = :a")
+            .expression_attribute_values(":a", s(account_id));
+        let ids: Vec<AttributeValue> = query_all(query, usize::MAX)
+            .await?
+            .into_iter()
+            .filter_map(|mut i| i.remove("event_id"))
+            .collect();
         for chunk in ids.chunks(25) {
             let mut writes: Vec<WriteRequest> = chunk
                 .iter()
