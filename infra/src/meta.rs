@@ -270,6 +270,11 @@ impl MetaEmulator {
         self.with(|i| i.issued.clone())
     }
 
+    /// Meta drops the app's subscription (as after an hour of failed deliveries).
+    pub fn drop_subscription(&self, id: &str) {
+        self.with(|i| i.subscriptions.remove(id));
+    }
+
     /// The webhook fields an account (Instagram) or Page (Facebook) is subscribed to.
     pub fn subscription(&self, id: &str) -> Option<String> {
         self.with(|i| i.subscriptions.get(id).cloned())
@@ -468,7 +473,9 @@ fn router(inner: Shared) -> Router {
         .route("/graph.instagram.com/{v}/me", get(ig_me))
         .route(
             "/graph.instagram.com/{v}/me/subscribed_apps",
-            post(ig_subscribe).delete(ig_unsubscribe),
+            post(ig_subscribe)
+                .delete(ig_unsubscribe)
+                .get(ig_subscriptions),
         )
         .route(
             "/graph.facebook.com/{v}/oauth/access_token",
@@ -478,7 +485,9 @@ fn router(inner: Shared) -> Router {
         .route("/graph.facebook.com/{v}/me/accounts", get(fb_accounts))
         .route(
             "/graph.facebook.com/{v}/{page}/subscribed_apps",
-            post(fb_subscribe).delete(fb_unsubscribe),
+            post(fb_subscribe)
+                .delete(fb_unsubscribe)
+                .get(fb_subscriptions),
         )
         .route("/graph.facebook.com/{v}/debug_token", get(fb_debug_token))
         .route(
@@ -1059,4 +1068,51 @@ async fn fb_revoke(
     }
     i.revoked.push(user);
     Json(json!({"success": true})).into_response()
+}
+
+async fn ig_subscriptions(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = enter(&s, "ig_subscriptions").await {
+        return r;
+    }
+    let i = s.lock().unwrap();
+    let t = match token_of(&i, bearer_or_query(&headers, &q).as_ref(), &["ig_long"]) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let Grant::Instagram(p) = t.grant else {
+        return graph_error(400, 190, "Invalid OAuth access token");
+    };
+    let data: Vec<Value> = i
+        .subscriptions
+        .get(&p.account_id)
+        .map(|f| vec![json!({"subscribed_fields": f.split(',').collect::<Vec<_>>()})])
+        .unwrap_or_default();
+    Json(json!({"data": data})).into_response()
+}
+
+async fn fb_subscriptions(
+    Path((_v, page)): Path<(String, String)>,
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = enter(&s, "fb_subscriptions").await {
+        return r;
+    }
+    let i = s.lock().unwrap();
+    if let Err(r) = check_proof(&i, &q) {
+        return r;
+    }
+    if let Err(r) = token_of(&i, q.get("access_token"), &["page"]) {
+        return r;
+    }
+    let data: Vec<Value> = i
+        .subscriptions
+        .get(&page)
+        .map(|f| vec![json!({"id": i.apps.facebook_app_id, "name": "ig-connect", "subscribed_fields": f.split(',').collect::<Vec<_>>()})])
+        .unwrap_or_default();
+    Json(json!({"data": data})).into_response()
 }

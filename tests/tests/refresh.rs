@@ -432,3 +432,43 @@ async fn deleting_a_facebook_connection_revokes_when_it_is_the_last() {
     h.refresh().await;
     assert!(h.stack.meta.revoked("10160000000000077"));
 }
+
+#[tokio::test]
+async fn subscriptions_meta_dropped_are_noticed_and_restored() {
+    let h = Harness::new().await;
+    h.stack.meta.set_facebook_person(FbPerson {
+        id: "10160000000000051".into(),
+        name: "Ada".into(),
+        pages: vec![FbPage {
+            id: "p51".into(),
+            name: "Acme".into(),
+            instagram: Some(("17841400000000051".into(), "acme".into())),
+        }],
+    });
+    assert_eq!(
+        param(&h.connect("facebook", "user-1").await.location(), "status").as_deref(),
+        Some("connected")
+    );
+    let account = h.connect_instagram_as("user-2", "dropped").await;
+    // Meta gives up on our endpoint and unsubscribes the app from both.
+    h.stack.meta.drop_subscription("p51");
+    h.stack.meta.drop_subscription(&account);
+    assert_eq!(
+        s(&row(&h, "user-1").await, "webhooks"),
+        "subscribed",
+        "nothing told us"
+    );
+
+    // The daily Page check notices and subscribes again.
+    h.clock.advance(DAY);
+    assert_eq!(h.refresh().await, summary(1, 0, 1, 0, 0, 1));
+    assert!(h.stack.meta.subscription("p51").is_some());
+    // The Instagram account is checked when its token is refreshed.
+    h.clock.advance(Duration::days(53));
+    let run = h.refresh().await;
+    assert_eq!((run.refreshed, run.resubscribed), (1, 1), "{run:?}");
+    assert!(h.stack.meta.subscription(&account).is_some());
+    // Healthy subscriptions are left alone.
+    h.clock.advance(DAY);
+    assert_eq!(h.refresh().await.resubscribed, 0);
+}

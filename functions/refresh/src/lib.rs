@@ -237,6 +237,8 @@ impl<K: DataKeys> Inner<K> {
         };
         let mut outcome = Settle::default();
         let mut event = None;
+        // Meta answered for this token just now: worth asking about webhooks too.
+        let mut meta_ok = false;
         match plan {
             Plan::Retire => {
                 outcome.due = None;
@@ -266,6 +268,7 @@ impl<K: DataKeys> Inner<K> {
                 match result {
                     Ok(Some(new)) => match self.vault.seal(&new.access_token, &owner).await {
                         Ok(sealed) => {
+                            meta_ok = true;
                             let expires = new
                                 .expires_in
                                 .map(|secs| now + time::Duration::seconds(secs as i64));
@@ -293,6 +296,7 @@ impl<K: DataKeys> Inner<K> {
                     },
                     Ok(None) => {
                         // Facebook token healthy.
+                        meta_ok = true;
                         outcome.due = due_at(
                             conn.provider,
                             now + refresh::FACEBOOK_CHECK_EVERY,
@@ -336,43 +340,84 @@ impl<K: DataKeys> Inner<K> {
                 }
             }
         }
-        // Missing webhooks: subscribe again (idempotent at Meta).
-        if !conn.webhooks_subscribed && outcome.status.is_none() && conn.status == Status::Active {
+        // Webhooks: subscribe again when missing. Meta also drops the
+        // subscription by itself after about an hour of failed deliveries, so
+        // whenever Meta just answered for this token, ask whether it still
+        // holds.
+        if outcome.status.is_none() && conn.status == Status::Active {
             if let Some(token) = &token {
-                let fields = self.config.meta.webhook_fields(conn.provider);
-                let result = match (conn.provider, &conn.page_id) {
-                    (Provider::Facebook, Some(page)) => {
-                        self.meta
-                            .facebook_subscribe_page(
-                                secrets.app_secret(Provider::Facebook),
-                                page,
-                                token,
-                                fields,
-                            )
-                            .await
-                    }
-                    _ => self.meta.instagram_subscribe(token, fields).await,
-                };
-                match result {
-                    Ok(()) => {
-                        outcome.webhooks_subscribed = Some(true);
-                        s.resubscribed += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(account_id = %conn.account_id, error = %e, "re-subscription failed");
-                        // Try again tomorrow, whatever the token's schedule.
-                        if outcome.due.is_some() {
-                            outcome.due = due_at(
-                                conn.provider,
-                                now + refresh::RETRY_AFTER,
-                                self.config.window,
-                            );
+                let missing = !conn.webhooks_subscribed
+                    || (meta_ok && !self.is_subscribed(&conn, secrets, token).await);
+                if missing {
+                    match self.subscribe(&conn, secrets, token).await {
+                        Ok(()) => {
+                            outcome.webhooks_subscribed = Some(true);
+                            s.resubscribed += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(account_id = %conn.account_id, error = %e, "re-subscription failed");
+                            outcome.webhooks_subscribed = Some(false);
+                            // Try again tomorrow, whatever the token's schedule.
+                            if outcome.due.is_some() {
+                                outcome.due = due_at(
+                                    conn.provider,
+                                    now + refresh::RETRY_AFTER,
+                                    self.config.window,
+                                );
+                            }
                         }
                     }
                 }
             }
         }
         self.finish(&conn, run_id, outcome, event, s, now).await
+    }
+
+    /// Whether Meta still delivers this account's webhooks to us. A failed
+    /// check counts as subscribed: only a clear "no" triggers a subscribe.
+    async fn is_subscribed(
+        &self,
+        conn: &Connection,
+        secrets: &AppSecrets,
+        token: &shared::secrecy::SecretString,
+    ) -> bool {
+        let result = match (conn.provider, &conn.page_id) {
+            (Provider::Facebook, Some(page)) => {
+                self.meta
+                    .facebook_page_is_subscribed(
+                        secrets.app_secret(Provider::Facebook),
+                        page,
+                        token,
+                    )
+                    .await
+            }
+            _ => self.meta.instagram_is_subscribed(token).await,
+        };
+        result
+            .inspect_err(|e| tracing::warn!(account_id = %conn.account_id, error = %e, "subscription check failed"))
+            .unwrap_or(true)
+    }
+
+    async fn subscribe(
+        &self,
+        conn: &Connection,
+        secrets: &AppSecrets,
+        token: &shared::secrecy::SecretString,
+    ) -> Result<(), MetaError> {
+        let fields = self.config.meta.webhook_fields(conn.provider);
+        match (conn.provider, &conn.page_id) {
+            (Provider::Facebook, Some(page)) => {
+                self.meta
+                    .facebook_subscribe_page(
+                        secrets.app_secret(Provider::Facebook),
+                        page,
+                        token,
+                        fields,
+                    )
+                    .await
+            }
+            _ => self.meta.instagram_subscribe(token, fields).await,
+        }
     }
 
     async fn finish(

@@ -183,6 +183,24 @@ impl MetaClient {
         ok.check()
     }
 
+    /// Whether this app is subscribed to the account's webhooks (Meta drops
+    /// the subscription after about an hour of failed deliveries).
+    pub async fn instagram_is_subscribed(&self, token: &SecretString) -> Result<bool, MetaError> {
+        let url = format!(
+            "{}/{}/me/subscribed_apps",
+            self.app.urls.instagram_graph,
+            self.v()
+        );
+        let apps: SubscribedApps = self
+            .retrying(|| self.call(self.http.get(&url).bearer_auth(token.expose_secret())))
+            .await?;
+        // Asked with this app's token: any entry is this app's subscription.
+        Ok(apps
+            .data
+            .iter()
+            .any(|a| a.id.is_none() || a.id.as_deref() == Some(&self.app.instagram_app_id)))
+    }
+
     pub async fn instagram_unsubscribe(&self, token: &SecretString) -> Result<(), MetaError> {
         let url = format!(
             "{}/{}/me/subscribed_apps",
@@ -339,6 +357,29 @@ impl MetaClient {
             })
             .await?;
         Ok(resp.data)
+    }
+
+    /// Whether this app is among the apps subscribed to the Page.
+    pub async fn facebook_page_is_subscribed(
+        &self,
+        app_secret: &SecretString,
+        page_id: &str,
+        page_token: &SecretString,
+    ) -> Result<bool, MetaError> {
+        let url = self.graph(&format!("{page_id}/subscribed_apps"));
+        let apps: SubscribedApps = self
+            .retrying(|| {
+                self.call(
+                    self.http
+                        .get(&url)
+                        .query(&self.token_query(app_secret, page_token)),
+                )
+            })
+            .await?;
+        Ok(apps
+            .data
+            .iter()
+            .any(|a| a.id.as_deref() == Some(&self.app.facebook_app_id)))
     }
 
     pub async fn facebook_unsubscribe_page(

@@ -178,6 +178,24 @@ pub struct DebugToken {
 }
 
 #[derive(Deserialize)]
+pub(super) struct SubscribedApps {
+    #[serde(default)]
+    pub data: Vec<SubscribedApp>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SubscribedApp {
+    #[serde(default, deserialize_with = "opt_id")]
+    pub id: Option<String>,
+}
+
+fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "id_string")] String);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+}
+
+#[derive(Deserialize)]
 pub(super) struct SuccessResponse {
     #[serde(default)]
     pub success: bool,
