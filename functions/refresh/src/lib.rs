@@ -237,8 +237,9 @@ impl<K: DataKeys> Inner<K> {
         };
         let mut outcome = Settle::default();
         let mut event = None;
-        // Meta answered for this token just now: worth asking about webhooks too.
+        // Meta answered for this token just now, and what it said of webhooks.
         let mut meta_ok = false;
+        let mut still_subscribed: Option<bool> = None;
         match plan {
             Plan::Retire => {
                 outcome.due = None;
@@ -258,13 +259,27 @@ impl<K: DataKeys> Inner<K> {
                     s.needs_reauth += 1;
                     return self.finish(&conn, run_id, outcome, event, s, now).await;
                 };
-                let result = if plan == Plan::Refresh {
-                    self.meta.instagram_refresh(token).await.map(Some)
-                } else {
-                    self.check_facebook(secrets, token, now)
-                        .await
-                        .map(|()| None)
+                // The subscription check runs beside the token call (both use
+                // the current token, which stays valid through a refresh); its
+                // answer counts only if Meta answered the token call.
+                let token_call = async {
+                    if plan == Plan::Refresh {
+                        self.meta.instagram_refresh(token).await.map(Some)
+                    } else {
+                        self.check_facebook(secrets, token, now)
+                            .await
+                            .map(|()| None)
+                    }
                 };
+                let subscription_check = async {
+                    if conn.webhooks_subscribed {
+                        Some(self.is_subscribed(&conn, secrets, token).await)
+                    } else {
+                        None
+                    }
+                };
+                let (result, subscribed) = tokio::join!(token_call, subscription_check);
+                still_subscribed = subscribed;
                 match result {
                     Ok(Some(new)) => match self.vault.seal(&new.access_token, &owner).await {
                         Ok(sealed) => {
@@ -341,13 +356,12 @@ impl<K: DataKeys> Inner<K> {
             }
         }
         // Webhooks: subscribe again when missing. Meta also drops the
-        // subscription by itself after about an hour of failed deliveries, so
-        // whenever Meta just answered for this token, ask whether it still
-        // holds.
+        // subscription by itself after about an hour of failed deliveries: the
+        // check above tells us whenever Meta answered for the token.
         if outcome.status.is_none() && conn.status == Status::Active {
             if let Some(token) = &token {
-                let missing = !conn.webhooks_subscribed
-                    || (meta_ok && !self.is_subscribed(&conn, secrets, token).await);
+                let missing =
+                    !conn.webhooks_subscribed || (meta_ok && still_subscribed == Some(false));
                 if missing {
                     match self.subscribe(&conn, secrets, token).await {
                         Ok(()) => {
