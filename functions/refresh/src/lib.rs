@@ -323,8 +323,12 @@ impl<K: DataKeys> Inner<K> {
                         }
                         s.skipped += 1;
                     }
-                    Err(MetaError::TokenInvalid { code, subcode, .. }) => {
-                        tracing::info!(account_id = %conn.account_id, meta_code = code, ?subcode, "meta says the token is dead");
+                    Err(MetaError::TokenInvalid {
+                        code: meta_error_code,
+                        subcode,
+                        ..
+                    }) => {
+                        tracing::info!(account_id = %conn.account_id, meta_error_code, ?subcode, "meta says the token is dead");
                         self.needs_reauth(&conn, &mut outcome, &mut event, now, "token invalid");
                         s.needs_reauth += 1;
                     }
