@@ -74,7 +74,28 @@ pub fn resolve(
     if !allowed.contains(&url.origin()) {
         return Err(InvalidReturnTo("return_to origin is not allowed"));
     }
+    // After resolution (`/.//x`, `/..//x`, `/%2e%2e//x`) or in an absolute URL
+    // (`https://app//x`) the path may still start with `//`: a frontend router
+    // that reuses the path would read it as another host.
+    if resolves_to_two_slashes(url.path()) {
+        return Err(InvalidReturnTo(
+            "return_to path must start with exactly one / after resolution",
+        ));
+    }
     Ok(url)
+}
+
+/// Whether `path`, as stored or as a router might read it (percent-decoded,
+/// dot segments removed), starts with `//` (or holds a `\`, which browsers
+/// read as `/`).
+fn resolves_to_two_slashes(path: &str) -> bool {
+    let decoded = decode(path);
+    if path.starts_with("//") || decoded.starts_with("//") || decoded.contains('\\') {
+        return true;
+    }
+    let root = Url::parse("http://h/").expect("a valid base");
+    root.join(&decoded)
+        .map_or(true, |u| u.path().starts_with("//"))
 }
 
 mod percent_decode {
@@ -163,5 +184,38 @@ mod tests {
             assert!(check(raw).is_err(), "{raw:?} was accepted");
         }
         assert!(check(&format!("/{}", "a".repeat(3000))).is_err());
+    }
+
+    #[test]
+    fn refuses_paths_that_resolve_to_two_slashes() {
+        for raw in [
+            "/.//evil.com",
+            "/..//evil.com",
+            "/%2e%2e//evil.com",
+            "/%2E%2E//evil.com",
+            "/%2e//evil.com",
+            "/././/evil.com",
+            "/a/..//evil.com",
+            "/a/../..//evil.com",
+            "/..%2F/evil.com",
+            "https://app.example.com//evil.com",
+            "https://app.example.com/.//evil.com",
+            "https://app.example.com/..//evil.com",
+            "https://app.example.com/%2e%2e//evil.com",
+            "https://app.example.com/%2F%2Fevil.com",
+            "https://admin.example.com//evil.com",
+        ] {
+            assert!(check(raw).is_err(), "{raw:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn dot_segments_that_stay_on_one_slash_are_fine() {
+        assert_eq!(check("/a/../done").unwrap(), "https://app.example.com/done");
+        assert_eq!(check("/./done/").unwrap(), "https://app.example.com/done/");
+        assert_eq!(
+            check("https://app.example.com/a/b/../c").unwrap(),
+            "https://app.example.com/a/c"
+        );
     }
 }
