@@ -54,6 +54,15 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     )
 }
 
+/// RFC 3339 in UTC with milliseconds, the one form of every event's
+/// `occurred_at` and `received_at`: Meta's timestamps are in milliseconds, and
+/// a fixed width keeps string order the same as time order.
+pub fn rfc3339_millis(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let base = rfc3339(t);
+    format!("{}.{:03}Z", base.trim_end_matches('Z'), t.millisecond())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +74,15 @@ mod tests {
         assert_eq!(rfc3339(clock.now()), "2026-11-21T10:00:00Z");
         clock.advance(time::Duration::minutes(11));
         assert_eq!(rfc3339(clock.now()), "2026-11-21T10:11:00Z");
+    }
+
+    #[test]
+    fn millis_form_is_fixed_width_utc() {
+        let t = datetime!(2026-11-21 10:00:00.0071 UTC);
+        assert_eq!(rfc3339_millis(t), "2026-11-21T10:00:00.007Z");
+        assert_eq!(
+            rfc3339_millis(datetime!(2026-11-21 12:00:00 +02:00)),
+            "2026-11-21T10:00:00.000Z"
+        );
     }
 }

@@ -269,8 +269,12 @@ pub struct SignedRequest {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignedRequestError {
-    #[error("signed_request is not <signature>.<payload>")]
+    #[error("signed_request is missing or is not <signature>.<payload>")]
     Malformed,
+    #[error("signed_request signature is not a base64url HMAC-SHA256 (32 bytes)")]
+    SignatureEncoding,
+    #[error("signed_request payload is not base64url JSON")]
+    PayloadEncoding,
     #[error("signed_request algorithm is not HMAC-SHA256")]
     Algorithm,
     #[error("signed_request signature does not match")]
@@ -296,15 +300,19 @@ pub fn verify_signed_request(
         .trim()
         .split_once('.')
         .ok_or(SignedRequestError::Malformed)?;
-    let sig = b64url(sig).ok_or(SignedRequestError::Malformed)?;
-    let sig: [u8; 32] = sig.try_into().map_err(|_| SignedRequestError::Malformed)?;
+    if sig.is_empty() || payload.is_empty() {
+        return Err(SignedRequestError::Malformed);
+    }
+    let sig: [u8; 32] = b64url(sig)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(SignedRequestError::SignatureEncoding)?;
     // Signature before anything in the payload is believed.
     if !verify(payload.as_bytes(), &sig, secrets) {
         return Err(SignedRequestError::Mismatch);
     }
     let json: Value = b64url(payload)
         .and_then(|p| serde_json::from_slice(&p).ok())
-        .ok_or(SignedRequestError::Malformed)?;
+        .ok_or(SignedRequestError::PayloadEncoding)?;
     if !json
         .get("algorithm")
         .and_then(Value::as_str)
@@ -522,9 +530,36 @@ mod tests {
             verify_signed_request(&none, &[secret]),
             Err(SignedRequestError::Algorithm)
         );
-        for bad in ["", "abc", ".", "a.b", "!!!.???"] {
-            assert!(verify_signed_request(bad, &[secret]).is_err());
+        // Each malformation says what is wrong with it.
+        let sig32 = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        for (bad, why) in [
+            ("", SignedRequestError::Malformed),
+            ("abc", SignedRequestError::Malformed),
+            (".", SignedRequestError::Malformed),
+            ("abc.", SignedRequestError::Malformed),
+            ("abc.def", SignedRequestError::SignatureEncoding),
+            ("!!!.???", SignedRequestError::SignatureEncoding),
+            (
+                &format!("{sig32}x.e30"),
+                SignedRequestError::SignatureEncoding,
+            ),
+            (&format!("{sig32}.e30"), SignedRequestError::Mismatch),
+        ] {
+            assert_eq!(verify_signed_request(bad, &[secret]), Err(why), "{bad:?}");
         }
+        let not_json = {
+            let payload = URL_SAFE_NO_PAD.encode("not json");
+            let sig = URL_SAFE_NO_PAD.encode(sign(secret, payload.as_bytes()));
+            format!("{sig}.{payload}")
+        };
+        assert_eq!(
+            verify_signed_request(&not_json, &[secret]),
+            Err(SignedRequestError::PayloadEncoding)
+        );
+        assert_eq!(
+            SignedRequestError::SignatureEncoding.to_string(),
+            "signed_request signature is not a base64url HMAC-SHA256 (32 bytes)"
+        );
         // Numeric user ids are kept as digits.
         let n = make_signed_request(
             secret,

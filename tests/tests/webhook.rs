@@ -106,11 +106,36 @@ async fn signed_messages_become_events_with_their_owner() {
     assert_eq!(s(e, "account_id"), IG_ACCOUNT);
     assert_eq!(s(e, "user_id"), "user-1");
     assert_eq!(s(e, "occurred_at"), "2026-11-21T11:20:00.123Z");
-    assert!(s(e, "received_at").ends_with('Z'));
+    assert_eq!(s(e, "received_at"), "2026-11-21T12:00:00.000Z");
     assert!(e.contains_key("expires_at"));
     let payload: Value = serde_json::from_str(&s(e, "payload")).unwrap();
     assert_eq!(payload, message(IG_ACCOUNT, "m_1", "hi"));
+
+    // Webhook and lifecycle events write their times in one form.
+    let all = h.scan("EVENTS_TABLE").await;
+    assert!(all.iter().any(|e| s(e, "kind") == "connection.connected"));
+    for e in &all {
+        for key in ["occurred_at", "received_at"] {
+            let t = s(e, key);
+            assert!(is_rfc3339_utc_millis(&t), "{} {key} = {t:?}", s(e, "kind"));
+        }
+    }
     h.assert_no_secret_leaked().await;
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the one form of every event's times.
+fn is_rfc3339_utc_millis(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
 #[tokio::test]
@@ -584,4 +609,25 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         .call_webhook(ApiRequest::get("/meta/data-deletion/..%2F"))
         .await;
     assert_eq!(weird.status(), 404);
+}
+
+#[tokio::test]
+async fn a_bad_signed_request_is_told_what_is_wrong_with_it() {
+    let h = Harness::new().await;
+    let wrong_key = make_signed_request(
+        b"not-the-app-secret",
+        &json!({"algorithm": "HMAC-SHA256", "user_id": "1"}),
+    );
+    for (signed_request, says) in [
+        ("abc.def", "signature is not a base64url HMAC-SHA256"),
+        ("no-dot-here", "is not <signature>.<payload>"),
+        (wrong_key.as_str(), "signature does not match"),
+    ] {
+        let resp = h.call_webhook(form(signed_request)).await;
+        assert_eq!(resp.status(), 400, "{signed_request}");
+        let body = resp.body_json();
+        assert_eq!(body["error"], "invalid_signed_request");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(says), "{signed_request}: {message}");
+    }
 }

@@ -7,7 +7,7 @@ use rand::Rng;
 use time::OffsetDateTime;
 
 use super::{epoch, query_all, s, Item, StoreError};
-use crate::clock::rfc3339;
+use crate::clock::rfc3339_millis;
 use crate::connection::Connection;
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -19,9 +19,10 @@ pub struct Event {
     pub provider: Option<String>,
     pub account_id: String,
     pub user_id: Option<String>,
-    /// Meta's timestamp (RFC 3339), or ours for lifecycle events.
-    pub occurred_at: String,
-    pub received_at: String,
+    /// Meta's timestamp, or ours for lifecycle events. Both are written in
+    /// one form, RFC 3339 UTC with milliseconds (`rfc3339_millis`).
+    pub occurred_at: OffsetDateTime,
+    pub received_at: OffsetDateTime,
     /// JSON text: the item as Meta sent it, or the connection summary.
     pub payload: String,
     pub expires_at: OffsetDateTime,
@@ -43,8 +44,8 @@ impl Event {
             provider: Some(conn.provider.as_str().to_string()),
             account_id: conn.account_id.clone(),
             user_id: Some(conn.user_id.clone()),
-            occurred_at: rfc3339(now),
-            received_at: rfc3339(now),
+            occurred_at: now,
+            received_at: now,
             payload: serde_json::to_string(&conn.view()).expect("view serializes"),
             expires_at: now + retention,
         }
@@ -55,8 +56,8 @@ impl Event {
             ("event_id".into(), s(&self.event_id)),
             ("kind".into(), s(&self.kind)),
             ("account_id".into(), s(&self.account_id)),
-            ("occurred_at".into(), s(&self.occurred_at)),
-            ("received_at".into(), s(&self.received_at)),
+            ("occurred_at".into(), s(rfc3339_millis(self.occurred_at))),
+            ("received_at".into(), s(rfc3339_millis(self.received_at))),
             ("payload".into(), s(&self.payload)),
             ("expires_at".into(), epoch(self.expires_at)),
         ]);
