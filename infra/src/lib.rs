@@ -8,10 +8,13 @@
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
 //!   receive them in AWS.
 //! - [`stack`]: all of it wired together against moto.
+//! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
+//!   runtime loop in-process.
 
 pub mod apigw;
 pub mod calls;
 pub mod jwt;
 pub mod meta;
+pub mod runtime_api;
 pub mod stack;
 pub mod template;

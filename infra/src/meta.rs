@@ -111,6 +111,8 @@ struct Code {
     client_id: String,
     redirect_uri: String,
     used: bool,
+    /// The PKCE `code_challenge` (S256) of the dialog that issued the code.
+    code_challenge: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +148,8 @@ struct Inner {
     data_access_expires_at: Option<i64>,
     revoked: Vec<String>,
     ig_lifetime: Option<u64>,
+    /// Every PKCE verifier received on a code exchange.
+    pkce_verifiers: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -270,6 +274,11 @@ impl MetaEmulator {
         self.with(|i| i.issued.clone())
     }
 
+    /// Every PKCE code verifier received on a Facebook code exchange.
+    pub fn pkce_verifiers(&self) -> Vec<String> {
+        self.with(|i| i.pkce_verifiers.clone())
+    }
+
     /// Meta drops the app's subscription (as after an hour of failed deliveries).
     pub fn drop_subscription(&self, id: &str) {
         self.with(|i| i.subscriptions.remove(id));
@@ -361,6 +370,10 @@ struct ConsentQuery {
     /// On the Instagram consent page, the person may log in as another account.
     #[serde(default)]
     as_username: Option<String>,
+    #[serde(default)]
+    code_challenge: Option<String>,
+    #[serde(default)]
+    code_challenge_method: Option<String>,
 }
 
 impl ConsentQuery {
@@ -377,6 +390,13 @@ impl ConsentQuery {
         q.provider = provider.into();
         Some(q)
     }
+}
+
+fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
 
 fn serde_urlencoded<T: serde::de::DeserializeOwned>(q: &str) -> Option<T> {
@@ -425,6 +445,9 @@ fn decide(i: &mut Inner, q: &ConsentQuery, approve: bool) -> Result<Url, String>
         return Err("Invalid app ID".into());
     }
     let mut redirect = Url::parse(&q.redirect_uri).map_err(|_| "Invalid redirect_uri")?;
+    if q.code_challenge.is_some() && q.code_challenge_method.as_deref() != Some("S256") {
+        return Err("code_challenge_method must be S256".into());
+    }
     if approve {
         let code = secret(if q.provider == "instagram" {
             "AQ"
@@ -439,6 +462,7 @@ fn decide(i: &mut Inner, q: &ConsentQuery, approve: bool) -> Result<Url, String>
                 client_id: q.client_id.clone(),
                 redirect_uri: q.redirect_uri.clone(),
                 used: false,
+                code_challenge: q.code_challenge.clone(),
             },
         );
         redirect
@@ -564,6 +588,14 @@ fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
         hidden("redirect_uri", &q.redirect_uri),
         hidden("state", &q.state),
         hidden("scope", &q.scope),
+        q.code_challenge
+            .as_deref()
+            .map(|c| hidden("code_challenge", c))
+            .unwrap_or_default(),
+        q.code_challenge_method
+            .as_deref()
+            .map(|m| hidden("code_challenge_method", m))
+            .unwrap_or_default(),
     ]
     .join("");
     Html(format!(
@@ -905,10 +937,24 @@ async fn fb_access_token(
             if c.redirect_uri != get("redirect_uri") {
                 return graph_error(400, 100, "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
             }
+            // PKCE (RFC 7636 4.6): a code issued with a challenge needs the
+            // verifier that hashes to it; one issued without takes none.
+            let verifier = q.get("code_verifier");
+            let proven = match (&c.code_challenge, verifier) {
+                (Some(challenge), Some(v)) => *challenge == pkce_s256(v),
+                (None, None) => true,
+                _ => false,
+            };
+            if !proven {
+                return graph_error(400, 100, "Invalid code verifier.");
+            }
             c.grant.clone()
         }
         _ => return graph_error(400, 100, "This authorization code has been used."),
     };
+    if let Some(v) = q.get("code_verifier") {
+        i.pkce_verifiers.push(v.clone());
+    }
     if !matches!(grant, Grant::Facebook(_)) {
         return graph_error(400, 100, "Invalid verification code format.");
     }

@@ -99,15 +99,23 @@ pub fn unauthenticated() -> Response<Body> {
 
 /// The value of cookie `name` from the request's `Cookie` header(s).
 pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    cookies(req, name).into_iter().next()
+}
+
+/// Every non-empty value sent under cookie `name`: a browser sends several
+/// when cookies of one name were set for different paths or domains (one of
+/// them possibly planted by a sibling subdomain).
+pub fn cookies(req: &Request, name: &str) -> Vec<String> {
     req.headers()
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"').to_string())
         .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// A `Set-Cookie` value for a secure, HttpOnly, `SameSite=Lax` cookie.
@@ -182,6 +190,11 @@ mod tests {
         let req: Request = req;
         assert_eq!(cookie(&req, "oauth_binding").as_deref(), Some("xyz"));
         assert_eq!(cookie(&req, "missing"), None);
+        let req: Request = lambda_http::http::Request::builder()
+            .header(COOKIE, "f_1=planted; g=1; f_1=genuine")
+            .body(Body::Empty)
+            .unwrap();
+        assert_eq!(cookies(&req, "f_1"), ["planted", "genuine"]);
     }
 
     #[test]

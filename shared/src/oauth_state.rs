@@ -12,8 +12,18 @@ use time::OffsetDateTime;
 
 use crate::provider::Provider;
 
-/// The browser-binding cookie, scoped to `/oauth/{provider}`.
-pub const BINDING_COOKIE: &str = "oauth_binding";
+/// The browser-binding cookies' name prefix. Each flow has its own cookie,
+/// `oauth_binding_<flow id>`, scoped to `/oauth/{provider}`, so two flows in
+/// one browser (two tabs, a double click) don't overwrite each other.
+pub const BINDING_COOKIE_PREFIX: &str = "oauth_binding_";
+
+/// The cookie name of the flow whose binding secret hashes to `binding_hash`:
+/// the flow id is the hash's first 64 bits. It reveals nothing usable (the
+/// secret has 256 bits) and needs no extra stored field.
+pub fn binding_cookie_name(binding_hash: &str) -> String {
+    let id = binding_hash.get(..16).unwrap_or(binding_hash);
+    format!("{BINDING_COOKIE_PREFIX}{id}")
+}
 
 /// The cookie's path: only the callback of that provider receives it.
 pub fn binding_cookie_path(provider: Provider) -> String {
@@ -30,6 +40,51 @@ pub fn new_secret() -> String {
 /// The stored form of a secret: hex SHA-256.
 pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The PKCE (RFC 7636) code verifier of a flow: 256 random bits, base64url
+/// (43 characters of the allowed alphabet). Stored server-side with the state
+/// and sent only on the code exchange; never in a URL or a log (`Debug`
+/// hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PkceVerifier(String);
+
+impl PkceVerifier {
+    pub fn new() -> Self {
+        Self(new_secret())
+    }
+
+    /// As read back from the store.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The `S256` challenge: base64url(SHA-256(verifier)), no padding.
+    pub fn challenge(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl Default for PkceVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for PkceVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PkceVerifier(..)")
+    }
+}
+
+impl Drop for PkceVerifier {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Where Meta sends the person back.
@@ -70,6 +125,8 @@ pub struct OAuthState {
     pub return_to: String,
     /// Hash of the binding cookie (redirect mode only).
     pub binding_hash: Option<String>,
+    /// The PKCE verifier, for providers that take one (`facebook`).
+    pub pkce_verifier: Option<PkceVerifier>,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -83,6 +140,11 @@ pub enum Binding<'a> {
 }
 
 impl OAuthState {
+    /// The name of this flow's binding cookie (redirect mode only).
+    pub fn binding_cookie_name(&self) -> Option<String> {
+        self.binding_hash.as_deref().map(binding_cookie_name)
+    }
+
     /// Whether the request is bound to this state. Constant-time compares:
     /// the stored values are hashes, but timing should not tell even those.
     pub fn is_bound_to(&self, binding: Binding<'_>) -> bool {
@@ -113,6 +175,7 @@ mod tests {
             redirect_uri: "https://api.example.com/oauth/instagram/callback".into(),
             return_to: "https://app.example.com/".into(),
             binding_hash: binding.map(hash),
+            pkce_verifier: None,
             created_at: datetime!(2026-11-21 10:00:00 UTC),
             expires_at: datetime!(2026-11-21 10:10:00 UTC),
         }
@@ -147,6 +210,32 @@ mod tests {
         assert!(!s.is_bound_to(Binding::Cookie(Some("other"))));
         assert!(!s.is_bound_to(Binding::Cookie(None)));
         assert!(!s.is_bound_to(Binding::User("user-1")));
+    }
+
+    #[test]
+    fn pkce_challenge_is_s256_of_the_verifier() {
+        // RFC 7636 appendix B.
+        let v = PkceVerifier::from_stored("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
+        assert_eq!(v.challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        let fresh = PkceVerifier::new();
+        assert_eq!(fresh.secret().len(), 43);
+        assert_ne!(fresh, PkceVerifier::new());
+        assert_eq!(format!("{fresh:?}"), "PkceVerifier(..)");
+    }
+
+    #[test]
+    fn each_flow_has_its_own_cookie_name() {
+        let a = state(Mode::Redirect, Some("first-flow"));
+        let b = state(Mode::Redirect, Some("second-flow"));
+        let (na, nb) = (
+            a.binding_cookie_name().unwrap(),
+            b.binding_cookie_name().unwrap(),
+        );
+        assert_ne!(na, nb);
+        assert!(na.starts_with(BINDING_COOKIE_PREFIX));
+        assert_eq!(na.len(), BINDING_COOKIE_PREFIX.len() + 16);
+        assert!(!na.contains("first-flow"));
+        assert_eq!(state(Mode::Complete, None).binding_cookie_name(), None);
     }
 
     #[test]

@@ -42,12 +42,13 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = Capture(buf.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        // The functions' own subscriber, as an operator with RUST_LOG=trace
+        // would have it: every leak check below holds at the most verbose level.
+        shared::logging::install_filtered(
+            move || writer.clone(),
+            false,
+            tracing_subscriber::EnvFilter::new("trace"),
+        );
         buf
     })
     .clone()
@@ -56,6 +57,11 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
 pub fn logs() -> String {
     String::from_utf8_lossy(&capture_logs().lock().unwrap()).into_owned()
 }
+
+/// Where every test's clock starts: a fixed instant, so no test depends on
+/// the time of day (a test that moves the clock by days and hours reasons
+/// about UTC day boundaries from here). 12:00 UTC: the furthest from midnight.
+pub const TEST_EPOCH: time::OffsetDateTime = time::macros::datetime!(2026-11-21 12:00:00 UTC);
 
 pub struct Harness {
     pub stack: Stack,
@@ -76,7 +82,7 @@ pub struct Started {
     pub response: Response<Body>,
     pub authorize_url: String,
     pub state: String,
-    /// `oauth_binding=<value>`, as the browser sends it back.
+    /// `oauth_binding_<flow id>=<value>`, as the browser sends it back.
     pub cookie: Option<String>,
 }
 
@@ -88,11 +94,7 @@ impl Harness {
     pub async fn with(opts: StackOptions) -> Self {
         capture_logs();
         let stack = Stack::start(opts).await;
-        let clock = Clock::fixed(
-            time::OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap(),
-        );
+        let clock = Clock::fixed(TEST_EPOCH);
         Self {
             authorize: stack.authorize(clock.clone()),
             callback: stack.callback(clock.clone()),
@@ -204,10 +206,15 @@ impl Harness {
 
     /// The browser follows Meta's redirect to `GET /oauth/{provider}/callback`.
     pub async fn follow(&self, meta_redirect: &Url, cookie: Option<&str>) -> Response<Body> {
+        self.follow_with_jar(meta_redirect, cookie.as_slice()).await
+    }
+
+    /// The same, sending every cookie of the browser's jar (`name=value` each).
+    pub async fn follow_with_jar(&self, meta_redirect: &Url, jar: &[&str]) -> Response<Body> {
         let path = meta_redirect.path();
         let query = meta_redirect.query().unwrap_or_default();
         let mut req = ApiRequest::get(&format!("{path}?{query}"));
-        if let Some(c) = cookie {
+        for c in jar {
             req = req.cookie(c);
         }
         self.call_callback(req).await
@@ -263,6 +270,9 @@ impl Harness {
     pub async fn assert_no_secret_leaked(&self) {
         let mut secrets = self.stack.meta.issued_secrets();
         secrets.extend(self.states.lock().unwrap().iter().cloned());
+        // PKCE verifiers live in the states table until the state is used,
+        // by design; everywhere else they are secrets like the rest.
+        let verifiers = self.stack.meta.pkce_verifiers();
         let apps = self.stack.meta.apps();
         secrets.push(apps.facebook_app_secret);
         secrets.push(apps.instagram_app_secret);
@@ -289,6 +299,27 @@ impl Harness {
                 "a secret is in a response"
             );
             assert!(!logs.contains(secret.as_str()), "a secret is in the logs");
+        }
+        let outside_states: String = stored
+            .lines()
+            .filter(|l| !l.contains("\"state_hash\""))
+            .collect();
+        for v in &verifiers {
+            assert!(
+                !outside_states.contains(v.as_str()),
+                "a PKCE verifier is stored"
+            );
+            assert!(
+                !seen.contains(v.as_str()),
+                "a PKCE verifier is in a response"
+            );
+            assert!(
+                !logs.contains(v.as_str()),
+                "a PKCE verifier is in the logs: {}",
+                logs.lines()
+                    .find(|l| l.contains(v.as_str()))
+                    .unwrap_or_default()
+            );
         }
     }
 }

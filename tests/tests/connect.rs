@@ -23,14 +23,32 @@ fn assert_callback_headers(resp: &lambda_http::Response<lambda_http::Body>, prov
         resp.header_str("referrer-policy").as_deref(),
         Some("no-referrer")
     );
-    let cleared = resp
-        .set_cookies()
-        .into_iter()
-        .find(|c| c.starts_with("oauth_binding="))
-        .expect("the callback clears the binding cookie");
-    assert!(cleared.starts_with("oauth_binding=;"), "{cleared}");
-    assert!(cleared.contains("Max-Age=0"));
-    assert!(cleared.contains(&format!("Path=/oauth/{provider}")));
+    // A callback clears at most one cookie: its own flow's binding cookie.
+    let set = resp.set_cookies();
+    assert!(set.len() <= 1, "{set:?}");
+    for cleared in set {
+        assert!(cleared.starts_with("oauth_binding_"), "{cleared}");
+        assert!(cleared.contains("=;"), "{cleared}");
+        assert!(cleared.contains("Max-Age=0"));
+        assert!(cleared.contains(&format!("Path=/oauth/{provider}")));
+    }
+}
+
+/// The name of a `name=value` cookie.
+fn cookie_name(pair: &str) -> &str {
+    pair.split('=').next().unwrap()
+}
+
+/// The callback cleared exactly the cookie of the flow that sent `pair`.
+fn assert_clears_own_cookie(resp: &lambda_http::Response<lambda_http::Body>, pair: &str) {
+    let set = resp.set_cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(
+        set[0].starts_with(&format!("{}=;", cookie_name(pair))),
+        "{} should clear {}",
+        set[0],
+        cookie_name(pair)
+    );
 }
 
 fn assert_error_redirect(
@@ -135,6 +153,7 @@ async fn instagram_connects_end_to_end() {
     let back = h.stack.meta.approve(&started.authorize_url);
     let resp = h.follow(&back, Some(&cookie)).await;
     assert_callback_headers(&resp, "instagram");
+    assert_clears_own_cookie(&resp, &cookie);
     let loc = resp.location();
     assert!(
         loc.as_str()
@@ -714,6 +733,10 @@ async fn connect_refuses_bad_requests() {
         "//evil.com",
         "/\\evil.com",
         "/%2F%2Fevil.com",
+        "/.//evil.com",
+        "/..//evil.com",
+        "/%2e%2e//evil.com",
+        "https://app.example.com//evil.com",
         "https://app.example.com@evil.com",
         "/a\tb",
         "javascript:alert(1)",
@@ -860,4 +883,201 @@ async fn two_users_racing_for_one_account_get_one_connection() {
     let rows = h.connections_of("alice").await.len() + h.connections_of("bob").await.len();
     assert_eq!(rows, 1);
     assert_eq!(h.events("connection.connected").await.len(), 1);
+}
+
+/// Starts an Instagram flow for `user` that Meta will approve as `username`.
+async fn start_as(h: &Harness, user: &str, username: &str) -> (Started, Url) {
+    let started = h.start("instagram", user, json!({})).await;
+    let mut url = Url::parse(&started.authorize_url).unwrap();
+    url.query_pairs_mut().append_pair("as_username", username);
+    let back = h.stack.meta.approve(url.as_str());
+    (started, back)
+}
+
+#[tokio::test]
+async fn two_flows_in_one_browser_both_complete_in_either_order() {
+    let h = Harness::new().await;
+    for (first_done, names) in [(0, ["tab.one", "tab.two"]), (1, ["tab.three", "tab.four"])] {
+        // Two tabs (or a double click): two cookies in one jar.
+        let (a, a_back) = start_as(&h, "user-1", names[0]).await;
+        let (b, b_back) = start_as(&h, "user-1", names[1]).await;
+        let (ca, cb) = (a.cookie.clone().unwrap(), b.cookie.clone().unwrap());
+        assert_ne!(
+            cookie_name(&ca),
+            cookie_name(&cb),
+            "each flow has its own cookie"
+        );
+        let mut flows = vec![(ca, a_back), (cb, b_back)];
+        if first_done == 1 {
+            flows.reverse();
+        }
+        let mut jar: Vec<String> = flows.iter().map(|(c, _)| c.clone()).collect();
+        for (cookie, back) in &flows {
+            let sent: Vec<&str> = jar.iter().map(String::as_str).collect();
+            let resp = h.follow_with_jar(back, &sent).await;
+            assert_callback_headers(&resp, "instagram");
+            assert_eq!(
+                param(&resp.location(), "status").as_deref(),
+                Some("connected"),
+                "{}",
+                resp.location()
+            );
+            // Only its own cookie is cleared; the other flow's stays.
+            assert_clears_own_cookie(&resp, cookie);
+            jar.retain(|c| c != cookie);
+        }
+    }
+    let mut names: Vec<String> = h
+        .connections_of("user-1")
+        .await
+        .iter()
+        .map(|c| s(c, "username"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["tab.four", "tab.one", "tab.three", "tab.two"]);
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn the_same_account_from_two_tabs_connects_once() {
+    let h = Harness::new().await;
+    let (a, a_back) = start_as(&h, "user-1", "same.account").await;
+    let (b, b_back) = start_as(&h, "user-1", "same.account").await;
+    let jar = [a.cookie.as_deref().unwrap(), b.cookie.as_deref().unwrap()];
+    let first = h.follow_with_jar(&b_back, &jar).await;
+    let second = h.follow_with_jar(&a_back, &jar[..1]).await;
+    for resp in [&first, &second] {
+        assert_eq!(
+            param(&resp.location(), "status").as_deref(),
+            Some("connected"),
+            "{}",
+            resp.location()
+        );
+    }
+    assert_eq!(
+        param(&first.location(), "account_id"),
+        param(&second.location(), "account_id")
+    );
+    let conns = h.connections_of("user-1").await;
+    assert_eq!(
+        conns.len(),
+        1,
+        "the second flow updates the connection in place"
+    );
+    assert_eq!(s(&conns[0], "status"), "active");
+}
+
+#[tokio::test]
+async fn a_cookie_planted_under_a_flows_name_does_not_bind_it() {
+    let h = Harness::new().await;
+    let (a, a_back) = start_as(&h, "user-1", "victim.one").await;
+    let (b, _) = start_as(&h, "user-1", "victim.two").await;
+    let a_name = cookie_name(a.cookie.as_deref().unwrap()).to_string();
+    let b_value = b.cookie.as_deref().unwrap().split_once('=').unwrap().1;
+    // Another flow's genuine value under A's name, an invented one, and B's
+    // genuine cookie alone: none of them is A's binding.
+    for jar in [
+        vec![format!("{a_name}={b_value}")],
+        vec![format!("{a_name}=planted-by-a-sibling-domain")],
+        vec![b.cookie.clone().unwrap()],
+    ] {
+        let (a, a_back) = start_as(&h, "user-1", "victim.one").await;
+        let sent: Vec<&str> = jar.iter().map(String::as_str).collect();
+        let resp = h.follow_with_jar(&a_back, &sent).await;
+        assert_error_redirect(&resp, FRONTEND, "instagram", "browser_mismatch");
+        assert_clears_own_cookie(&resp, a.cookie.as_deref().unwrap());
+    }
+    // A planted value beside the genuine one does not hide it.
+    let planted = format!("{a_name}=planted");
+    let resp = h
+        .follow_with_jar(&a_back, &[&planted, a.cookie.as_deref().unwrap()])
+        .await;
+    assert_eq!(
+        param(&resp.location(), "status").as_deref(),
+        Some("connected"),
+        "{}",
+        resp.location()
+    );
+    assert_eq!(h.connections_of("user-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn facebook_flows_use_pkce_and_instagram_flows_do_not() {
+    let h = Harness::new().await;
+    let ig = h.start("instagram", "user-1", json!({})).await;
+    let ig_url = Url::parse(&ig.authorize_url).unwrap();
+    assert_eq!(param(&ig_url, "code_challenge"), None);
+    assert_eq!(param(&ig_url, "code_challenge_method"), None);
+
+    let fb = h.start("facebook", "user-1", json!({})).await;
+    let url = Url::parse(&fb.authorize_url).unwrap();
+    assert_eq!(
+        param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    let challenge = param(&url, "code_challenge").expect("a code challenge");
+    assert_eq!(challenge.len(), 43);
+
+    // The verifier is kept server-side with the state, never in the answer.
+    let stored = h
+        .scan("STATES_TABLE")
+        .await
+        .into_iter()
+        .find(|i| s(i, "provider") == "facebook")
+        .unwrap();
+    let verifier = s(&stored, "code_verifier");
+    assert_eq!(
+        shared::oauth_state::PkceVerifier::from_stored(verifier.clone()).challenge(),
+        challenge
+    );
+    assert!(!fb.response.body_text().contains(&verifier));
+    let ig_state = h
+        .scan("STATES_TABLE")
+        .await
+        .into_iter()
+        .find(|i| s(i, "provider") == "instagram")
+        .unwrap();
+    assert!(!ig_state.contains_key("code_verifier"));
+
+    // The exchange proves it, and the state (with the verifier) is gone.
+    let back = h.stack.meta.approve(&fb.authorize_url);
+    let resp = h.follow(&back, fb.cookie.as_deref()).await;
+    assert_eq!(
+        param(&resp.location(), "status").as_deref(),
+        Some("connected"),
+        "{}",
+        resp.location()
+    );
+    assert_eq!(h.stack.meta.pkce_verifiers(), std::slice::from_ref(&verifier));
+    assert!(!h
+        .scan("STATES_TABLE")
+        .await
+        .iter()
+        .any(|i| s(i, "code_verifier") == verifier));
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn a_leaked_facebook_code_cannot_be_redeemed_with_another_state() {
+    // RFC 9700 2.1.1: the victim's code leaks from the complete page; the
+    // attacker redeems it with a state of their own to link the account.
+    let h = Harness::new().await;
+    let victim = h
+        .start("facebook", "victim", json!({"mode": "complete"}))
+        .await;
+    let leaked = param(&h.stack.meta.approve(&victim.authorize_url), "code").unwrap();
+    let attacker = h
+        .start("facebook", "attacker", json!({"mode": "complete"}))
+        .await;
+    let resp = h
+        .call_callback(
+            ApiRequest::post("/oauth/facebook/complete")
+                .user("attacker")
+                .json(&json!({"code": leaked, "state": attacker.state})),
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "{}", resp.body_text());
+    assert_eq!(resp.body_json()["error"], "exchange_failed");
+    assert!(h.connections_of("attacker").await.is_empty());
+    assert!(h.scan("CONNECTIONS_TABLE").await.is_empty());
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig};
 use shared::http;
 use shared::meta::MetaClient;
-use shared::oauth_state::{self, Mode, OAuthState, BINDING_COOKIE};
+use shared::oauth_state::{self, Mode, OAuthState, PkceVerifier};
 use shared::store::StateStore;
 use shared::{Clock, ConfigError, EnvReader, Provider};
 
@@ -144,6 +144,8 @@ impl Authorize {
             redirect_uri: redirect_uri.clone(),
             return_to: return_to.to_string(),
             binding_hash: binding.as_deref().map(oauth_state::hash),
+            // Facebook Login takes PKCE; Instagram Login documents none.
+            pkce_verifier: (provider == Provider::Facebook).then(PkceVerifier::new),
             created_at: now,
             expires_at: now + ttl,
         };
@@ -162,7 +164,10 @@ impl Authorize {
             "authorization started"
         );
 
-        let authorize_url = self.meta.authorize_url(provider, &state, &redirect_uri);
+        let challenge = record.pkce_verifier.as_ref().map(PkceVerifier::challenge);
+        let authorize_url =
+            self.meta
+                .authorize_url(provider, &state, &redirect_uri, challenge.as_deref());
         let mut resp = http::json(
             StatusCode::OK,
             &serde_json::json!({
@@ -170,11 +175,11 @@ impl Authorize {
                 "state_expires_at": shared::clock::rfc3339(record.expires_at),
             }),
         );
-        if let Some(binding) = binding {
+        if let (Some(binding), Some(name)) = (binding, record.binding_cookie_name()) {
             http::add_set_cookie(
                 &mut resp,
                 &http::set_cookie(
-                    BINDING_COOKIE,
+                    &name,
                     &binding,
                     &oauth_state::binding_cookie_path(provider),
                     ttl.as_secs(),
@@ -182,5 +187,17 @@ impl Authorize {
             );
         }
         resp
+    }
+}
+
+impl Authorize {
+    /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
+    /// what `main` does once it has built the handler, and what the tests run
+    /// against a local Runtime API.
+    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<_, std::convert::Infallible>(self.handle(req).await)
+        }))
+        .await
     }
 }

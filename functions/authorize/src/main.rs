@@ -1,7 +1,5 @@
-use std::convert::Infallible;
-
 use authorize::{Authorize, AuthorizeConfig};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::Error;
 use shared::{Clock, EnvReader};
 
 #[tokio::main]
@@ -16,9 +14,5 @@ async fn main() -> Result<(), Error> {
         shared::aws_sdk_dynamodb::Client::new(&aws),
         Clock::system(),
     );
-    let handler = &handler;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(handler.handle(req).await)
-    }))
-    .await
+    handler.serve().await
 }

@@ -16,7 +16,7 @@ use shared::config::{self, MetaAppConfig, SiteConfig};
 use shared::connection::{Connection, Status};
 use shared::logging::tag;
 use shared::meta::{MetaClient, MetaError};
-use shared::oauth_state::{self, Binding, Mode, OAuthState, BINDING_COOKIE};
+use shared::oauth_state::{self, Binding, Mode, OAuthState};
 use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{ConnectionStore, Event, SaveError, StateStore};
 use shared::url::Url;
@@ -71,6 +71,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the contract lists them.
+    pub const ALL: [Reason; 7] = [
+        Self::AccessDenied,
+        Self::InvalidState,
+        Self::BrowserMismatch,
+        Self::ExchangeFailed,
+        Self::NoInstagramAccount,
+        Self::AccountAlreadyLinked,
+        Self::ServerError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AccessDenied => "access_denied",
@@ -83,7 +94,8 @@ impl Reason {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The sentence a person reads: `POST /complete` returns it as `message`.
+    pub fn message(self) -> &'static str {
         match self {
             Self::AccessDenied => "The connection was cancelled at Meta.",
             Self::InvalidState => {
@@ -171,9 +183,9 @@ impl<K: DataKeys> Callback<K> {
 
     /// `GET /oauth/{provider}/callback`: always a redirect, never an error page.
     async fn redirect_callback(&self, req: &Request, provider: Provider) -> Response<Body> {
-        let cookie = http::cookie(req, BINDING_COOKIE);
-        let (return_to, outcome) = match self.redirect_flow(req, provider, cookie.as_deref()).await
-        {
+        // Known once the state is consumed: only this flow's cookie is cleared.
+        let mut flow_cookie = None;
+        let (return_to, outcome) = match self.redirect_flow(req, provider, &mut flow_cookie).await {
             Ok((return_to, conns)) => (Some(return_to), Ok(conns)),
             Err((return_to, reason)) => (return_to, Err(reason)),
         };
@@ -197,20 +209,22 @@ impl<K: DataKeys> Callback<K> {
         }
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut resp = http::redirect(&http::with_query(&base, &pairs));
-        http::add_set_cookie(
-            &mut resp,
-            &http::clear_cookie(BINDING_COOKIE, &oauth_state::binding_cookie_path(provider)),
-        );
+        if let Some(name) = flow_cookie {
+            http::add_set_cookie(
+                &mut resp,
+                &http::clear_cookie(&name, &oauth_state::binding_cookie_path(provider)),
+            );
+        }
         resp
     }
 
     /// The redirect flow; errors carry the state's `return_to` when the state
-    /// was valid.
+    /// was valid. Sets `flow_cookie` to the name of the flow's binding cookie.
     async fn redirect_flow(
         &self,
         req: &Request,
         provider: Provider,
-        cookie: Option<&str>,
+        flow_cookie: &mut Option<String>,
     ) -> Result<(String, Vec<Connection>), (Option<String>, Reason)> {
         let state = http::query_param(req, "state").unwrap_or_default();
         let state = self
@@ -219,7 +233,17 @@ impl<K: DataKeys> Callback<K> {
             .map_err(|r| (None, r))?;
         let return_to = state.return_to.clone();
         let fail = |r: Reason| (Some(return_to.clone()), r);
-        if !state.is_bound_to(Binding::Cookie(cookie)) {
+        *flow_cookie = state.binding_cookie_name();
+        // Any value sent under this flow's cookie name may prove the binding:
+        // a planted one can't match the hash, and mustn't hide the genuine one.
+        let sent = flow_cookie
+            .as_deref()
+            .map(|name| http::cookies(req, name))
+            .unwrap_or_default();
+        if !sent
+            .iter()
+            .any(|c| state.is_bound_to(Binding::Cookie(Some(c))))
+        {
             self.log_failure(provider, Reason::BrowserMismatch, &state.user_id);
             return Err(fail(Reason::BrowserMismatch));
         }
@@ -407,7 +431,12 @@ impl<K: DataKeys> Callback<K> {
         let secret = secrets.app_secret(Provider::Facebook);
         let short = self
             .meta
-            .exchange_facebook_code(secret, code, &state.redirect_uri)
+            .exchange_facebook_code(
+                secret,
+                code,
+                &state.redirect_uri,
+                state.pkce_verifier.as_ref().map(|v| v.secret()),
+            )
             .await
             .map_err(exchange_failed("code exchange"))?;
         let long = self
@@ -550,4 +579,16 @@ fn short(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(40)
         .collect()
+}
+
+impl<K: DataKeys> Callback<K> {
+    /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
+    /// what `main` does once it has built the handler, and what the tests run
+    /// against a local Runtime API.
+    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<_, std::convert::Infallible>(self.handle(req).await)
+        }))
+        .await
+    }
 }

@@ -1,7 +1,5 @@
-use std::convert::Infallible;
-
 use callback::{Callback, CallbackConfig};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::Error;
 use shared::vault::KmsDataKeys;
 use shared::{Clock, EnvReader};
 
@@ -20,9 +18,5 @@ async fn main() -> Result<(), Error> {
         keys,
         Clock::system(),
     );
-    let handler = &handler;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(handler.handle(req).await)
-    }))
-    .await
+    handler.serve().await
 }

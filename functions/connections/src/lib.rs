@@ -177,3 +177,15 @@ impl Connections {
         }
     }
 }
+
+impl Connections {
+    /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
+    /// what `main` does once it has built the handler, and what the tests run
+    /// against a local Runtime API.
+    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<_, std::convert::Infallible>(self.handle(req).await)
+        }))
+        .await
+    }
+}

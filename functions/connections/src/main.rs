@@ -1,7 +1,5 @@
-use std::convert::Infallible;
-
 use connections::{Connections, ConnectionsConfig, Nudge};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::Error;
 use shared::{Clock, EnvReader};
 
 #[tokio::main]
@@ -25,9 +23,5 @@ async fn main() -> Result<(), Error> {
         nudge,
         Clock::system(),
     );
-    let handler = &handler;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(handler.handle(req).await)
-    }))
-    .await
+    handler.serve().await
 }

@@ -134,6 +134,24 @@ impl<K: DataKeys + 'static> Refresher<K> {
         }
     }
 
+    /// Serves scheduled runs on the Lambda Runtime API: each invocation is one
+    /// run that stops before the invocation's deadline.
+    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        use lambda_http::lambda_runtime::{run, service_fn, LambdaEvent};
+        run(service_fn(
+            move |event: LambdaEvent<serde_json::Value>| async move {
+                let left = event
+                    .context
+                    .deadline()
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                let summary = self.run(Instant::now() + left).await?;
+                Ok::<_, lambda_http::Error>(serde_json::to_value(summary)?)
+            },
+        ))
+        .await
+    }
+
     /// One run, stopping before `deadline` minus [`DEADLINE_MARGIN`].
     pub async fn run(&self, deadline: Instant) -> Result<Summary, RunError> {
         let inner = &self.inner;

@@ -1,8 +1,5 @@
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use lambda_http::lambda_runtime::{self, service_fn, Error, LambdaEvent};
+use lambda_http::Error;
 use refresh::{RefreshConfig, Refresher};
-use serde_json::Value;
 use shared::vault::KmsDataKeys;
 use shared::{Clock, EnvReader};
 
@@ -21,16 +18,5 @@ async fn main() -> Result<(), Error> {
         keys,
         Clock::system(),
     );
-    let refresher = &refresher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        // The Lambda deadline, as an Instant.
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
-        let summary = refresher.run(Instant::now() + left).await?;
-        Ok::<_, Error>(serde_json::to_value(summary)?)
-    }))
-    .await
+    refresher.serve().await
 }

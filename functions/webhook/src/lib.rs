@@ -408,7 +408,6 @@ pub fn to_events(
     now: OffsetDateTime,
     retention: Duration,
 ) -> Vec<Event> {
-    let received_at = rfc3339_ms(now);
     updates
         .iter()
         .map(|u| {
@@ -432,9 +431,8 @@ pub fn to_events(
                     .and_then(|ms| {
                         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
                     })
-                    .map(rfc3339_ms)
-                    .unwrap_or_else(|| received_at.clone()),
-                received_at: received_at.clone(),
+                    .unwrap_or(now),
+                received_at: now,
                 payload: u.raw.to_string(),
                 expires_at: now + retention,
             }
@@ -442,8 +440,14 @@ pub fn to_events(
         .collect()
 }
 
-/// RFC 3339 with milliseconds: Meta's timestamps are in milliseconds.
-pub fn rfc3339_ms(t: OffsetDateTime) -> String {
-    let base = rfc3339(t);
-    format!("{}.{:03}Z", base.trim_end_matches('Z'), t.millisecond())
+impl Webhook {
+    /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
+    /// what `main` does once it has built the handler, and what the tests run
+    /// against a local Runtime API.
+    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+            Ok::<_, std::convert::Infallible>(self.handle(req).await)
+        }))
+        .await
+    }
 }

@@ -1,6 +1,4 @@
-use std::convert::Infallible;
-
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::Error;
 use shared::{Clock, EnvReader};
 use webhook::{Webhook, WebhookConfig};
 
@@ -17,9 +15,5 @@ async fn main() -> Result<(), Error> {
         shared::aws_sdk_secretsmanager::Client::new(&aws),
         Clock::system(),
     );
-    let handler = &handler;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(handler.handle(req).await)
-    }))
-    .await
+    handler.serve().await
 }

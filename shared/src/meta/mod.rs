@@ -58,7 +58,14 @@ impl MetaClient {
     }
 
     /// The Meta dialog URL that starts the flow.
-    pub fn authorize_url(&self, provider: Provider, state: &str, redirect_uri: &str) -> Url {
+    /// Meta's consent dialog. `pkce_challenge` (S256) is sent where given.
+    pub fn authorize_url(
+        &self,
+        provider: Provider,
+        state: &str,
+        redirect_uri: &str,
+        pkce_challenge: Option<&str>,
+    ) -> Url {
         let app_id = self.app.app_id(provider).unwrap_or_default();
         let scope = self.app.scopes(provider).join(",");
         let urls = &self.app.urls;
@@ -78,6 +85,10 @@ impl MetaClient {
                 .append_pair("state", state);
             if provider == Provider::Facebook && !self.app.facebook_login_config_id.is_empty() {
                 q.append_pair("config_id", &self.app.facebook_login_config_id);
+            }
+            if let Some(challenge) = pkce_challenge {
+                q.append_pair("code_challenge", challenge)
+                    .append_pair("code_challenge_method", "S256");
             }
         }
         url
@@ -225,14 +236,23 @@ impl MetaClient {
         app_secret: &SecretString,
         code: &str,
         redirect_uri: &str,
+        pkce_verifier: Option<&str>,
     ) -> Result<SecretString, MetaError> {
+        let mut query = vec![
+            ("client_id", self.app.facebook_app_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("client_secret", app_secret.expose_secret()),
+            ("code", code),
+        ];
+        if let Some(verifier) = pkce_verifier {
+            query.push(("code_verifier", verifier));
+        }
         let resp: TokenResponse = self
-            .call(self.http.get(self.graph("oauth/access_token")).query(&[
-                ("client_id", self.app.facebook_app_id.as_str()),
-                ("redirect_uri", redirect_uri),
-                ("client_secret", app_secret.expose_secret()),
-                ("code", code),
-            ]))
+            .call(
+                self.http
+                    .get(self.graph("oauth/access_token"))
+                    .query(&query),
+            )
             .await?;
         Ok(resp.access_token)
     }

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 use super::{epoch, get_s, get_time, s, Item, StoreError};
-use crate::oauth_state::{Mode, OAuthState};
+use crate::oauth_state::{Mode, OAuthState, PkceVerifier};
 use crate::provider::Provider;
 
 #[derive(Clone)]
@@ -36,6 +36,11 @@ impl StateStore {
         ]);
         if let Some(b) = &state.binding_hash {
             item.insert("binding_hash".into(), s(b));
+        }
+        // Needed in clear for the code exchange; the item is deleted when the
+        // state is consumed, and expires with it otherwise.
+        if let Some(v) = &state.pkce_verifier {
+            item.insert("code_verifier".into(), s(v.secret()));
         }
         self.client
             .put_item()
@@ -95,6 +100,7 @@ fn parse(item: &Item) -> Option<OAuthState> {
         redirect_uri: get_s(item, "redirect_uri")?,
         return_to: get_s(item, "return_to")?,
         binding_hash: get_s(item, "binding_hash"),
+        pkce_verifier: get_s(item, "code_verifier").map(PkceVerifier::from_stored),
         created_at: get_time(item, "created_at")?,
         expires_at: get_time(item, "expires_at")?,
     })

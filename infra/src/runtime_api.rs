@@ -1,0 +1,172 @@
+//! A local Lambda Runtime API (the interface `lambda_runtime` polls in AWS):
+//! enough to run a function's real `serve()` loop in-process and invoke it
+//! with events, as Lambda would. Used by the tests that look at what the
+//! runtime itself logs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+/// What a function answered to one invocation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Response(Value),
+    Error(Value),
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<(String, Value)>,
+    outcomes: HashMap<String, Outcome>,
+    polls: usize,
+    next_id: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    changed: Notify,
+}
+
+/// A Runtime API on `127.0.0.1`, serving one function.
+#[derive(Clone)]
+pub struct RuntimeApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+const BASE: &str = "/2018-06-01/runtime";
+
+impl RuntimeApi {
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            changed: Notify::new(),
+        });
+        let app = Router::new()
+            .route(&format!("{BASE}/invocation/next"), get(next))
+            .route(&format!("{BASE}/invocation/{{id}}/response"), post(respond))
+            .route(&format!("{BASE}/invocation/{{id}}/error"), post(fail))
+            .route(&format!("{BASE}/init/error"), post(init_error))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the runtime API on loopback");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("runtime API serves");
+        });
+        Self { addr, shared }
+    }
+
+    /// The value of `AWS_LAMBDA_RUNTIME_API` that points a runtime here.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Waits until a runtime has asked for its first event (so it has read
+    /// its environment and another one may be started).
+    pub async fn wait_for_runtime(&self) {
+        self.wait(|i| i.polls > 0).await;
+    }
+
+    /// Invokes the function with `event` and waits for its answer.
+    pub async fn invoke(&self, event: Value) -> Outcome {
+        let id = {
+            let mut i = self.shared.inner.lock().unwrap();
+            i.next_id += 1;
+            let id = format!("req-{}", i.next_id);
+            i.queue.push_back((id.clone(), event));
+            id
+        };
+        self.shared.changed.notify_waiters();
+        self.wait(|i| i.outcomes.contains_key(&id)).await;
+        let i = self.shared.inner.lock().unwrap();
+        i.outcomes[&id].clone()
+    }
+
+    async fn wait(&self, ready: impl Fn(&Inner) -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let notified = self.shared.changed.notified();
+                if ready(&self.shared.inner.lock().unwrap()) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        waited.expect("the function answered within 60 s");
+    }
+}
+
+async fn next(State(s): State<Arc<Shared>>) -> Response {
+    loop {
+        let notified = s.changed.notified();
+        {
+            let mut i = s.inner.lock().unwrap();
+            let first_poll = i.polls == 0;
+            i.polls += 1;
+            if first_poll {
+                s.changed.notify_waiters();
+            }
+            if let Some((id, event)) = i.queue.pop_front() {
+                drop(i);
+                s.changed.notify_waiters();
+                let deadline_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis()
+                    + 300_000;
+                return (
+                    [
+                        ("lambda-runtime-aws-request-id", id),
+                        ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+                        (
+                            "lambda-runtime-invoked-function-arn",
+                            "arn:aws:lambda:us-east-1:123456789012:function:local".into(),
+                        ),
+                        ("lambda-runtime-trace-id", "Root=1-local".into()),
+                    ],
+                    event.to_string(),
+                )
+                    .into_response();
+            }
+        }
+        notified.await;
+    }
+}
+
+fn record(s: &Shared, id: String, outcome: Outcome) -> StatusCode {
+    s.inner.lock().unwrap().outcomes.insert(id, outcome);
+    s.changed.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+fn json_or_text(body: &Bytes) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+async fn respond(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    record(&s, id, Outcome::Response(json_or_text(&body)))
+}
+
+async fn fail(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+    record(&s, id, Outcome::Error(json_or_text(&body)))
+}
+
+async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    record(&s, "init".into(), Outcome::Error(json_or_text(&body)))
+}
