@@ -18,7 +18,7 @@ ensure_tools() {
   fi
   local stamp="$VENV/.installed-$group"
   if ! cmp -s "$req" "$stamp" 2>/dev/null; then
-    log "installing $group tools ($(grep -v '^#' "$req" | tr '\n' ' '))"
+    log "installing the pinned $group tools ($(grep -v '^#' "$req" | paste -sd ' ')) into $VENV: a minute or two the first time (and when the pins change), instant afterwards"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     cp "$req" "$stamp"
   fi

@@ -3,6 +3,9 @@
 //! Gateway would (payload 2.0 events, JWT claims from a verified token), plus
 //! a small demo frontend to click through a connection.
 
+mod cli;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use axum::body::{to_bytes, Body as AxumBody};
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use infra::apigw::{match_route, ApiRequest};
 use infra::jwt;
@@ -27,24 +30,93 @@ struct App {
     dynamodb: aws_sdk_dynamodb::Client,
     events_table: String,
     instagram_app_secret: String,
+    connections_table: String,
     callback: callback::Callback<shared::vault::KmsDataKeys>,
     jwt_key: Vec<u8>,
+    /// The demo page, as served.
+    page: String,
 }
 
-fn arg(name: &str, default: u16) -> u16 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The demo page, with the failure reasons' sentences (the ones `POST
+/// /oauth/{provider}/complete` returns) filled in.
+fn demo_page() -> String {
+    let reasons: serde_json::Map<String, serde_json::Value> = callback::Reason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_string(), json!(r.message())))
+        .collect();
+    let reasons = serde_json::Value::Object(reasons)
+        .to_string()
+        .replace('<', "\\u003c");
+    include_str!("demo.html").replace("/*REASONS*/{}", &reasons)
+}
+
+/// Prints a panic as one line, without a backtrace: a person reads it.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unexpected failure");
+        eprintln!("local-stack: stopped: {msg}");
+    }));
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("local-stack: {msg}");
+    std::process::exit(1)
+}
+
+/// Binds `127.0.0.1:port`, or says which port is taken and the option that
+/// changes it.
+async fn listen(port: u16, option: &str) -> tokio::net::TcpListener {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => fail(&format!(
+            "port {port} is in use: choose another with {option} N"
+        )),
+        Err(e) => fail(&format!("cannot listen on {addr} ({option}): {e}")),
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM or SIGHUP, with the signal's name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+        _ = int.recv() => "SIGINT",
+    }
 }
 
 #[tokio::main]
 async fn main() {
-    shared::logging::init();
-    let port = arg("--port", 8080);
-    let meta_port = arg("--meta-port", 8090);
+    quiet_panics();
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Help) => {
+            println!("{}", cli::USAGE);
+            return;
+        }
+        Ok(cli::Command::Run(opts)) => opts,
+        Err(e) => {
+            eprintln!("local-stack: {e}\nRun scripts/local-stack --help to see the options.");
+            std::process::exit(2);
+        }
+    };
+    // Both ports first, before any table is made: the gateway's listener is
+    // kept, the emulated Meta's is given back for it to bind at once.
+    let listener = listen(opts.port, "--port").await;
+    drop(listen(opts.meta_port, "--meta-port").await);
+    if opts.check_only {
+        return;
+    }
+    shared::logging::install(std::io::stdout, true);
+    let (port, meta_port) = (opts.port, opts.meta_port);
     let base = format!("http://127.0.0.1:{port}");
     let stack = Stack::start(StackOptions {
         prefix: "local".into(),
@@ -64,43 +136,61 @@ async fn main() {
         webhook: stack.webhook(Clock::system()),
         dynamodb: stack.dynamodb.clone(),
         events_table: stack.var("EVENTS_TABLE").to_string(),
+        connections_table: stack.var("CONNECTIONS_TABLE").to_string(),
         instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
         jwt_key,
+        page: demo_page(),
     });
     let router = Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/app/") }))
-        .route("/app/", get(|| async { Html(include_str!("demo.html")) }))
-        .route(
-            "/app/complete",
-            get(|| async { Html(include_str!("demo.html")) }),
-        )
+        .route("/app/", get(page))
+        .route("/app/complete", get(page))
         .route("/dev/token", get(dev_token))
-        .route("/dev/send-webhook", axum::routing::post(dev_send_webhook))
+        .route("/dev/send-webhook", post(dev_send_webhook))
         .route("/dev/events", get(dev_events))
-        .route("/dev/run-refresh", axum::routing::post(dev_run_refresh))
+        .route("/dev/age-connection", post(dev_age_connection))
+        .route("/dev/run-refresh", post(dev_run_refresh))
         .fallback(gateway)
         .with_state(app);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-    println!(
-        "\n  Local stack ready.\n  Open {base}/app/ and connect an account.\n  \
-         API: {base}  ·  emulated Meta: {}  ·  moto: {}\n  Tables: {}, {}, {}\n  Ctrl-C stops everything.\n",
-        stack.meta.base_url(),
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_default(),
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let tables = [
         stack.var("STATES_TABLE"),
         stack.var("CONNECTIONS_TABLE"),
         stack.var("EVENTS_TABLE"),
+    ];
+    println!(
+        "\n  Local stack ready.\n  Open {base}/app/ and connect an account.\n  \
+         API: {base}  ·  emulated Meta: {meta}  ·  moto: {endpoint}\n\n  \
+         Data lives in memory in moto at {endpoint} and is gone when the stack stops.\n  \
+         Tables: {tables}. Look at one with\n    \
+         AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws dynamodb scan \\\n      \
+         --region us-east-1 --endpoint-url {endpoint} --table-name {conns}\n  \
+         or in moto's dashboard: {endpoint}/moto-api/\n\n  \
+         Logs below: one JSON object per line, with a UTC timestamp.\n  \
+         Ctrl-C (or stopping scripts/local-stack) stops everything.\n",
+        meta = stack.meta.base_url(),
+        tables = tables.join(", "),
+        conns = tables[1],
     );
-    axum::serve(listener, router).await.expect("gateway serves");
+    tokio::select! {
+        served = axum::serve(listener, router) => {
+            if let Err(e) = served {
+                fail(&format!("the gateway stopped: {e}"));
+            }
+        }
+        signal = stop_signal() => tracing::info!(signal, "stopping"),
+    }
+}
+
+async fn page(State(app): State<Arc<App>>) -> Html<String> {
+    Html(app.page.clone())
 }
 
 /// Mints a JWT for a user, standing in for the product's identity provider.
 async fn dev_token(
     State(app): State<Arc<App>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let sub = q.get("sub").cloned().unwrap_or_else(|| "demo-user".into());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -111,7 +201,7 @@ async fn dev_token(
 /// Instagram app secret and delivers it to `POST /webhook` through the gateway.
 async fn dev_send_webhook(
     State(app): State<Arc<App>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let account = q.get("account_id").cloned().unwrap_or_default();
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
@@ -140,7 +230,7 @@ async fn dev_send_webhook(
 /// The newest events of the outbox for a user (all events when `sub` is empty).
 async fn dev_events(
     State(app): State<Arc<App>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let sub = q.get("sub").cloned().unwrap_or_default();
     let out = app
@@ -150,10 +240,12 @@ async fn dev_events(
         .send()
         .await;
     let Ok(out) = out else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "scan failed").into_response();
+        return dev_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the events table could not be read",
+        );
     };
-    let get = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-               k: &str| {
+    let get = |i: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, k: &str| {
         i.get(k)
             .and_then(|v| v.as_s().ok())
             .cloned()
@@ -171,6 +263,91 @@ async fn dev_events(
     Json(json!({"events": events})).into_response()
 }
 
+/// Makes a connection due, as if time had passed: an Instagram token now
+/// expires in 12 hours (issued 60 days before that), a Facebook Page token's
+/// daily check is now. The row's `by_due` attributes say so, as the refresher
+/// itself would have written them, so the next refresh run takes it.
+async fn dev_age_connection(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let field = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let (sub, account) = (field("sub"), field("account_id"));
+    let Some(provider) = shared::provider::Provider::parse(field("provider")) else {
+        return dev_error(StatusCode::BAD_REQUEST, "unknown provider");
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let n = |t: time::OffsetDateTime| AttributeValue::N(t.unix_timestamp().to_string());
+    let mut update = app
+        .dynamodb
+        .update_item()
+        .table_name(&app.connections_table)
+        .key(
+            "pk",
+            AttributeValue::S(shared::store::connections::user_pk(sub)),
+        )
+        .key(
+            "sk",
+            AttributeValue::S(shared::store::connections::conn_sk(provider, account)),
+        )
+        .condition_expression("attribute_exists(pk) AND #status = :active")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":active", AttributeValue::S("active".into()))
+        .expression_attribute_values(":bucket", AttributeValue::S(provider.as_str().into()))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()));
+    let said = match provider {
+        shared::provider::Provider::Instagram => {
+            let expires = now + time::Duration::hours(12);
+            update = update
+                .update_expression(
+                    "SET token_issued_at = :issued, token_expires_at = :expires, \
+                     due_bucket = :bucket, due_at = :expires, version = version + :one",
+                )
+                .expression_attribute_values(":issued", n(expires - time::Duration::days(60)))
+                .expression_attribute_values(":expires", n(expires));
+            "Its token now expires in 12 hours: the next refresh run refreshes it."
+        }
+        shared::provider::Provider::Facebook => {
+            update = update
+                .update_expression(
+                    "SET due_bucket = :bucket, due_at = :now, version = version + :one",
+                )
+                .expression_attribute_values(":now", n(now));
+            "Its daily token check is due: the next refresh run checks it."
+        }
+    };
+    match update.send().await {
+        Ok(_) => Json(json!({"aged": true, "message": said})).into_response(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            dev_error(
+                StatusCode::NOT_FOUND,
+                "no active connection of this user with that account",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "age connection");
+            dev_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the connections table could not be updated",
+            )
+        }
+    }
+}
+
+/// An error of a `/dev/*` route, shaped like the API's: `{"error", "message"}`.
+fn dev_error(status: StatusCode, message: &str) -> Response {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "server_error",
+    };
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}
+
 async fn run_refresh(app: &App) -> Result<refresh::Summary, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     app.refresher.run(deadline).await.map_err(|e| e.to_string())
@@ -180,7 +357,10 @@ async fn run_refresh(app: &App) -> Result<refresh::Summary, String> {
 async fn dev_run_refresh(State(app): State<Arc<App>>) -> Response {
     match run_refresh(&app).await {
         Ok(summary) => Json(summary).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => dev_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the refresh run failed: {e}"),
+        ),
     }
 }
 

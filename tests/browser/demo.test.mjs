@@ -1,0 +1,254 @@
+// The demo page of the local stack, clicked through in headless Chromium.
+// Run by scripts/browser-test, which starts the stack and sets BASE_URL.
+//
+// Every test signs in as its own user and connects its own Instagram
+// usernames, so the tests share one stack without seeing each other's
+// connections. Tests in this file run one after the other (node --test runs
+// a file's tests in order); the delete test is last because a delete starts a
+// refresh run in the background.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = process.env.BASE_URL;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || '';
+const RUN = Math.random().toString(36).slice(2, 8);
+const T = { timeout: 90_000 };
+
+let browser;
+
+before(async () => {
+  assert.ok(BASE_URL, 'BASE_URL is the local stack, e.g. http://127.0.0.1:8080');
+  // playwright gives each launch a fresh, throwaway --user-data-dir.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage(context, width = 1000) {
+  const page = await (context ?? await browser.newContext()).newPage();
+  await page.setViewportSize({ width, height: 800 });
+  page.setDefaultTimeout(30_000);
+  return page;
+}
+
+async function openApp(page, user) {
+  await page.goto(`${BASE_URL}/app/`);
+  await page.fill('#user', user);
+  await page.dispatchEvent('#user', 'change');
+  await waitText(page, '#conns tbody', /No connections yet/);
+}
+
+// Waits until the element's text matches `re`; fails with what it said.
+async function waitText(page, selector, re) {
+  try {
+    await page.waitForFunction(
+      ([sel, src, flags]) => new RegExp(src, flags).test(document.querySelector(sel)?.textContent ?? ''),
+      [selector, re.source, re.flags],
+      { timeout: 30_000 },
+    );
+  } catch (e) {
+    const text = await page.locator(selector).first().textContent().catch(() => '(absent)');
+    assert.fail(`${selector} never matched ${re}: it says ${JSON.stringify(text)} (page ${page.url()})`);
+  }
+  return page.locator(selector).first().textContent();
+}
+
+// Clicks "Connect with Instagram" and waits for the emulated consent page.
+async function startConnect(page) {
+  await page.click('#ig');
+  await page.waitForSelector('#approve');
+}
+
+// On the consent page: log in as `username` and press Allow or Cancel.
+async function decide(page, username, allow = true) {
+  await page.fill('#as_username', username);
+  await page.click(allow ? '#approve' : '#deny');
+}
+
+async function connect(page, username) {
+  await startConnect(page);
+  await decide(page, username);
+  await waitText(page, '#banner', new RegExp(`Connected @${username}`));
+  return page.locator(`#conns tr[data-username="${username}"]`);
+}
+
+async function reasons(page) {
+  return page.evaluate(() => REASONS);
+}
+
+async function screenshot(page, name) {
+  if (!SCREENSHOT_DIR) return;
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
+}
+
+async function noHorizontalOverflow(page) {
+  const { scroll, client } = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+  }));
+  assert.ok(scroll <= client, `the page is ${scroll}px wide in a ${client}px window`);
+}
+
+test('connect with Instagram: Allow at Meta lands back connected and listed', T, async () => {
+  const page = await newPage();
+  await openApp(page, `alice-${RUN}`);
+  const row = await connect(page, `alice_${RUN}`);
+  assert.equal(await page.getAttribute('#banner', 'class'), 'banner ok');
+  assert.equal(new URL(page.url()).search, '', 'the status query is cleared from the address bar');
+  assert.match(await row.textContent(), /Active/);
+  assert.match(await row.textContent(), /expires in (59|60) days/);
+  // The connection.connected event is shown.
+  await waitText(page, '#events tbody', /connection\.connected/);
+  await screenshot(page, 'connected');
+
+  // Another user sees none of it; switching back shows it again.
+  await page.fill('#user', `bob-${RUN}`);
+  await page.dispatchEvent('#user', 'change');
+  await waitText(page, '#conns tbody', new RegExp(`No connections yet for bob-${RUN}`));
+  await waitText(page, '#events tbody', /No events yet/);
+  await page.fill('#user', `alice-${RUN}`);
+  await page.dispatchEvent('#user', 'change');
+  await waitText(page, '#conns tbody', new RegExp(`@alice_${RUN}`));
+});
+
+test('cancel at Meta is shown as a cancel, in the words of the API', T, async () => {
+  const page = await newPage();
+  await openApp(page, `carol-${RUN}`);
+  await startConnect(page);
+  await decide(page, `carol_${RUN}`, false);
+  const { access_denied } = await reasons(page);
+  assert.ok(access_denied, 'the page has the reasons of the API');
+  const text = await waitText(page, '#banner', new RegExp(access_denied.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  assert.equal(await page.getAttribute('#banner', 'class'), 'banner info');
+  assert.doesNotMatch(text, /fail|error|access_denied/i);
+  await waitText(page, '#conns tbody', /No connections yet/);
+  await screenshot(page, 'cancelled');
+});
+
+test('a failure reason is shown as the sentence the complete mode returns', T, async () => {
+  const page = await newPage();
+  await page.goto(`${BASE_URL}/app/?status=error&provider=instagram&reason=invalid_state`);
+  const { invalid_state } = await reasons(page);
+  const text = await waitText(page, '#banner', /not connected/);
+  assert.ok(text.includes(invalid_state), text);
+  assert.equal(await page.getAttribute('#banner', 'class'), 'banner err');
+});
+
+test('complete mode: Allow at Meta, the page completes the connection', T, async () => {
+  const page = await newPage();
+  await openApp(page, `dora-${RUN}`);
+  await page.click('#ig-complete');
+  await page.waitForSelector('#approve');
+  await decide(page, `dora_${RUN}`);
+  await waitText(page, '#banner', new RegExp(`Connected @dora_${RUN} \\(complete mode\\)`));
+  await waitText(page, '#conns tbody', new RegExp(`@dora_${RUN}`));
+});
+
+test('connect with Facebook: every granted Page with an Instagram account is listed', T, async () => {
+  const page = await newPage();
+  await openApp(page, `fiona-${RUN}`);
+  await page.click('#fb');
+  await page.waitForSelector('#approve');
+  await page.click('#approve');
+  const text = await waitText(page, '#banner', /Connected @.* through Facebook\./);
+  const rows = await page.locator('#conns tr[data-provider="facebook"]').count();
+  assert.ok(rows >= 1, `no Facebook connection listed (banner: ${text})`);
+  assert.match(await page.textContent('#conns tbody'), /Facebook · .*Page/);
+});
+
+test('two tabs: two Connect flows started in one browser both end connected', T, async () => {
+  const context = await browser.newContext();
+  const first = await newPage(context);
+  await openApp(first, `erin-${RUN}`);
+  await startConnect(first);
+  const second = await newPage(context);
+  await second.goto(`${BASE_URL}/app/`);
+  assert.equal(await second.inputValue('#user'), `erin-${RUN}`);
+  await startConnect(second);
+  // Both consent pages are open; approve the first flow, then the second.
+  await decide(first, `erin_one_${RUN}`);
+  await waitText(first, '#banner', new RegExp(`Connected @erin_one_${RUN}|not connected`));
+  await decide(second, `erin_two_${RUN}`);
+  await waitText(second, '#banner', new RegExp(`Connected @erin_two_${RUN}|not connected`));
+  const banners = [await first.textContent('#banner'), await second.textContent('#banner')];
+  assert.ok(banners.every(b => b.startsWith('Connected')), `both flows connect: ${JSON.stringify(banners)}`);
+  await second.reload();
+  await waitText(second, '#conns tbody', new RegExp(`@erin_one_${RUN}[\\s\\S]*@erin_two_${RUN}|@erin_two_${RUN}[\\s\\S]*@erin_one_${RUN}`));
+  await context.close();
+});
+
+test('an API error is shown as a message, not as empty tables', T, async () => {
+  const page = await newPage();
+  await page.route('**/connections', route => route.fulfill({
+    status: 500, contentType: 'application/json',
+    body: JSON.stringify({ error: 'server_error', message: 'The store is unavailable.' }),
+  }));
+  await page.goto(`${BASE_URL}/app/`);
+  await waitText(page, '#conns tbody', /Could not load the connections: The store is unavailable\./);
+  await waitText(page, '#banner', /Could not load your connections/);
+  assert.equal(await page.getAttribute('#banner', 'class'), 'banner err');
+});
+
+test('send a signed webhook: the event appears, and long payloads stay in the page', T, async () => {
+  const page = await newPage();
+  await openApp(page, `frank-${RUN}`);
+  const row = await connect(page, `frank_${RUN}`);
+  await row.locator('button.send').click();
+  await waitText(page, '#banner', /delivered a signed message webhook for @frank_.*answered 200/);
+  await waitText(page, '#events tbody tr:first-child', /messages/);
+  const summary = page.locator('#events tbody tr:first-child details summary');
+  await summary.click();
+  const pre = page.locator('#events tbody tr:first-child details pre');
+  assert.match(await pre.textContent(), /Hello from the local stack/);
+  await noHorizontalOverflow(page);
+  await screenshot(page, 'webhook');
+  await page.setViewportSize({ width: 420, height: 800 });
+  await noHorizontalOverflow(page);
+  await screenshot(page, 'webhook-narrow');
+});
+
+test('make a connection due, run the scheduled refresh: the summary is in words', T, async () => {
+  const page = await newPage();
+  await openApp(page, `gina-${RUN}`);
+  const username = `gina_${RUN}`;
+  const row = await connect(page, username);
+  await row.locator('button.age').click();
+  await waitText(page, '#banner', new RegExp(`@${username} is now due for refresh`));
+  await waitText(page, `#conns tr[data-username="${username}"] td.token`, /expires in 12 hours/);
+  await page.click('#refresh');
+  const text = await waitText(page, '#banner', /^Refresh run:/);
+  assert.match(text, /1 connection examined — 1 token refreshed, 0 failed/);
+  assert.doesNotMatch(text, /[{}"]/, 'no raw JSON');
+  assert.equal(await page.getAttribute('#banner', 'class'), 'banner ok');
+  const token = await waitText(page, `#conns tr[data-username="${username}"] td.token`, /expires in (59|60) days/);
+  assert.match(token, /refreshed/);
+  await screenshot(page, 'refreshed');
+  // Nothing is due any more.
+  await page.click('#refresh');
+  await waitText(page, '#banner', /Refresh run: nothing was due\./);
+});
+
+test('delete a connection', T, async () => {
+  const page = await newPage();
+  await openApp(page, `hugo-${RUN}`);
+  const username = `hugo_${RUN}`;
+  const row = await connect(page, username);
+  await row.locator('button.delete').click();
+  await waitText(page, '#banner', new RegExp(`Deleted @${username}\\.`));
+  await waitText(page, '#conns tbody', /No connections yet/);
+  await waitText(page, '#events tbody', /connection\.deleted/);
+});
