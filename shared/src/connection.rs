@@ -98,3 +98,28 @@ impl Connection {
         }
     }
 }
+
+/// A connection for unit tests: active, subscribed, token issued at `issued`
+/// with no expiry known; tests change what they are about.
+#[cfg(test)]
+pub(crate) fn test_connection(provider: Provider, issued: OffsetDateTime) -> Connection {
+    Connection {
+        user_id: "u".into(),
+        provider,
+        account_id: "a".into(),
+        username: "x".into(),
+        status: Status::Active,
+        webhooks_subscribed: true,
+        scopes: vec![],
+        connected_at: issued,
+        token_expires_at: None,
+        token_issued_at: issued,
+        last_refreshed_at: None,
+        meta_user_id: "m".into(),
+        page_id: None,
+        page_name: None,
+        version: 1,
+        refresh_failures: 0,
+        last_refresh_failure_at: None,
+    }
+}

@@ -4,6 +4,7 @@
 //! Decisions (is this state usable, is this return URL allowed, what does this
 //! Meta error mean) live in plain functions with unit tests; the stores and the
 //! clients are thin adapters around them.
+//! `docs/architecture.md` maps each decision to the one file that makes it.
 
 pub mod clock;
 pub mod config;

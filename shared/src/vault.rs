@@ -30,6 +30,15 @@ pub struct TokenOwner {
 }
 
 impl TokenOwner {
+    /// The owner of a connection's token.
+    pub fn of(conn: &crate::connection::Connection) -> Self {
+        Self {
+            user_id: conn.user_id.clone(),
+            provider: conn.provider,
+            account_id: conn.account_id.clone(),
+        }
+    }
+
     /// The KMS encryption context (logged by CloudTrail: ids only, no secrets).
     pub fn encryption_context(&self) -> BTreeMap<String, String> {
         BTreeMap::from([

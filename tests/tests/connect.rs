@@ -1048,7 +1048,10 @@ async fn facebook_flows_use_pkce_and_instagram_flows_do_not() {
         "{}",
         resp.location()
     );
-    assert_eq!(h.stack.meta.pkce_verifiers(), std::slice::from_ref(&verifier));
+    assert_eq!(
+        h.stack.meta.pkce_verifiers(),
+        std::slice::from_ref(&verifier)
+    );
     assert!(!h
         .scan("STATES_TABLE")
         .await

@@ -11,23 +11,16 @@ use time::Duration;
 
 const DAY: Duration = Duration::days(1);
 
-fn summary(
-    examined: usize,
-    refreshed: usize,
-    skipped: usize,
-    failed: usize,
-    needs_reauth: usize,
-    resubscribed: usize,
-) -> Summary {
-    Summary {
-        examined,
-        refreshed,
-        skipped,
-        failed,
-        needs_reauth,
-        resubscribed,
-    }
-}
+/// One connection examined and nothing else counted: each test names the
+/// counters it expects on top (`Summary { refreshed: 1, ..ONE }`).
+const ONE: Summary = Summary {
+    examined: 1,
+    refreshed: 0,
+    skipped: 0,
+    failed: 0,
+    needs_reauth: 0,
+    resubscribed: 0,
+};
 
 async fn row(
     h: &Harness,
@@ -63,7 +56,13 @@ async fn instagram_tokens_are_refreshed_inside_the_window_only() {
     // 54 days later: inside the 7-day window.
     h.clock.advance(Duration::days(53));
     let before = row(&h, "user-1").await;
-    assert_eq!(h.refresh().await, summary(1, 1, 0, 0, 0, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            refreshed: 1,
+            ..ONE
+        }
+    );
     assert_eq!(h.stack.meta.calls("ig_refresh"), 1);
     let after = row(&h, "user-1").await;
     assert!(
@@ -99,7 +98,7 @@ async fn a_token_younger_than_a_day_waits() {
     h.stack.meta.set_instagram_token_lifetime(3 * 86400); // due at once
     h.connect_instagram_as("user-1", "young").await;
     h.clock.advance(Duration::hours(2));
-    assert_eq!(h.refresh().await, summary(1, 0, 1, 0, 0, 0));
+    assert_eq!(h.refresh().await, Summary { skipped: 1, ..ONE });
     assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
     // Not picked up again until it is 24 hours old.
     h.clock.advance(Duration::hours(12));
@@ -115,7 +114,13 @@ async fn a_dead_token_needs_the_person_again() {
     let account = h.connect_instagram_as("user-1", "dead.token").await;
     h.stack.meta.invalidate_account(&account);
     h.clock.advance(Duration::days(55));
-    assert_eq!(h.refresh().await, summary(1, 0, 0, 0, 1, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            needs_reauth: 1,
+            ..ONE
+        }
+    );
     assert_eq!(h.stack.meta.calls("ig_refresh"), 1, "190 is never retried");
     let r = row(&h, "user-1").await;
     assert_eq!(s(&r, "status"), "needs_reauth");
@@ -134,7 +139,13 @@ async fn an_expired_token_is_not_sent_to_meta() {
     let h = Harness::new().await;
     h.connect_instagram_as("user-1", "expired").await;
     h.clock.advance(Duration::days(61));
-    assert_eq!(h.refresh().await, summary(1, 0, 0, 0, 1, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            needs_reauth: 1,
+            ..ONE
+        }
+    );
     assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
 }
 
@@ -145,7 +156,7 @@ async fn passing_failures_are_counted_once_a_day_then_give_up() {
     let before = row(&h, "user-1").await;
     h.stack.meta.fail("ig_refresh", 400, r#"{"error":{"message":"Application request limit reached","type":"OAuthException","code":4}}"#);
     h.clock.advance(Duration::days(54));
-    assert_eq!(h.refresh().await, summary(1, 0, 0, 1, 0, 0));
+    assert_eq!(h.refresh().await, Summary { failed: 1, ..ONE });
     let r = row(&h, "user-1").await;
     assert_eq!(
         r.get("token"),
@@ -165,7 +176,13 @@ async fn passing_failures_are_counted_once_a_day_then_give_up() {
     assert_eq!(n(&row(&h, "user-1").await, "refresh_failures"), Some(2));
     // Day three: give up, the person must reconnect.
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, summary(1, 0, 0, 0, 1, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            needs_reauth: 1,
+            ..ONE
+        }
+    );
     assert_eq!(s(&row(&h, "user-1").await, "status"), "needs_reauth");
     assert_eq!(h.events("connection.needs_reauth").await.len(), 1);
 }
@@ -188,7 +205,13 @@ async fn a_success_after_failures_says_so() {
     );
     h.stack.meta.clear_failures();
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, summary(1, 1, 0, 0, 0, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            refreshed: 1,
+            ..ONE
+        }
+    );
     let r = row(&h, "user-1").await;
     assert_eq!(n(&r, "refresh_failures"), Some(0));
     assert!(!r.contains_key("last_refresh_failure_at"));
@@ -249,7 +272,14 @@ async fn missing_webhook_subscriptions_are_restored() {
     let account = h.connect_instagram_as("user-1", "unsubscribed").await;
     assert_eq!(s(&row(&h, "user-1").await, "webhooks"), "unsubscribed");
     h.stack.meta.clear_failures();
-    assert_eq!(h.refresh().await, summary(1, 0, 1, 0, 0, 1));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            skipped: 1,
+            resubscribed: 1,
+            ..ONE
+        }
+    );
     assert_eq!(s(&row(&h, "user-1").await, "webhooks"), "subscribed");
     assert!(h.stack.meta.subscription(&account).is_some());
     assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
@@ -276,14 +306,20 @@ async fn facebook_tokens_are_checked_daily() {
     );
     assert_eq!(h.refresh().await, Summary::default(), "not before a day");
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, summary(1, 0, 1, 0, 0, 0));
+    assert_eq!(h.refresh().await, Summary { skipped: 1, ..ONE });
     assert_eq!(h.stack.meta.calls("fb_debug_token"), 1);
     // Data access ends within the window: the person must log in again.
     h.stack
         .meta
         .set_data_access_expires_at(Some((h.clock.now() + Duration::days(3)).unix_timestamp()));
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, summary(1, 0, 0, 0, 1, 0));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            needs_reauth: 1,
+            ..ONE
+        }
+    );
     assert_eq!(s(&row(&h, "user-1").await, "status"), "needs_reauth");
 }
 
@@ -461,7 +497,14 @@ async fn subscriptions_meta_dropped_are_noticed_and_restored() {
 
     // The daily Page check notices and subscribes again.
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, summary(1, 0, 1, 0, 0, 1));
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            skipped: 1,
+            resubscribed: 1,
+            ..ONE
+        }
+    );
     assert!(h.stack.meta.subscription("p51").is_some());
     // The Instagram account is checked when its token is refreshed.
     h.clock.advance(Duration::days(53));

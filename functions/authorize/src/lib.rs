@@ -80,69 +80,72 @@ impl Authorize {
         let Some(user_id) = http::user_id(&req) else {
             return http::unauthenticated();
         };
-        let body = http::body_bytes(&req);
-        let request: ConnectRequest =
-            if body.iter().all(u8::is_ascii_whitespace) {
-                ConnectRequest::default()
-            } else {
-                match serde_json::from_slice(body) {
-                    Ok(r) => r,
-                    Err(_) => return http::error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "The body must be a JSON object with optional \"return_to\" and \"mode\".",
-                    ),
-                }
-            };
+        match self.read_request(http::body_bytes(&req), provider) {
+            Ok(start) => self.start(provider, &user_id, start).await,
+            Err(BadRequest(code, message)) => http::error(StatusCode::BAD_REQUEST, code, message),
+        }
+    }
+
+    /// Checks the body against this service's settings (no I/O): the mode,
+    /// the `redirect_uri` it implies, and the `return_to` allowed.
+    fn read_request(&self, body: &[u8], provider: Provider) -> Result<Start, BadRequest> {
+        let bad_request = BadRequest;
+        let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            ConnectRequest::default()
+        } else {
+            serde_json::from_slice(body).map_err(|_| {
+                bad_request(
+                    "invalid_request",
+                    "The body must be a JSON object with optional \"return_to\" and \"mode\".",
+                )
+            })?
+        };
         let mode = match request.mode.as_deref() {
             None => Mode::Redirect,
-            Some(m) => match Mode::parse(m) {
-                Some(m) => m,
-                None => {
-                    return http::error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "\"mode\" must be \"redirect\" or \"complete\".",
-                    )
-                }
-            },
+            Some(m) => Mode::parse(m).ok_or_else(|| {
+                bad_request(
+                    "invalid_request",
+                    "\"mode\" must be \"redirect\" or \"complete\".",
+                )
+            })?,
         };
         let site = &self.config.site;
         let redirect_uri = match mode {
             Mode::Redirect => site.callback_uri(provider),
-            Mode::Complete => match &site.complete_redirect_uri {
-                Some(uri) => uri.clone(),
-                None => {
-                    return http::error(
-                        StatusCode::BAD_REQUEST,
-                        "complete_mode_disabled",
-                        "This service has no COMPLETE_REDIRECT_URI: use the redirect mode.",
-                    )
-                }
-            },
+            Mode::Complete => site.complete_redirect_uri.clone().ok_or_else(|| {
+                bad_request(
+                    "complete_mode_disabled",
+                    "This service has no COMPLETE_REDIRECT_URI: use the redirect mode.",
+                )
+            })?,
         };
-        let return_to = match shared::return_to::resolve(
+        let return_to = shared::return_to::resolve(
             request.return_to.as_deref(),
             &site.frontend_url,
             &site.allowed_return_origins,
-        ) {
-            Ok(url) => url,
-            Err(why) => {
-                return http::error(StatusCode::BAD_REQUEST, "invalid_return_to", why.0);
-            }
-        };
+        )
+        .map_err(|why| bad_request("invalid_return_to", why.0))?;
+        Ok(Start {
+            mode,
+            redirect_uri,
+            return_to,
+        })
+    }
 
+    /// Stores a new state for the flow and answers with Meta's dialog URL
+    /// (and, in redirect mode, the flow's binding cookie).
+    async fn start(&self, provider: Provider, user_id: &str, start: Start) -> Response<Body> {
         let state = oauth_state::new_secret();
-        let binding = (mode == Mode::Redirect).then(oauth_state::new_secret);
+        let binding = (start.mode == Mode::Redirect).then(oauth_state::new_secret);
         let now = self.clock.now();
         let ttl = self.config.state_ttl;
         let record = OAuthState {
             state_hash: oauth_state::hash(&state),
-            user_id: user_id.clone(),
+            user_id: user_id.to_string(),
             provider,
-            mode,
-            redirect_uri: redirect_uri.clone(),
-            return_to: return_to.to_string(),
+            mode: start.mode,
+            redirect_uri: start.redirect_uri,
+            return_to: start.return_to.to_string(),
             binding_hash: binding.as_deref().map(oauth_state::hash),
             // Facebook Login takes PKCE; Instagram Login documents none.
             pkce_verifier: (provider == Provider::Facebook).then(PkceVerifier::new),
@@ -159,15 +162,14 @@ impl Authorize {
         }
         tracing::info!(
             %provider,
-            mode = mode.as_str(),
-            user = %shared::logging::tag(&user_id),
+            mode = record.mode.as_str(),
+            user = %shared::logging::tag(user_id),
             "authorization started"
         );
-
         let challenge = record.pkce_verifier.as_ref().map(PkceVerifier::challenge);
         let authorize_url =
             self.meta
-                .authorize_url(provider, &state, &redirect_uri, challenge.as_deref());
+                .authorize_url(provider, &state, &record.redirect_uri, challenge.as_deref());
         let mut resp = http::json(
             StatusCode::OK,
             &serde_json::json!({
@@ -176,18 +178,22 @@ impl Authorize {
             }),
         );
         if let (Some(binding), Some(name)) = (binding, record.binding_cookie_name()) {
-            http::add_set_cookie(
-                &mut resp,
-                &http::set_cookie(
-                    &name,
-                    &binding,
-                    &oauth_state::binding_cookie_path(provider),
-                    ttl.as_secs(),
-                ),
-            );
+            let path = oauth_state::binding_cookie_path(provider);
+            let cookie = http::set_cookie(&name, &binding, &path, ttl.as_secs());
+            http::add_set_cookie(&mut resp, &cookie);
         }
         resp
     }
+}
+
+/// A `400`: its error code and message.
+struct BadRequest(&'static str, &'static str);
+
+/// What a valid `POST /connect` asks for.
+struct Start {
+    mode: Mode,
+    redirect_uri: String,
+    return_to: shared::url::Url,
 }
 
 impl Authorize {

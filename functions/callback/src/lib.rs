@@ -6,16 +6,20 @@
 //! and the `connection.connected` event are written in one transaction, so a
 //! failure never leaves half a connection.
 
+mod decide;
+
 use std::time::Duration;
+
+pub use decide::Reason;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig};
-use shared::connection::{Connection, Status};
+use shared::connection::Connection;
 use shared::logging::tag;
-use shared::meta::{MetaClient, MetaError};
+use shared::meta::{FacebookPage, LinkedInstagram, MetaClient, MetaError, WebhookTarget};
 use shared::oauth_state::{self, Binding, Mode, OAuthState};
 use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{ConnectionStore, Event, SaveError, StateStore};
@@ -48,80 +52,6 @@ impl CallbackConfig {
             event_retention: config::event_retention(&mut env),
         };
         env.finish().map(|()| config)
-    }
-}
-
-/// Why a flow failed, as the frontend sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Reason {
-    #[error("access_denied")]
-    AccessDenied,
-    #[error("invalid_state")]
-    InvalidState,
-    #[error("browser_mismatch")]
-    BrowserMismatch,
-    #[error("exchange_failed")]
-    ExchangeFailed,
-    #[error("no_instagram_account")]
-    NoInstagramAccount,
-    #[error("account_already_linked")]
-    AccountAlreadyLinked,
-    #[error("server_error")]
-    ServerError,
-}
-
-impl Reason {
-    /// Every reason, in the order the contract lists them.
-    pub const ALL: [Reason; 7] = [
-        Self::AccessDenied,
-        Self::InvalidState,
-        Self::BrowserMismatch,
-        Self::ExchangeFailed,
-        Self::NoInstagramAccount,
-        Self::AccountAlreadyLinked,
-        Self::ServerError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AccessDenied => "access_denied",
-            Self::InvalidState => "invalid_state",
-            Self::BrowserMismatch => "browser_mismatch",
-            Self::ExchangeFailed => "exchange_failed",
-            Self::NoInstagramAccount => "no_instagram_account",
-            Self::AccountAlreadyLinked => "account_already_linked",
-            Self::ServerError => "server_error",
-        }
-    }
-
-    /// The sentence a person reads: `POST /complete` returns it as `message`.
-    pub fn message(self) -> &'static str {
-        match self {
-            Self::AccessDenied => "The connection was cancelled at Meta.",
-            Self::InvalidState => {
-                "This connection attempt is unknown, expired or already used. Start again."
-            }
-            Self::BrowserMismatch => {
-                "This connection was started by another browser or user. Start again."
-            }
-            Self::ExchangeFailed => "Meta did not confirm the connection. Start again.",
-            Self::NoInstagramAccount => {
-                "None of the Pages you granted has an Instagram professional account linked."
-            }
-            Self::AccountAlreadyLinked => {
-                "This Instagram account is already connected by another user."
-            }
-            Self::ServerError => "Something went wrong on our side. Try again.",
-        }
-    }
-
-    /// The status of a `POST /complete` error.
-    fn status(self) -> StatusCode {
-        match self {
-            Self::AccountAlreadyLinked => StatusCode::CONFLICT,
-            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
     }
 }
 
@@ -192,21 +122,7 @@ impl<K: DataKeys> Callback<K> {
         let base = return_to
             .and_then(|r| Url::parse(&r).ok())
             .unwrap_or_else(|| self.config.site.frontend_url.clone());
-        let mut params = vec![];
-        match &outcome {
-            Ok(conns) => {
-                params.push(("status", "connected".to_string()));
-                params.push(("provider", provider.to_string()));
-                for c in conns {
-                    params.push(("account_id", c.account_id.clone()));
-                }
-            }
-            Err(reason) => {
-                params.push(("status", "error".to_string()));
-                params.push(("provider", provider.to_string()));
-                params.push(("reason", reason.as_str().to_string()));
-            }
-        }
+        let params = decide::redirect_params(provider, outcome.as_deref().map_err(|r| *r));
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut resp = http::redirect(&http::with_query(&base, &pairs));
         if let Some(name) = flow_cookie {
@@ -248,11 +164,7 @@ impl<K: DataKeys> Callback<K> {
             return Err(fail(Reason::BrowserMismatch));
         }
         if let Some(error) = http::query_param(req, "error") {
-            let reason = if error == "access_denied" {
-                Reason::AccessDenied
-            } else {
-                Reason::ExchangeFailed
-            };
+            let reason = decide::reason_for_meta_error(&error);
             tracing::info!(%provider, meta_error = %short(&error), "meta returned an error");
             self.log_failure(provider, reason, &state.user_id);
             return Err(fail(reason));
@@ -310,7 +222,7 @@ impl<K: DataKeys> Callback<K> {
         provider: Provider,
         mode: Mode,
     ) -> Result<OAuthState, Reason> {
-        if state.is_empty() || state.len() > 512 {
+        if !decide::plausible_state(state) {
             return Err(Reason::InvalidState);
         }
         match self
@@ -336,8 +248,7 @@ impl<K: DataKeys> Callback<K> {
 
     /// Exchanges the code and stores every account it grants.
     async fn connect(&self, state: &OAuthState, code: &str) -> Result<Vec<Connection>, Reason> {
-        // Instagram appends `#_` to the code; a frontend may pass it along.
-        let code = code.strip_suffix("#_").unwrap_or(code);
+        let code = decide::clean_code(code);
         let secrets = self.secrets.get().await.map_err(|e| {
             tracing::error!(error = %e, "could not read the app secrets");
             Reason::ServerError
@@ -393,31 +304,19 @@ impl<K: DataKeys> Callback<K> {
             )
             .is_ok();
         let now = self.clock.now();
-        let scopes = if short.permissions.is_empty() {
-            self.config.meta.scopes(Provider::Instagram).to_vec()
-        } else {
-            short.permissions.clone()
-        };
+        let asked = self.config.meta.scopes(Provider::Instagram);
         let conn = Connection {
-            user_id: state.user_id.clone(),
-            provider: Provider::Instagram,
-            account_id: profile.user_id.clone(),
-            username: profile.username.clone(),
-            status: Status::Active,
             webhooks_subscribed,
-            scopes,
-            connected_at: now,
-            token_expires_at: long
-                .expires_in
-                .map(|s| now + time::Duration::seconds(s as i64)),
-            token_issued_at: now,
-            last_refreshed_at: None,
+            scopes: decide::granted_scopes(&short.permissions, asked),
+            token_expires_at: long.expires_at(now),
             meta_user_id: short.user_id.clone(),
-            page_id: None,
-            page_name: None,
-            version: 0,
-            refresh_failures: 0,
-            last_refresh_failure_at: None,
+            ..decide::new_connection(
+                &state.user_id,
+                Provider::Instagram,
+                &profile.user_id,
+                &profile.username,
+                now,
+            )
         };
         self.store(conn, &long.access_token).await.map(|c| vec![c])
     }
@@ -467,58 +366,57 @@ impl<K: DataKeys> Callback<K> {
         let mut connected = Vec::new();
         let mut taken = 0;
         for (page, ig) in linked {
-            match self.ensure_free(&ig.id, &state.user_id).await {
-                Ok(()) => {}
-                Err(Reason::AccountAlreadyLinked) => {
-                    taken += 1;
-                    continue;
-                }
-                Err(r) => return Err(r),
-            }
-            let webhooks_subscribed = self
-                .meta
-                .facebook_subscribe_page(
-                    secret,
-                    &page.id,
-                    &page.access_token,
-                    self.config.meta.webhook_fields(Provider::Facebook),
-                )
-                .await
-                .inspect_err(
-                    |e| tracing::warn!(error = %e, "page subscription failed; refresh will retry"),
-                )
-                .is_ok();
-            let now = self.clock.now();
-            let conn = Connection {
-                user_id: state.user_id.clone(),
-                provider: Provider::Facebook,
-                account_id: ig.id.clone(),
-                username: ig.username.clone(),
-                status: Status::Active,
-                webhooks_subscribed,
-                scopes: self.config.meta.scopes(Provider::Facebook).to_vec(),
-                connected_at: now,
-                // Page tokens got with a long-lived user token don't expire.
-                token_expires_at: None,
-                token_issued_at: now,
-                last_refreshed_at: None,
-                meta_user_id: me.id.clone(),
-                page_id: Some(page.id.clone()),
-                page_name: Some(page.name.clone()),
-                version: 0,
-                refresh_failures: 0,
-                last_refresh_failure_at: None,
-            };
-            match self.store(conn, &page.access_token).await {
+            match self.connect_page(state, secrets, &me.id, &page, &ig).await {
                 Ok(c) => connected.push(c),
                 Err(Reason::AccountAlreadyLinked) => taken += 1,
                 Err(r) => return Err(r),
             }
         }
-        if connected.is_empty() && taken > 0 {
-            return Err(Reason::AccountAlreadyLinked);
-        }
-        Ok(connected)
+        decide::pages_result(connected, taken)
+    }
+
+    /// One granted Page's Instagram account: subscribed through the Page and
+    /// stored with the Page token.
+    async fn connect_page(
+        &self,
+        state: &OAuthState,
+        secrets: &AppSecrets,
+        meta_user_id: &str,
+        page: &FacebookPage,
+        ig: &LinkedInstagram,
+    ) -> Result<Connection, Reason> {
+        self.ensure_free(&ig.id, &state.user_id).await?;
+        let webhooks_subscribed = self
+            .meta
+            .subscribe_webhooks(
+                WebhookTarget::Page(&page.id),
+                secrets,
+                &page.access_token,
+                self.config.meta.webhook_fields(Provider::Facebook),
+            )
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "page subscription failed; refresh will retry"),
+            )
+            .is_ok();
+        let now = self.clock.now();
+        let conn = Connection {
+            webhooks_subscribed,
+            scopes: self.config.meta.scopes(Provider::Facebook).to_vec(),
+            // Page tokens got with a long-lived user token don't expire.
+            token_expires_at: None,
+            meta_user_id: meta_user_id.to_string(),
+            page_id: Some(page.id.clone()),
+            page_name: Some(page.name.clone()),
+            ..decide::new_connection(
+                &state.user_id,
+                Provider::Facebook,
+                &ig.id,
+                &ig.username,
+                now,
+            )
+        };
+        self.store(conn, &page.access_token).await
     }
 
     /// Fails early (before subscribing) when someone else owns the account.
@@ -535,15 +433,14 @@ impl<K: DataKeys> Callback<K> {
     }
 
     async fn store(&self, conn: Connection, token: &SecretString) -> Result<Connection, Reason> {
-        let owner = TokenOwner {
-            user_id: conn.user_id.clone(),
-            provider: conn.provider,
-            account_id: conn.account_id.clone(),
-        };
-        let sealed = self.vault.seal(token, &owner).await.map_err(|e| {
-            tracing::error!(error = %e, "could not seal the token");
-            Reason::ServerError
-        })?;
+        let sealed = self
+            .vault
+            .seal(token, &TokenOwner::of(&conn))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not seal the token");
+                Reason::ServerError
+            })?;
         let now = self.clock.now();
         let event = Event::lifecycle(
             "connection.connected",

@@ -23,7 +23,7 @@ use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{ConnectionStore, DeletionRecord, Event, EventStore, Owner};
 use shared::time::OffsetDateTime;
 use shared::webhook::{self, SignatureError};
-use shared::{http, Clock, ConfigError, EnvReader};
+use shared::{http, Clock, ConfigError, EnvReader, Provider};
 
 /// Conditional puts in flight at once while storing a delivery.
 pub const STORE_CONCURRENCY: usize = 64;
@@ -115,7 +115,7 @@ impl Webhook {
         let token = http::query_param(req, "hub.verify_token").unwrap_or_default();
         let challenge = http::query_param(req, "hub.challenge").unwrap_or_default();
         let Some(secrets) = self.secrets().await else {
-            return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
+            return unavailable();
         };
         use shared::secrecy::ExposeSecret;
         let expected = secrets.webhook_verify_token.expose_secret();
@@ -176,9 +176,7 @@ impl Webhook {
         match self.verified(body, &signature).await {
             Ok(true) => {}
             Ok(false) => return refuse(SignatureError::Mismatch),
-            Err(()) => {
-                return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
-            }
+            Err(()) => return unavailable(),
         }
         let updates = match webhook::parse_notification(body) {
             Ok(u) => u,
@@ -196,7 +194,7 @@ impl Webhook {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "webhook: owner lookup failed; Meta will retry");
-                return http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.");
+                return unavailable();
             }
         };
         let now = self.clock.now();
@@ -215,7 +213,7 @@ impl Webhook {
                 // Nothing is acknowledged that was not stored: Meta retries,
                 // and what did get stored is skipped then.
                 tracing::error!(error = %e, updates = events.len(), "webhook store failed; Meta will retry");
-                http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
+                unavailable()
             }
         }
     }
@@ -228,11 +226,7 @@ impl Webhook {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let Some(secrets) = self.secrets().await else {
-            return Err(http::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Try again.",
-            ));
+            return Err(unavailable());
         };
         let mut result = with_keys(&secrets, |keys| {
             webhook::verify_signed_request(&signed, keys)
@@ -264,7 +258,7 @@ impl Webhook {
                 tracing::info!(meta_user = %tag(&meta_user), revoked = conns.len(), "deauthorized");
                 http::json(StatusCode::OK, &json!({"revoked": conns.len()}))
             }
-            Err(()) => http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
+            Err(()) => unavailable(),
         }
     }
 
@@ -336,7 +330,7 @@ impl Webhook {
                     }),
                 )
             }
-            Err(()) => http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again."),
+            Err(()) => unavailable(),
         }
     }
 
@@ -368,10 +362,16 @@ impl Webhook {
             ),
             Err(e) => {
                 tracing::error!(error = %e, "could not read a deletion record");
-                http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
+                unavailable()
             }
         }
     }
+}
+
+/// `503`: something this service needs is down for now. Meta retries a
+/// delivery it did not get a 2xx for, so nothing is lost.
+fn unavailable() -> Response<Body> {
+    http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
 }
 
 fn refuse(e: SignatureError) -> Response<Body> {
@@ -414,7 +414,7 @@ pub fn to_events(
             let owner = owners.get(&u.entry_id);
             let provider = match (u.object.as_str(), owner) {
                 ("page", _) => "facebook",
-                (_, Some(o)) if o.providers == ["facebook"] => "facebook",
+                (_, Some(o)) if o.providers == [Provider::Facebook] => "facebook",
                 _ => "instagram",
             };
             Event {

@@ -7,9 +7,11 @@
 
 mod error;
 mod types;
+mod webhooks;
 
 pub use error::{classify, MetaError};
 pub use types::*;
+pub use webhooks::WebhookTarget;
 
 use std::future::Future;
 use std::time::Duration;
@@ -169,61 +171,6 @@ impl MetaClient {
         .await
     }
 
-    /// Subscribes the account to this app's webhooks (idempotent at Meta).
-    pub async fn instagram_subscribe(
-        &self,
-        token: &SecretString,
-        fields: &[String],
-    ) -> Result<(), MetaError> {
-        let url = format!(
-            "{}/{}/me/subscribed_apps",
-            self.app.urls.instagram_graph,
-            self.v()
-        );
-        let fields = fields.join(",");
-        let ok: SuccessResponse = self
-            .retrying(|| {
-                self.call(
-                    self.http
-                        .post(&url)
-                        .query(&[("subscribed_fields", fields.as_str())])
-                        .bearer_auth(token.expose_secret()),
-                )
-            })
-            .await?;
-        ok.check()
-    }
-
-    /// Whether this app is subscribed to the account's webhooks (Meta drops
-    /// the subscription after about an hour of failed deliveries).
-    pub async fn instagram_is_subscribed(&self, token: &SecretString) -> Result<bool, MetaError> {
-        let url = format!(
-            "{}/{}/me/subscribed_apps",
-            self.app.urls.instagram_graph,
-            self.v()
-        );
-        let apps: SubscribedApps = self
-            .retrying(|| self.call(self.http.get(&url).bearer_auth(token.expose_secret())))
-            .await?;
-        // Asked with this app's token: any entry is this app's subscription.
-        Ok(apps
-            .data
-            .iter()
-            .any(|a| a.id.is_none() || a.id.as_deref() == Some(&self.app.instagram_app_id)))
-    }
-
-    pub async fn instagram_unsubscribe(&self, token: &SecretString) -> Result<(), MetaError> {
-        let url = format!(
-            "{}/{}/me/subscribed_apps",
-            self.app.urls.instagram_graph,
-            self.v()
-        );
-        let ok: SuccessResponse = self
-            .retrying(|| self.call(self.http.delete(&url).bearer_auth(token.expose_secret())))
-            .await?;
-        ok.check()
-    }
-
     // ---- Facebook Login for Business ----
 
     fn graph(&self, path: &str) -> String {
@@ -334,28 +281,6 @@ impl MetaClient {
         Ok(pages)
     }
 
-    pub async fn facebook_subscribe_page(
-        &self,
-        app_secret: &SecretString,
-        page_id: &str,
-        page_token: &SecretString,
-        fields: &[String],
-    ) -> Result<(), MetaError> {
-        let url = self.graph(&format!("{page_id}/subscribed_apps"));
-        let fields = fields.join(",");
-        let ok: SuccessResponse = self
-            .retrying(|| {
-                self.call(
-                    self.http
-                        .post(&url)
-                        .query(&[("subscribed_fields", fields.as_str())])
-                        .query(&self.token_query(app_secret, page_token)),
-                )
-            })
-            .await?;
-        ok.check()
-    }
-
     /// Token health (`debug_token`, with the app token).
     pub async fn facebook_debug_token(
         &self,
@@ -377,48 +302,6 @@ impl MetaClient {
             })
             .await?;
         Ok(resp.data)
-    }
-
-    /// Whether this app is among the apps subscribed to the Page.
-    pub async fn facebook_page_is_subscribed(
-        &self,
-        app_secret: &SecretString,
-        page_id: &str,
-        page_token: &SecretString,
-    ) -> Result<bool, MetaError> {
-        let url = self.graph(&format!("{page_id}/subscribed_apps"));
-        let apps: SubscribedApps = self
-            .retrying(|| {
-                self.call(
-                    self.http
-                        .get(&url)
-                        .query(&self.token_query(app_secret, page_token)),
-                )
-            })
-            .await?;
-        Ok(apps
-            .data
-            .iter()
-            .any(|a| a.id.as_deref() == Some(&self.app.facebook_app_id)))
-    }
-
-    pub async fn facebook_unsubscribe_page(
-        &self,
-        app_secret: &SecretString,
-        page_id: &str,
-        page_token: &SecretString,
-    ) -> Result<(), MetaError> {
-        let url = self.graph(&format!("{page_id}/subscribed_apps"));
-        let ok: SuccessResponse = self
-            .retrying(|| {
-                self.call(
-                    self.http
-                        .delete(&url)
-                        .query(&self.token_query(app_secret, page_token)),
-                )
-            })
-            .await?;
-        ok.check()
     }
 
     /// Removes the app's grant for a person (`DELETE /{user}/permissions`

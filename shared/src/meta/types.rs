@@ -97,6 +97,14 @@ pub struct LongLivedToken {
     pub expires_in: Option<u64>,
 }
 
+impl LongLivedToken {
+    /// When the token expires, counted from `now` (when Meta answered).
+    pub fn expires_at(&self, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+        self.expires_in
+            .map(|secs| now + time::Duration::seconds(secs as i64))
+    }
+}
+
 #[derive(Deserialize, Debug, Clone)]
 pub struct InstagramProfile {
     /// The professional account id: what webhooks carry as `entry[].id`.

@@ -1,16 +1,26 @@
 //! DynamoDB stores. Keys and attribute names live here and nowhere else.
 
+mod cleanup;
 pub mod connections;
+mod deletions;
 pub mod events;
+mod items;
+mod leases;
+mod owners;
 pub mod states;
+mod update;
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use connections::{CleanupJob, ConnectionStore, DeletionRecord, Owner, SaveError, Settle};
+pub use cleanup::CleanupJob;
+pub use connections::{conn_sk, user_pk, ConnectionKey, ConnectionStore, SaveError};
+pub use deletions::DeletionRecord;
 pub use events::{Event, EventStore};
+pub use owners::Owner;
 pub use states::StateStore;
+pub(crate) use update::UpdateExpr;
 
 #[derive(Debug, thiserror::Error)]
 #[error("store failed: {0}")]
@@ -81,4 +91,13 @@ pub(crate) fn epoch(t: time::OffsetDateTime) -> AttributeValue {
 
 pub(crate) fn get_time(item: &Item, key: &str) -> Option<time::OffsetDateTime> {
     get_n(item, key).and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+}
+
+/// The `webhooks` attribute of a connection.
+pub(crate) fn webhooks_attr(subscribed: bool) -> AttributeValue {
+    s(if subscribed {
+        "subscribed"
+    } else {
+        "unsubscribed"
+    })
 }

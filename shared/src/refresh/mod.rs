@@ -1,4 +1,13 @@
-//! Decisions of the scheduled refresh, as plain functions.
+//! Decisions of the scheduled refresh, as plain functions: what to do with a
+//! connection ([`plan`]), what follows from Meta's answer ([`decide`], in
+//! `outcome.rs`) and where it goes in the `by_due` index ([`Due`], in
+//! `schedule.rs`).
+
+mod outcome;
+mod schedule;
+
+pub use outcome::{decide, Answer, Failures, Findings, RefreshOutcome, Refreshed, Rules, Tally};
+pub use schedule::{due_until, Due};
 
 use time::{Duration, OffsetDateTime};
 
@@ -77,6 +86,22 @@ pub fn data_access_ending(
     matches!(data_access_expires_at, Some(at) if at > 0 && at <= (now + window).unix_timestamp())
 }
 
+/// Facebook: what `debug_token` says of a Page token. Invalid, or data
+/// access ending within the window, is a dead token as far as the person is
+/// concerned.
+pub fn page_token_answer(
+    is_valid: bool,
+    data_access_expires_at: Option<i64>,
+    now: OffsetDateTime,
+    window: Duration,
+) -> Answer {
+    if is_valid && !data_access_ending(data_access_expires_at, now, window) {
+        Answer::Healthy
+    } else {
+        Answer::Dead
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,23 +109,8 @@ mod tests {
 
     fn ig(issued: OffsetDateTime, expires: Option<OffsetDateTime>) -> Connection {
         Connection {
-            user_id: "u".into(),
-            provider: Provider::Instagram,
-            account_id: "a".into(),
-            username: "x".into(),
-            status: Status::Active,
-            webhooks_subscribed: true,
-            scopes: vec![],
-            connected_at: issued,
             token_expires_at: expires,
-            token_issued_at: issued,
-            last_refreshed_at: None,
-            meta_user_id: "m".into(),
-            page_id: None,
-            page_name: None,
-            version: 1,
-            refresh_failures: 0,
-            last_refresh_failure_at: None,
+            ..crate::connection::test_connection(Provider::Instagram, issued)
         }
     }
 
@@ -160,6 +170,17 @@ mod tests {
             after_failure(2, Some(NOW + Duration::days(1)), NOW + Duration::days(2), 3),
             (3, true)
         );
+    }
+
+    #[test]
+    fn a_page_token_is_dead_when_invalid_or_its_data_access_ends_soon() {
+        let w = Duration::days(7);
+        let soon = Some((NOW + Duration::days(3)).unix_timestamp());
+        let later = Some((NOW + Duration::days(30)).unix_timestamp());
+        assert_eq!(page_token_answer(true, None, NOW, w), Answer::Healthy);
+        assert_eq!(page_token_answer(true, later, NOW, w), Answer::Healthy);
+        assert_eq!(page_token_answer(true, soon, NOW, w), Answer::Dead);
+        assert_eq!(page_token_answer(false, None, NOW, w), Answer::Dead);
     }
 
     #[test]

@@ -1,0 +1,272 @@
+//! The callback's decisions, as plain functions: which failure a person
+//! sees, what the redirect back carries, what a set of granted Pages amounts
+//! to. The handler (`lib.rs`) calls Meta and the stores around them.
+
+use lambda_http::http::StatusCode;
+use shared::connection::{Connection, Status};
+use shared::time::OffsetDateTime;
+use shared::Provider;
+
+/// Why a flow failed, as the frontend sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    AccessDenied,
+    InvalidState,
+    BrowserMismatch,
+    ExchangeFailed,
+    NoInstagramAccount,
+    AccountAlreadyLinked,
+    ServerError,
+}
+
+impl Reason {
+    /// Every reason, in the order the contract lists them.
+    pub const ALL: [Reason; 7] = [
+        Self::AccessDenied,
+        Self::InvalidState,
+        Self::BrowserMismatch,
+        Self::ExchangeFailed,
+        Self::NoInstagramAccount,
+        Self::AccountAlreadyLinked,
+        Self::ServerError,
+    ];
+
+    /// The code the frontend receives (`reason=` or the error body's `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::InvalidState => "invalid_state",
+            Self::BrowserMismatch => "browser_mismatch",
+            Self::ExchangeFailed => "exchange_failed",
+            Self::NoInstagramAccount => "no_instagram_account",
+            Self::AccountAlreadyLinked => "account_already_linked",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The sentence a person reads: `POST /complete` returns it as `message`.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "The connection was cancelled at Meta.",
+            Self::InvalidState => {
+                "This connection attempt is unknown, expired or already used. Start again."
+            }
+            Self::BrowserMismatch => {
+                "This connection was started by another browser or user. Start again."
+            }
+            Self::ExchangeFailed => "Meta did not confirm the connection. Start again.",
+            Self::NoInstagramAccount => {
+                "None of the Pages you granted has an Instagram professional account linked."
+            }
+            Self::AccountAlreadyLinked => {
+                "This Instagram account is already connected by another user."
+            }
+            Self::ServerError => "Something went wrong on our side. Try again.",
+        }
+    }
+
+    /// The status of a `POST /complete` error.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Self::AccountAlreadyLinked => StatusCode::CONFLICT,
+            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Reason {}
+
+/// Whether a `state` is worth looking up (ours are 43 characters).
+pub(crate) fn plausible_state(state: &str) -> bool {
+    !state.is_empty() && state.len() <= 512
+}
+
+/// Meta's `error` parameter: the person cancelled, or something else failed.
+pub(crate) fn reason_for_meta_error(error: &str) -> Reason {
+    if error == "access_denied" {
+        Reason::AccessDenied
+    } else {
+        Reason::ExchangeFailed
+    }
+}
+
+/// The code as Meta means it: Instagram appends `#_`, and a frontend may
+/// pass it along.
+pub(crate) fn clean_code(code: &str) -> &str {
+    code.strip_suffix("#_").unwrap_or(code)
+}
+
+/// The query of the redirect back to `return_to`.
+pub(crate) fn redirect_params(
+    provider: Provider,
+    outcome: Result<&[Connection], Reason>,
+) -> Vec<(&'static str, String)> {
+    let mut params = vec![];
+    match outcome {
+        Ok(conns) => {
+            params.push(("status", "connected".to_string()));
+            params.push(("provider", provider.to_string()));
+            for c in conns {
+                params.push(("account_id", c.account_id.clone()));
+            }
+        }
+        Err(reason) => {
+            params.push(("status", "error".to_string()));
+            params.push(("provider", provider.to_string()));
+            params.push(("reason", reason.as_str().to_string()));
+        }
+    }
+    params
+}
+
+/// The scopes granted: as Meta reported them, else those asked for.
+pub(crate) fn granted_scopes(reported: &[String], asked: &[String]) -> Vec<String> {
+    if reported.is_empty() { asked } else { reported }.to_vec()
+}
+
+/// What connecting a person's Pages amounts to: the accounts connected, or
+/// `account_already_linked` when none was and some belong to someone else.
+pub(crate) fn pages_result(
+    connected: Vec<Connection>,
+    taken: usize,
+) -> Result<Vec<Connection>, Reason> {
+    if connected.is_empty() && taken > 0 {
+        return Err(Reason::AccountAlreadyLinked);
+    }
+    Ok(connected)
+}
+
+/// A connection made at `now`: active, nothing refreshed or failed yet. The
+/// callers fill in what their provider tells.
+pub(crate) fn new_connection(
+    user_id: &str,
+    provider: Provider,
+    account_id: &str,
+    username: &str,
+    now: OffsetDateTime,
+) -> Connection {
+    Connection {
+        user_id: user_id.to_string(),
+        provider,
+        account_id: account_id.to_string(),
+        username: username.to_string(),
+        status: Status::Active,
+        webhooks_subscribed: false,
+        scopes: vec![],
+        connected_at: now,
+        token_expires_at: None,
+        token_issued_at: now,
+        last_refreshed_at: None,
+        meta_user_id: String::new(),
+        page_id: None,
+        page_name: None,
+        version: 0,
+        refresh_failures: 0,
+        last_refresh_failure_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);
+
+    #[test]
+    fn every_reason_has_one_code_and_a_sentence() {
+        let codes: Vec<String> = Reason::ALL.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            codes,
+            [
+                "access_denied",
+                "invalid_state",
+                "browser_mismatch",
+                "exchange_failed",
+                "no_instagram_account",
+                "account_already_linked",
+                "server_error"
+            ]
+        );
+        assert!(Reason::ALL.iter().all(|r| r.message().ends_with('.')));
+        assert_eq!(Reason::AccountAlreadyLinked.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            Reason::ServerError.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(Reason::InvalidState.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn states_codes_and_meta_errors_are_read_before_any_call() {
+        assert!(!plausible_state(""));
+        assert!(!plausible_state(&"x".repeat(513)));
+        assert!(plausible_state(&"x".repeat(43)));
+        assert_eq!(clean_code("abc#_"), "abc");
+        assert_eq!(clean_code("abc"), "abc");
+        assert_eq!(reason_for_meta_error("access_denied"), Reason::AccessDenied);
+        assert_eq!(
+            reason_for_meta_error("server_error"),
+            Reason::ExchangeFailed
+        );
+    }
+
+    #[test]
+    fn the_redirect_names_every_account_or_the_reason() {
+        let a = new_connection("u", Provider::Facebook, "1", "a", NOW);
+        let b = new_connection("u", Provider::Facebook, "2", "b", NOW);
+        let conns = [a, b];
+        let params = redirect_params(Provider::Facebook, Ok(&conns[..]));
+        let expected = [
+            ("status", "connected"),
+            ("provider", "facebook"),
+            ("account_id", "1"),
+            ("account_id", "2"),
+        ];
+        let as_strs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(as_strs, expected);
+        let params = redirect_params(Provider::Instagram, Err(Reason::BrowserMismatch));
+        let as_strs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            as_strs,
+            [
+                ("status", "error"),
+                ("provider", "instagram"),
+                ("reason", "browser_mismatch")
+            ]
+        );
+    }
+
+    #[test]
+    fn pages_fail_only_when_none_connected_and_some_are_taken() {
+        let a = new_connection("u", Provider::Facebook, "1", "a", NOW);
+        assert_eq!(pages_result(vec![a.clone()], 2), Ok(vec![a]));
+        assert_eq!(pages_result(vec![], 1), Err(Reason::AccountAlreadyLinked));
+        assert_eq!(pages_result(vec![], 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn scopes_are_those_reported_else_those_asked() {
+        let asked = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(granted_scopes(&[], &asked), asked);
+        assert_eq!(granted_scopes(&["c".to_string()], &asked), ["c"]);
+    }
+
+    #[test]
+    fn a_new_connection_is_active_and_fresh() {
+        let c = new_connection("u", Provider::Instagram, "1", "name", NOW);
+        assert_eq!(
+            (c.status, c.version, c.refresh_failures),
+            (Status::Active, 0, 0)
+        );
+        assert_eq!((c.connected_at, c.token_issued_at), (NOW, NOW));
+        assert_eq!(c.last_refreshed_at, None);
+    }
+}

@@ -1,0 +1,61 @@
+//! How a connection and its sealed token are stored as attributes.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{get_b, get_n, get_s, get_time, n, s, Item};
+use crate::connection::{Connection, Status};
+use crate::provider::Provider;
+use crate::vault::SealedToken;
+
+pub(crate) fn token_attr(t: &SealedToken) -> AttributeValue {
+    AttributeValue::M(Item::from([
+        ("v".into(), n(t.version)),
+        ("key_id".into(), s(&t.key_id)),
+        (
+            "wrapped_key".into(),
+            AttributeValue::B(t.wrapped_key.clone().into()),
+        ),
+        ("nonce".into(), AttributeValue::B(t.nonce.clone().into())),
+        (
+            "ciphertext".into(),
+            AttributeValue::B(t.ciphertext.clone().into()),
+        ),
+    ]))
+}
+
+pub(crate) fn parse_token(item: &Item) -> Option<SealedToken> {
+    let m = item.get("token")?.as_m().ok()?;
+    Some(SealedToken {
+        version: u8::try_from(get_n(m, "v")?).ok()?,
+        key_id: get_s(m, "key_id")?,
+        wrapped_key: get_b(m, "wrapped_key")?,
+        nonce: get_b(m, "nonce")?,
+        ciphertext: get_b(m, "ciphertext")?,
+    })
+}
+
+pub(crate) fn parse_connection(item: &Item) -> Option<Connection> {
+    Some(Connection {
+        user_id: get_s(item, "user_id")?,
+        provider: Provider::parse(&get_s(item, "provider")?)?,
+        account_id: get_s(item, "account_id")?,
+        username: get_s(item, "username").unwrap_or_default(),
+        status: Status::parse(&get_s(item, "status")?)?,
+        webhooks_subscribed: get_s(item, "webhooks").as_deref() == Some("subscribed"),
+        scopes: item
+            .get("scopes")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default(),
+        connected_at: get_time(item, "connected_at")?,
+        token_expires_at: get_time(item, "token_expires_at"),
+        token_issued_at: get_time(item, "token_issued_at")?,
+        last_refreshed_at: get_time(item, "last_refreshed_at"),
+        meta_user_id: get_s(item, "meta_user_id").unwrap_or_default(),
+        page_id: get_s(item, "page_id"),
+        page_name: get_s(item, "page_name"),
+        version: get_n(item, "version").unwrap_or(0) as u64,
+        refresh_failures: get_n(item, "refresh_failures").unwrap_or(0) as u32,
+        last_refresh_failure_at: get_time(item, "last_refresh_failure_at"),
+    })
+}

@@ -1,0 +1,185 @@
+//! The refresher's side of the connections table: what is due (the sparse
+//! `by_due` index, `due_bucket` + `due_at`, see `refresh::Due`), a lease per
+//! connection, and the outcome written only over the version leased.
+
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
+use time::OffsetDateTime;
+
+use super::connections::is_condition_failure;
+use super::items::{parse_connection, parse_token, token_attr};
+use super::{
+    epoch, get_s, n, query_all, s, webhooks_attr, ConnectionKey, ConnectionStore, Event,
+    StoreError, UpdateExpr,
+};
+use crate::connection::Connection;
+use crate::provider::Provider;
+use crate::refresh::RefreshOutcome;
+use crate::vault::SealedToken;
+
+impl ConnectionStore {
+    /// Keys of connections in `bucket` due up to `until`, soonest first.
+    pub async fn due(
+        &self,
+        bucket: Provider,
+        until: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ConnectionKey>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_due")
+            .key_condition_expression("due_bucket = :b AND due_at <= :until")
+            .expression_attribute_values(":b", s(bucket.as_str()))
+            .expression_attribute_values(":until", epoch(until));
+        Ok(query_all(query, limit)
+            .await?
+            .iter()
+            .filter_map(|i| ConnectionKey::parse(&get_s(i, "pk")?, &get_s(i, "sk")?))
+            .collect())
+    }
+
+    /// Takes a lease on one connection (a conditional write: only one run
+    /// holds it) and returns the connection as it is now, re-read by the
+    /// same write. `None`: someone else holds it, or it is gone.
+    pub async fn take_lease(
+        &self,
+        key: &ConnectionKey,
+        lease_owner: &str,
+        now: OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<(Connection, Option<SealedToken>)>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.item()))
+            .update_expression("SET lease_owner = :o, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+            )
+            .expression_attribute_values(":o", s(lease_owner))
+            .expression_attribute_values(":until", epoch(now + lease_for))
+            .expression_attribute_values(":now", epoch(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .attributes
+                .as_ref()
+                .and_then(|i| Some((parse_connection(i)?, parse_token(i))))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+
+    /// Writes a run's outcome (with the refreshed token, when there is one)
+    /// and releases the lease, only if the connection is still at the
+    /// version leased and the lease is still ours. `Ok(false)`: it changed
+    /// meanwhile (reconnected, deleted): nothing written.
+    pub async fn settle(
+        &self,
+        conn: &Connection,
+        lease_owner: &str,
+        outcome: &RefreshOutcome,
+        new_token: Option<&SealedToken>,
+        event: Option<&Event>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = outcome_update(outcome, new_token, now)
+            .apply(Update::builder())
+            .table_name(&self.table)
+            .set_key(Some(ConnectionKey::of(conn).item()))
+            .condition_expression("version = :v AND lease_owner = :o")
+            .expression_attribute_values(":v", n(conn.version))
+            .expression_attribute_values(":o", s(lease_owner))
+            .build()
+            .expect("complete");
+        let mut tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if let Some(e) = event {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .put(e.to_put(&self.events_table))
+                    .build(),
+            );
+        }
+        match tx.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+}
+
+/// The changes an outcome makes to the connection's row.
+fn outcome_update(
+    outcome: &RefreshOutcome,
+    new_token: Option<&SealedToken>,
+    now: OffsetDateTime,
+) -> UpdateExpr {
+    let mut u = UpdateExpr::default();
+    u.set("version = version + :one", ":one", n(1));
+    u.set("updated_at = :now", ":now", epoch(now));
+    u.remove("lease_owner");
+    u.remove("lease_until");
+    if let (Some(token), Some(refreshed)) = (new_token, outcome.refreshed) {
+        u.set("#token = :token", ":token", token_attr(token));
+        u.name("#token", "token");
+        u.set_clause("token_issued_at = :now");
+        let expires = refreshed.expires_at.map(epoch);
+        u.set_or_remove(
+            "token_expires_at = :expires",
+            ":expires",
+            "token_expires_at",
+            expires,
+        );
+    }
+    if let Some(status) = outcome.status {
+        u.set("#status = :status", ":status", s(status.as_str()));
+        u.name("#status", "status");
+    }
+    if let Some(subscribed) = outcome.webhooks_subscribed {
+        u.set(
+            "webhooks = :webhooks",
+            ":webhooks",
+            webhooks_attr(subscribed),
+        );
+    }
+    if let Some(failures) = outcome.failures {
+        u.set(
+            "refresh_failures = :failures",
+            ":failures",
+            n(failures.days),
+        );
+        let last = failures.last_at.map(epoch);
+        let clause = "last_refresh_failure_at = :failed_at";
+        u.set_or_remove(clause, ":failed_at", "last_refresh_failure_at", last);
+    }
+    if let Some(refreshed) = outcome.refreshed {
+        u.set(
+            "last_refreshed_at = :refreshed_at",
+            ":refreshed_at",
+            epoch(refreshed.at),
+        );
+    }
+    match outcome.due {
+        Some(due) => {
+            u.set("due_bucket = :bucket", ":bucket", s(due.bucket.as_str()));
+            u.set("due_at = :due", ":due", epoch(due.at));
+        }
+        None => {
+            u.remove("due_bucket");
+            u.remove("due_at");
+        }
+    }
+    u
+}
