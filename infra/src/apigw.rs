@@ -20,6 +20,21 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/meta/deauthorize", false),
     ("POST", "/meta/data-deletion", false),
     ("GET", "/meta/data-deletion/{code}", false),
+    (
+        "GET",
+        "/connections/{provider}/{account_id}/graph/{path+}",
+        true,
+    ),
+    (
+        "POST",
+        "/connections/{provider}/{account_id}/graph/{path+}",
+        true,
+    ),
+    (
+        "DELETE",
+        "/connections/{provider}/{account_id}/graph/{path+}",
+        true,
+    ),
 ];
 
 /// A matched route.
@@ -46,11 +61,22 @@ pub fn match_route(method: &str, path: &str) -> Option<Route> {
             return None;
         }
         let tsegs: Vec<&str> = template.split('/').collect();
-        if tsegs.len() != segs.len() {
+        // A greedy `{name+}` last segment takes one or more segments.
+        let greedy = tsegs.last().is_some_and(|t| t.ends_with("+}"));
+        if tsegs.len() != segs.len() && !(greedy && segs.len() > tsegs.len()) {
             return None;
         }
         let mut params = Vec::new();
-        for (t, s) in tsegs.iter().zip(&segs) {
+        for (i, t) in tsegs.iter().enumerate() {
+            let s = &segs[i];
+            if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix("+}")) {
+                let rest = segs[i..].join("/");
+                if rest.is_empty() {
+                    return None;
+                }
+                params.push((name.to_string(), percent_decode(&rest)));
+                break;
+            }
             if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
                 if s.is_empty() {
                     return None;

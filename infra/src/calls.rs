@@ -34,6 +34,11 @@ impl Intercept for Calls {
 }
 
 impl Calls {
+    /// How often `operation` (e.g. `Decrypt`, `GetItem`) was called so far.
+    pub fn count(&self, operation: &str) -> usize {
+        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+
     /// The counts so far, and a fresh start.
     pub fn take(&self) -> BTreeMap<String, usize> {
         std::mem::take(&mut self.0.lock().unwrap())

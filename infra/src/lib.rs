@@ -8,11 +8,13 @@
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
 //!   receive them in AWS.
 //! - [`stack`]: all of it wired together against moto.
+//! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process.
 
 pub mod apigw;
 pub mod calls;
+pub mod graph_proxy;
 pub mod jwt;
 pub mod meta;
 pub mod runtime_api;

@@ -32,6 +32,7 @@ struct App {
     instagram_app_secret: String,
     connections_table: String,
     callback: callback::Callback<shared::vault::KmsDataKeys>,
+    graph: graph::Graph<shared::vault::KmsDataKeys>,
     jwt_key: Vec<u8>,
     /// The demo page, as served.
     page: String,
@@ -139,6 +140,7 @@ async fn main() {
         connections_table: stack.var("CONNECTIONS_TABLE").to_string(),
         instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
+        graph: infra::graph_proxy::graph(&stack, Clock::system()).0,
         jwt_key,
         page: demo_page(),
     });
@@ -151,6 +153,8 @@ async fn main() {
         .route("/dev/events", get(dev_events))
         .route("/dev/age-connection", post(dev_age_connection))
         .route("/dev/run-refresh", post(dev_run_refresh))
+        .route("/dev/invoke-graph", post(dev_invoke_graph))
+        .route("/dev/run-dm-bot", post(dev_run_dm_bot))
         .fallback(gateway)
         .with_state(app);
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
@@ -255,12 +259,50 @@ async fn dev_events(
         .items()
         .iter()
         .filter(|i| sub.is_empty() || get(i, "user_id") == sub)
-        .map(|i| json!({"kind": get(i, "kind"), "account_id": get(i, "account_id"), "user_id": get(i, "user_id"),
+        .map(|i| json!({"event_id": get(i, "event_id"), "kind": get(i, "kind"), "account_id": get(i, "account_id"), "user_id": get(i, "user_id"),
                          "occurred_at": get(i, "occurred_at"), "received_at": get(i, "received_at"), "payload": get(i, "payload")}))
         .collect();
     events.sort_by(|a, b| b["received_at"].as_str().cmp(&a["received_at"].as_str()));
     events.truncate(20);
     Json(json!({"events": events})).into_response()
+}
+
+/// Plays the product's backend: a direct invocation of the Graph proxy (what
+/// `aws lambda invoke --function-name <GraphFunctionArn>` does in AWS).
+async fn dev_invoke_graph(
+    State(app): State<Arc<App>>,
+    Json(payload): Json<serde_json::Value>,
+) -> Response {
+    Json(app.graph.handle_invocation(payload).await).into_response()
+}
+
+/// Runs the example DM bot (examples/dm-bot) over the events table, as its
+/// stream would deliver it: every new message gets one answer through the
+/// proxy's invocation door, however often this runs.
+async fn dev_run_dm_bot(State(app): State<Arc<App>>) -> Response {
+    let Ok(out) = app
+        .dynamodb
+        .scan()
+        .table_name(&app.events_table)
+        .send()
+        .await
+    else {
+        return dev_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the events table could not be read",
+        );
+    };
+    let records: Vec<serde_json::Value> = out
+        .items()
+        .iter()
+        .enumerate()
+        .map(|(i, item)| infra::graph_proxy::stream_record(item, i))
+        .collect();
+    let answered = records.iter().filter_map(dm_bot::reply_for).count();
+    let proxy = infra::graph_proxy::InProcess(&app.graph);
+    let result = dm_bot::handle(&proxy, &json!({"Records": records})).await;
+    let retry = result["batchItemFailures"].as_array().map_or(0, Vec::len);
+    Json(json!({"messages": answered, "to_retry": retry})).into_response()
 }
 
 /// Makes a connection due, as if time had passed: an Instagram token now
@@ -417,6 +459,7 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
         "/webhook" | "/meta/deauthorize" | "/meta/data-deletion" | "/meta/data-deletion/{code}" => {
             app.webhook.handle(request).await
         }
+        "/connections/{provider}/{account_id}/graph/{path+}" => app.graph.handle(request).await,
         "/connections" | "/connections/{provider}/{account_id}" => {
             let resp = app.connections_api.handle(request).await;
             if method == "DELETE" && resp.status() == 204 {

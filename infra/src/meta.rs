@@ -24,6 +24,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use url::Url;
 
+mod graph;
+
 #[derive(Clone, Debug)]
 pub struct MetaApps {
     pub instagram_app_id: String,
@@ -150,6 +152,8 @@ struct Inner {
     ig_lifetime: Option<u64>,
     /// Every PKCE verifier received on a code exchange.
     pkce_verifiers: Vec<String>,
+    /// The Graph calls products make (the proxy's side).
+    graph: graph::GraphState,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -272,6 +276,32 @@ impl MetaEmulator {
     /// Every code and token issued so far.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.with(|i| i.issued.clone())
+    }
+
+    /// Meta throttles an account (Instagram account id, or Page id for
+    /// `facebook`): Graph calls answer error `code` with
+    /// `estimated_time_to_regain_access` = `regain_minutes` until cleared.
+    pub fn throttle(&self, id: &str, code: i64, regain_minutes: i64) {
+        self.with(|i| i.graph.throttled.insert(id.into(), (code, regain_minutes)));
+    }
+
+    pub fn clear_throttles(&self) {
+        self.with(|i| i.graph.throttled.clear());
+    }
+
+    /// Every message sent through the Graph hosts: (sender id, request body).
+    pub fn sent_messages(&self) -> Vec<(String, Value)> {
+        self.with(|i| i.graph.sent.clone())
+    }
+
+    /// The `x-app-usage` `call_count` (percent) every Graph answer reports.
+    pub fn set_app_usage(&self, call_count: u32) {
+        self.with(|i| i.graph.app_call_count = call_count);
+    }
+
+    /// Graph answers carry `access_token` fields, as a misbehaving Meta might.
+    pub fn leak_tokens_in_answers(&self, leak: bool) {
+        self.with(|i| i.graph.leak_tokens = leak);
     }
 
     /// Every PKCE code verifier received on a Facebook code exchange.
@@ -518,6 +548,7 @@ fn router(inner: Shared) -> Router {
             "/graph.facebook.com/{v}/{user}/permissions",
             axum::routing::delete(fb_revoke),
         )
+        .fallback(graph::fallback)
         .with_state(inner)
 }
 

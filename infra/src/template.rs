@@ -147,6 +147,7 @@ pub fn env_var_for(logical_id: &str) -> Option<&'static str> {
         "StatesTable" => Some("STATES_TABLE"),
         "ConnectionsTable" => Some("CONNECTIONS_TABLE"),
         "EventsTable" => Some("EVENTS_TABLE"),
+        "GraphTable" => Some("GRAPH_TABLE"),
         _ => None,
     }
 }

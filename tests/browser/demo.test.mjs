@@ -242,6 +242,33 @@ test('make a connection due, run the scheduled refresh: the summary is in words'
   await waitText(page, '#banner', /Refresh run: nothing was due\./);
 });
 
+test('the Graph proxy: show recent media, reply to the last message once, run the example DM bot', T, async () => {
+  const page = await newPage();
+  await openApp(page, `hugo-${RUN}`);
+  const username = `hugo_${RUN}`;
+  const row = await connect(page, username);
+  await row.locator('button.media').click();
+  await waitText(page, '#banner', /Meta answered through the proxy: 3 posts of @hugo_/);
+  await waitText(page, '#graph-out', /Recent media of @hugo_.*Post 1/);
+  // Nothing to reply to yet; then a person writes (a signed webhook).
+  await row.locator('button.reply').click();
+  await waitText(page, '#banner', /No message to @hugo_/);
+  await row.locator('button.send').click();
+  await waitText(page, '#banner', /answered 200/);
+  await row.locator('button.reply').click();
+  const first = await waitText(page, '#banner', /Replied to "Hello from the local stack/);
+  const id = first.match(/message id: (\S+)\./)[1];
+  // The same Idempotency-Key (the event id): the same answer, one DM at Meta.
+  await page.evaluate(() => { document.getElementById('banner').textContent = ''; });
+  await row.locator('button.reply').click();
+  const again = await waitText(page, '#banner', /Replied to/);
+  assert.ok(again.includes(`message id: ${id}.`), `a replay gives the first answer: ${again}`);
+  // The backend door, through the example consumer of the events stream.
+  await page.click('#dm-bot');
+  await waitText(page, "#banner", /The example DM bot read the stream: \d+ messages? answered through the proxy.*, 0 to retry/);
+  await screenshot(page, 'graph-proxy');
+});
+
 test('delete a connection', T, async () => {
   const page = await newPage();
   await openApp(page, `hugo-${RUN}`);

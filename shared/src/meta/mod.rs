@@ -6,6 +6,7 @@
 //! because a code is single use.
 
 mod error;
+pub mod proxy;
 mod types;
 mod webhooks;
 

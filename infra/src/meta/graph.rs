@@ -1,0 +1,207 @@
+//! The Graph calls a product makes with a connection (META_PLATFORM.md,
+//! "Graph calls a product makes"), emulated on both hosts for the proxy: the
+//! token from the `Authorization` header, `appsecret_proof` on the Facebook
+//! host, usage headers on every answer, and throttling per account on demand.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{KeyInit, Mac};
+use serde_json::{json, Value};
+
+use super::{enter, graph_error, token_of, Grant, Inner, Kind, Shared};
+
+/// Emulated Graph state the tests can set and read.
+#[derive(Default)]
+pub(super) struct GraphState {
+    /// Account or Page id → (Meta error code, minutes until access returns).
+    pub throttled: std::collections::HashMap<String, (i64, i64)>,
+    /// Every message sent through `POST .../messages`: (sender id, body).
+    pub sent: Vec<(String, Value)>,
+    /// `x-app-usage` `call_count` reported on every answer.
+    pub app_call_count: u32,
+    /// Answers carry `access_token` fields (as a misbehaving Meta might).
+    pub leak_tokens: bool,
+    pub next_id: u64,
+}
+
+/// Who a token acts for on the Graph hosts.
+struct Actor {
+    /// The Instagram account (both providers).
+    account_id: String,
+    /// The Page (facebook).
+    page_id: Option<String>,
+    token: String,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
+fn query_map(uri: &Uri) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn actor(i: &Inner, host: &str, headers: &HeaderMap, uri: &Uri) -> Result<Actor, Response> {
+    let token = bearer(headers);
+    if token.is_none() && query_map(uri).contains_key("access_token") {
+        // The proxy must never put a token in a URL.
+        return Err(graph_error(400, 100, "emulator: token in the query string"));
+    }
+    let kinds: &[&str] = if host == "instagram" {
+        &["ig_long"]
+    } else {
+        &["page"]
+    };
+    let t = token_of(i, token.as_ref(), kinds)?;
+    let token = token.unwrap_or_default();
+    match (&t.kind, &t.grant) {
+        (Kind::IgLong, Grant::Instagram(p)) => Ok(Actor {
+            account_id: p.account_id.clone(),
+            page_id: None,
+            token,
+        }),
+        (Kind::Page(page), Grant::Facebook(person)) => {
+            let proof = query_map(uri).get("appsecret_proof").cloned();
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(i.apps.facebook_app_secret.as_bytes())
+                    .expect("any key");
+            mac.update(token.as_bytes());
+            if proof.as_deref() != Some(hex::encode(mac.finalize().into_bytes()).as_str()) {
+                return Err(graph_error(
+                    400,
+                    100,
+                    "appsecret_proof is required and must match",
+                ));
+            }
+            let account_id = person
+                .pages
+                .iter()
+                .find(|p| &p.id == page)
+                .and_then(|p| p.instagram.clone())
+                .map(|(id, _)| id)
+                .unwrap_or_default();
+            Ok(Actor {
+                account_id,
+                page_id: Some(page.clone()),
+                token,
+            })
+        }
+        _ => Err(graph_error(400, 190, "Invalid OAuth access token")),
+    }
+}
+
+fn with_usage(i: &mut Inner, actor_id: &str, status: StatusCode, mut body: Value) -> Response {
+    let g = &mut i.graph;
+    g.next_id += 1;
+    if g.leak_tokens {
+        body["access_token"] = json!("EAAleaked");
+        body["nested"] = json!({"access_token": "EAAleaked2"});
+    }
+    let regain = g.throttled.get(actor_id).map_or(0, |t| t.1);
+    let usage = json!({actor_id: [{"type": "instagram", "call_count": if regain > 0 { 100 } else { 12 },
+        "total_cputime": 5, "total_time": 7, "estimated_time_to_regain_access": regain}]});
+    let app = json!({"call_count": g.app_call_count, "total_time": 1, "total_cputime": 1});
+    (
+        status,
+        [
+            ("x-business-use-case-usage", usage.to_string()),
+            ("x-app-usage", app.to_string()),
+            ("x-fb-trace-id", format!("emu{}", g.next_id)),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Every Graph call no other route serves, on either host.
+pub(super) async fn fallback(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let (host, rest) = if let Some(r) = path.strip_prefix("/graph.instagram.com/") {
+        ("instagram", r)
+    } else if let Some(r) = path.strip_prefix("/graph.facebook.com/") {
+        ("facebook", r)
+    } else {
+        return (StatusCode::NOT_FOUND, "emulated Meta: no such host or path").into_response();
+    };
+    let mut segs = rest.split('/');
+    if !segs.next().is_some_and(|v| v.starts_with('v')) {
+        return graph_error(400, 2500, "Unknown path components");
+    }
+    let segs: Vec<String> = segs.map(str::to_string).collect();
+    if let Some(r) = enter(&s, "graph").await {
+        return r;
+    }
+    let mut i = s.lock().unwrap();
+    let actor = match actor(&i, host, &headers, &uri) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let actor_id = actor
+        .page_id
+        .clone()
+        .unwrap_or_else(|| actor.account_id.clone());
+    if let Some((code, _)) = i.graph.throttled.get(&actor_id).copied() {
+        let body = json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
+            "code": code, "is_transient": true, "fbtrace_id": "emulated"}});
+        return with_usage(&mut i, &actor_id, StatusCode::BAD_REQUEST, body);
+    }
+    let first = segs.first().map(String::as_str).unwrap_or_default();
+    let own = first == "me" || first == actor.account_id || Some(first) == actor.page_id.as_deref();
+    let numeric = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
+    if !own && !numeric {
+        return graph_error(400, 100, "Unsupported request: object does not exist");
+    }
+    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let rest: Vec<&str> = segs.iter().skip(1).map(String::as_str).collect();
+    let next = i.graph.next_id + 1;
+    let answer = match (method.as_str(), own, rest.as_slice()) {
+        ("GET", true, ["media"]) => json!({"data": (1..=3).map(|n| json!({
+                "id": format!("1790000000000{n:04}"), "caption": format!("Post {n}"), "media_type": "IMAGE",
+                "media_url": format!("https://cdn.example.com/{n}.jpg"), "permalink": format!("https://instagram.com/p/{n}"),
+                "timestamp": "2026-11-20T10:00:00+0000"})).collect::<Vec<_>>(),
+            "paging": {"cursors": {"before": "b", "after": "a"}}}),
+        ("POST", true, ["media"]) => json!({"id": format!("1791{next:012}")}),
+        ("POST", true, ["media_publish"]) => json!({"id": format!("1792{next:012}")}),
+        ("GET", true, ["insights"]) => json!({"data": [{"name": "reach", "period": "day",
+            "values": [{"value": 42, "end_time": "2026-11-21T08:00:00+0000"}], "title": "Reach", "id": "x"}]}),
+        ("POST", true, ["messages"]) => {
+            let (Some(to), true) = (
+                json_body.pointer("/recipient/id").and_then(Value::as_str),
+                json_body.get("message").is_some(),
+            ) else {
+                return graph_error(400, 100, "(#100) recipient and message are required");
+            };
+            let to = to.to_string();
+            i.graph.sent.push((actor_id.clone(), json_body.clone()));
+            json!({"recipient_id": to, "message_id": format!("m_emu{next}")})
+        }
+        ("GET", true, []) if host == "instagram" => {
+            json!({"id": actor.account_id, "username": "emulated"})
+        }
+        ("GET", false, []) => json!({"id": first, "caption": "A post", "media_type": "IMAGE"}),
+        ("GET", false, ["comments"]) => {
+            json!({"data": [{"id": "1780000000000001", "text": "Nice!", "timestamp": "2026-11-21T09:00:00+0000"}]})
+        }
+        ("POST", false, ["replies"]) => json!({"id": format!("1781{next:012}")}),
+        ("POST", false, []) => json!({"success": true}),
+        ("DELETE", false, []) => json!({"success": true}),
+        _ => return graph_error(400, 100, "Unsupported request (emulated Meta)"),
+    };
+    let _ = &actor.token;
+    with_usage(&mut i, &actor_id, StatusCode::OK, answer)
+}

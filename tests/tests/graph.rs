@@ -1,0 +1,622 @@
+//! The Graph proxy through both doors (API Gateway events with the user's
+//! JWT, and direct invocation), against moto and the emulated Meta: owners
+//! only, both providers on their own hosts, every refusal without a call to
+//! Meta, dead tokens, throttling shared across containers, retries,
+//! idempotency, one KMS decryption per connection per five minutes, and no
+//! token in any answer, table or log line.
+
+use infra::apigw::{ApiRequest, ResponseExt};
+use infra::graph_proxy;
+use integration_tests::*;
+use serde_json::{json, Value};
+use shared::Provider;
+
+fn proxied(method: &str, account: &str, path: &str) -> ApiRequest {
+    ApiRequest::new(
+        method,
+        &format!("/connections/instagram/{account}/graph/{path}"),
+    )
+}
+
+fn dm(to: &str, text: &str) -> Value {
+    json!({"recipient": {"id": to}, "message": {"text": text}})
+}
+
+async fn status_of(h: &Harness, user: &str) -> String {
+    s(&h.connections_of(user).await[0], "status")
+}
+
+#[tokio::test]
+async fn the_frontend_reads_media_and_sends_a_dm_once_however_often_it_retries() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "shop.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+
+    let resp = graph
+        .handle(
+            proxied("GET", &account, "me/media?fields=id,caption,media_url")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    let body = resp.body_json();
+    assert_eq!(body["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        resp.header_str("cache-control").as_deref(),
+        Some("no-store")
+    );
+    assert!(resp.header_str("x-fb-trace-id").is_some());
+    assert!(resp.header_str("x-app-usage").is_some());
+    assert!(resp.header_str("x-business-use-case-usage").is_some());
+
+    let send = || {
+        proxied("POST", &account, "me/messages")
+            .user("user-1")
+            .header("idempotency-key", "evt-123")
+            .json(&dm("9001", "Thanks for your message!"))
+            .into_request()
+    };
+    let first = graph.handle(send()).await;
+    assert_eq!(first.status(), 200, "{}", first.body_text());
+    assert_eq!(first.body_json()["recipient_id"], "9001");
+    assert_eq!(first.header_str("idempotent-replayed"), None);
+    for _ in 0..3 {
+        let again = graph.handle(send()).await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.body_json(), first.body_json());
+        assert_eq!(
+            again.header_str("idempotent-replayed").as_deref(),
+            Some("true")
+        );
+    }
+    assert_eq!(
+        h.stack.meta.sent_messages().len(),
+        1,
+        "Meta got the DM once"
+    );
+
+    // The same key for another request.
+    let other = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("idempotency-key", "evt-123")
+                .json(&dm("9001", "Something else"))
+                .into_request(),
+        )
+        .await;
+    assert_eq!(other.status(), 422);
+    assert_eq!(other.body_json()["error"], "idempotency_key_reused");
+    assert_eq!(h.stack.meta.sent_messages().len(), 1);
+
+    // One log line per call: method, path with ids hidden, status; no query
+    // values, bodies or tokens.
+    let logs = logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("graph call")).collect();
+    assert!(lines.iter().any(|l| l.contains(r#""path":"me/messages""#)));
+    assert!(lines.iter().any(|l| l.contains(r#""path":"me/media""#)));
+    for l in &lines {
+        assert!(!l.contains("Thanks for your message"), "{l}");
+        assert!(!l.contains("caption,media_url"), "{l}");
+    }
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn only_the_owner_may_act_through_either_door() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "owned.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+
+    let resp = graph
+        .handle(
+            proxied("GET", &account, "me")
+                .user("mallory")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.body_json()["error"], "not_found");
+    let resp = graph
+        .handle(
+            proxied("GET", "17841499999999999", "me")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let resp = graph
+        .handle(proxied("GET", &account, "me").into_request())
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = graph
+        .handle(
+            ApiRequest::new("GET", &format!("/connections/tiktok/{account}/graph/me"))
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.body_json()["error"], "unknown_provider");
+
+    // The backend: with no user, the account's owner; with one, it must match.
+    let invoke = |user: Value| {
+        json!({"provider": "instagram", "account_id": account, "method": "GET", "path": "me/media",
+               "query": {"fields": "id"}, "body": null, "idempotency_key": null, "user_id": user})
+    };
+    let answer = graph.handle_invocation(invoke(Value::Null)).await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["body"]["data"].as_array().unwrap().len(), 3);
+    assert_eq!(answer["replayed"], false);
+    assert!(answer["headers"]["x-fb-trace-id"].is_string());
+    let answer = graph.handle_invocation(invoke(json!("user-1"))).await;
+    assert_eq!(answer["status"], 200);
+    let answer = graph.handle_invocation(invoke(json!("mallory"))).await;
+    assert_eq!(answer["status"], 404);
+    assert_eq!(answer["body"]["error"], "not_found");
+    let answer = graph
+        .handle_invocation(json!({"provider": "instagram"}))
+        .await;
+    assert_eq!(answer["status"], 400);
+    assert_eq!(answer["body"]["error"], "invalid_request");
+    assert_eq!(
+        h.stack.meta.calls("graph"),
+        2,
+        "refused requests never reach Meta"
+    );
+}
+
+#[tokio::test]
+async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_facebook() {
+    let h = Harness::new().await;
+    h.stack.meta.set_facebook_person(FbPerson {
+        id: "10160000000000009".into(),
+        name: "Pat".into(),
+        pages: vec![FbPage {
+            id: "p1".into(),
+            name: "Acme".into(),
+            instagram: Some(("17841400000000021".into(), "acme.fb".into())),
+        }],
+    });
+    let resp = h.connect("facebook", "user-7").await;
+    assert_eq!(
+        param(&resp.location(), "status").as_deref(),
+        Some("connected")
+    );
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let answer = graph
+        .handle_invocation(
+            json!({"provider": "facebook", "account_id": "17841400000000021",
+            "method": "POST", "path": "p1/messages", "body": dm("42", "hello from the Page"),
+            "idempotency_key": "fb-1"}),
+        )
+        .await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    let sent = h.stack.meta.sent_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "p1", "sent as the Page");
+    // The Instagram door of the same account is another connection: absent.
+    let answer = graph
+        .handle_invocation(
+            json!({"provider": "instagram", "account_id": "17841400000000021",
+            "method": "GET", "path": "me"}),
+        )
+        .await;
+    assert_eq!(answer["status"], 404);
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "careful.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    for path in [
+        "me/subscribed_apps",
+        "me/permissions",
+        "me/oauth/access_token",
+        "evil",
+        "me/..",
+        "me/%2e%2e/x",
+        "me%2Fsubscribed_apps",
+        "me/a/b/c/d",
+        "me/media?access_token=x",
+        "me?fields=id,access_token",
+        "me?appsecret_proof=x",
+    ] {
+        let resp = graph
+            .handle(proxied("GET", &account, path).user("user-1").into_request())
+            .await;
+        assert_eq!(resp.status(), 400, "{path}: {}", resp.body_text());
+        assert_eq!(resp.body_json()["error"], "path_not_allowed", "{path}");
+        assert!(resp.body_json()["message"].is_string());
+    }
+    // A form body may not smuggle a credential either.
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/media")
+                .user("user-1")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("image_url=https%3A%2F%2Fx&fields=access_token")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    // Methods other than GET, POST and DELETE (the backend door can name any).
+    let answer = graph
+        .handle_invocation(json!({"provider": "instagram", "account_id": account,
+            "method": "PUT", "path": "me"}))
+        .await;
+    assert_eq!(answer["status"], 400);
+    assert_eq!(answer["body"]["error"], "path_not_allowed");
+    // 413 above 1 MiB.
+    let big = json!({"message": "x".repeat(1024 * 1024 + 1)});
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .json(&big)
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 413);
+    let answer = graph
+        .handle_invocation(json!({"provider": "instagram", "account_id": account,
+            "method": "POST", "path": "me/messages", "body": big}))
+        .await;
+    assert_eq!(answer["status"], 413);
+    // A malformed idempotency key.
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("idempotency-key", "two words")
+                .json(&dm("1", "x"))
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(h.stack.meta.calls("graph"), 0);
+}
+
+#[tokio::test]
+async fn a_dead_token_flips_the_connection_at_once_and_later_calls_stay_home() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "dying.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack.meta.invalidate_account(&account);
+
+    let resp = graph
+        .handle(
+            proxied("GET", &account, "me/media")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 409, "{}", resp.body_text());
+    let body = resp.body_json();
+    assert_eq!(body["error"], "connection_needs_reauth");
+    assert_eq!(body["meta"]["code"], 190);
+    assert_eq!(status_of(&h, "user-1").await, "needs_reauth");
+    let events = h.events("connection.needs_reauth").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(s(&events[0], "account_id"), account);
+
+    let calls = h.stack.meta.calls("graph");
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .json(&dm("1", "x"))
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(resp.body_json()["error"], "connection_needs_reauth");
+    assert_eq!(
+        h.stack.meta.calls("graph"),
+        calls,
+        "Meta is not called again"
+    );
+    // The refresher would not pick it up again either: it left the due index.
+    assert!(!h.connections_of("user-1").await[0].contains_key("due_at"));
+}
+
+#[tokio::test]
+async fn revoked_connections_are_refused_without_meta() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "gone.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack
+        .dynamodb
+        .update_item()
+        .table_name(h.stack.var("CONNECTIONS_TABLE"))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("USER#user-1".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("CONN#instagram#{account}")),
+        )
+        .update_expression("SET #s = :r")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(
+            ":r",
+            aws_sdk_dynamodb::types::AttributeValue::S("revoked".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let resp = graph
+        .handle(proxied("GET", &account, "me").user("user-1").into_request())
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(resp.body_json()["error"], "connection_revoked");
+    assert_eq!(h.stack.meta.calls("graph"), 0);
+}
+
+#[tokio::test]
+async fn throttling_is_a_429_and_every_container_stops_calling_meta_until_regain() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "busy.one").await;
+    let (container_a, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let (container_b, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack.meta.throttle(&account, 80002, 5);
+
+    let get = || {
+        proxied("GET", &account, "me/media")
+            .user("user-1")
+            .into_request()
+    };
+    let resp = container_a.handle(get()).await;
+    assert_eq!(resp.status(), 429, "{}", resp.body_text());
+    assert_eq!(resp.body_json()["error"], "meta_rate_limited");
+    assert_eq!(resp.body_json()["meta"]["code"], 80002);
+    assert_eq!(resp.header_str("retry-after").as_deref(), Some("300"));
+    assert_eq!(h.stack.meta.calls("graph"), 1);
+
+    // Meta would answer again, but its block stands until the time it gave:
+    // another container doesn't call Meta either.
+    h.stack.meta.clear_throttles();
+    h.clock.advance(time::Duration::minutes(2));
+    let resp = container_b.handle(get()).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.header_str("retry-after").as_deref(), Some("180"));
+    let answer = container_b
+        .handle_invocation(
+            json!({"provider": "instagram", "account_id": account, "method": "GET", "path": "me"}),
+        )
+        .await;
+    assert_eq!(answer["status"], 429);
+    assert_eq!(answer["headers"]["retry-after"], "180");
+    assert_eq!(h.stack.meta.calls("graph"), 1);
+
+    h.clock.advance(time::Duration::minutes(3));
+    let resp = container_b.handle(get()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(h.stack.meta.calls("graph"), 2);
+}
+
+#[tokio::test]
+async fn meta_failing_is_a_502_get_is_retried_post_is_not_and_a_key_can_try_again() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "flaky.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack
+        .meta
+        .fail("graph", 503, r#"{"error":{"message":"down","code":2}}"#);
+
+    let resp = graph
+        .handle(
+            proxied("GET", &account, "me/media")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.body_json()["error"], "meta_unavailable");
+    assert_eq!(h.stack.meta.calls("graph"), 3, "GET tried three times");
+
+    let send = || {
+        proxied("POST", &account, "me/messages")
+            .user("user-1")
+            .header("idempotency-key", "evt-9")
+            .json(&dm("9001", "hi"))
+            .into_request()
+    };
+    let resp = graph.handle(send()).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(h.stack.meta.calls("graph"), 4, "POST tried once");
+
+    // Meta is back: the same key is free to try again, and sends once.
+    h.stack.meta.clear_failures();
+    let resp = graph.handle(send()).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    let resp = graph.handle(send()).await;
+    assert_eq!(
+        resp.header_str("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(h.stack.meta.sent_messages().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_send_once() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "racy.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack
+        .meta
+        .set_delay(std::time::Duration::from_millis(300));
+    let send = || {
+        graph.handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("idempotency-key", "evt-race")
+                .json(&dm("9001", "once"))
+                .into_request(),
+        )
+    };
+    let (a, b) = tokio::join!(send(), send());
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "{} / {}",
+        a.body_text(),
+        b.body_text()
+    );
+    let busy = if a.status() == 409 { &a } else { &b };
+    assert_eq!(busy.body_json()["error"], "request_in_progress");
+    assert_eq!(h.stack.meta.sent_messages().len(), 1);
+}
+
+#[tokio::test]
+async fn one_kms_decrypt_per_connection_per_five_minutes_and_no_token_in_answers() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "warm.one").await;
+    let (graph, kms) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack.meta.leak_tokens_in_answers(true);
+
+    let get = || {
+        graph.handle(
+            proxied("GET", &account, "me/media")
+                .user("user-1")
+                .into_request(),
+        )
+    };
+    let answers =
+        futures_like_join(vec![get(), get(), get(), get(), get(), get(), get(), get()]).await;
+    for resp in &answers {
+        assert_eq!(resp.status(), 200);
+        let text = resp.body_text();
+        assert!(!text.contains("access_token"), "{text}");
+        assert!(!text.contains("EAAleaked"), "{text}");
+    }
+    assert_eq!(
+        kms.count("Decrypt"),
+        1,
+        "eight concurrent calls, one decryption"
+    );
+    h.clock.advance(time::Duration::minutes(4));
+    assert_eq!(get().await.status(), 200);
+    assert_eq!(kms.count("Decrypt"), 1);
+    h.clock.advance(time::Duration::minutes(1));
+    assert_eq!(get().await.status(), 200);
+    assert_eq!(kms.count("Decrypt"), 2, "opened again after five minutes");
+    assert_eq!(graph.cached_tokens(), 1);
+
+    // A refreshed token (a new sealing) replaces the cached one at once.
+    h.clock.advance(time::Duration::days(54));
+    let summary = h.refresh().await;
+    assert_eq!(summary.refreshed, 1);
+    let before = kms.count("Decrypt");
+    assert_eq!(get().await.status(), 200);
+    assert_eq!(kms.count("Decrypt"), before + 1);
+
+    // Nothing of a token in the proxy's table, answers or logs.
+    let graph_items = format!("{:?}", h.scan("GRAPH_TABLE").await);
+    for token in h.stack.meta.tokens_for_account(&account) {
+        assert!(!graph_items.contains(&token));
+    }
+    h.assert_no_secret_leaked().await;
+    let _ = Provider::Instagram;
+}
+
+/// Polls the futures together on this task (the proxy's futures borrow it).
+async fn futures_like_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+use infra::graph_proxy::{stream_record, InProcess};
+
+#[tokio::test]
+async fn the_example_dm_bot_answers_a_message_from_the_stream_once() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "bot.shop").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+
+    // A person writes; Meta delivers the webhook; the service stores the event.
+    let delivery = json!({"object": "instagram", "entry": [{"id": account, "time": 1795260000000u64,
+        "messaging": [{"sender": {"id": "9001"}, "recipient": {"id": account}, "timestamp": 1795260000000u64,
+                       "message": {"mid": "m_bot_1", "text": "Is the blue one in stock?"}}]}]})
+    .to_string();
+    let secret = h.stack.meta.apps().instagram_app_secret;
+    let resp = h
+        .call_webhook(Harness::signed_notification(delivery.as_bytes(), &secret))
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    // The bot reads the stream (every event so far: lifecycle and webhook).
+    let records: Vec<Value> = h
+        .scan("EVENTS_TABLE")
+        .await
+        .iter()
+        .enumerate()
+        .map(|(i, item)| stream_record(item, i))
+        .collect();
+    let batch = json!({"Records": records});
+    let out = dm_bot::handle(&InProcess(&graph), &batch).await;
+    assert_eq!(out["batchItemFailures"], json!([]));
+    let sent = h.stack.meta.sent_messages();
+    assert_eq!(sent.len(), 1, "one answer, to the one message");
+    assert_eq!(sent[0].1["recipient"]["id"], "9001");
+    assert!(sent[0].1["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Is the blue one in stock?"));
+
+    // Lambda retries the whole batch: the event id is the idempotency key.
+    let out = dm_bot::handle(&InProcess(&graph), &batch).await;
+    assert_eq!(out["batchItemFailures"], json!([]));
+    assert_eq!(h.stack.meta.sent_messages().len(), 1);
+
+    // While Meta throttles the account, the record is handed back for retry.
+    h.stack.meta.throttle(&account, 80002, 1);
+    let delivery = delivery.replace("m_bot_1", "m_bot_2");
+    h.call_webhook(Harness::signed_notification(delivery.as_bytes(), &secret))
+        .await;
+    let second: Vec<Value> = h
+        .scan("EVENTS_TABLE")
+        .await
+        .iter()
+        .filter(|i| s(i, "event_id").ends_with("m_bot_2"))
+        .map(|i| stream_record(i, 99))
+        .collect();
+    let batch = json!({"Records": second});
+    let out = dm_bot::handle(&InProcess(&graph), &batch).await;
+    assert_eq!(out["batchItemFailures"], json!([{"itemIdentifier": "99"}]));
+    assert_eq!(h.stack.meta.sent_messages().len(), 1);
+
+    // Lambda retries after Meta's regain time: the key was not used up by the
+    // throttled attempt, so the reply goes out now, once.
+    h.stack.meta.clear_throttles();
+    h.clock.advance(time::Duration::minutes(2));
+    for _ in 0..2 {
+        let out = dm_bot::handle(&InProcess(&graph), &batch).await;
+        assert_eq!(out["batchItemFailures"], json!([]));
+    }
+    assert_eq!(h.stack.meta.sent_messages().len(), 2);
+}
