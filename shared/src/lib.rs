@@ -13,6 +13,7 @@ pub mod graph;
 pub mod http;
 pub mod logging;
 pub mod meta;
+pub mod metrics;
 pub mod oauth_state;
 pub mod provider;
 pub mod refresh;

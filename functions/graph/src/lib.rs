@@ -26,6 +26,7 @@ use shared::graph::strip_tokens;
 use shared::graph::token_cache::{CacheKey, TokenCache};
 use shared::meta::proxy::{GraphAnswer, GraphBody, GraphCall};
 use shared::meta::MetaClient;
+use shared::metrics::Metrics;
 use shared::secrecy::SecretString;
 use shared::secrets::SecretsCache;
 use shared::store::{ConnectionStore, Event};
@@ -244,6 +245,7 @@ impl<K: DataKeys> Graph<K> {
             latency_ms = trace.latency.as_millis() as u64,
             "graph call"
         );
+        call_metrics(&req, &answer, &trace).emit();
         (answer, trace)
     }
 
@@ -652,6 +654,35 @@ impl<K: DataKeys> Graph<K> {
     }
 }
 
+/// The call's metrics (EMF): answers by status class, Meta's throttling,
+/// idempotent replays, Meta's latency, KMS decryptions.
+fn call_metrics(req: &ProxyRequest, answer: &ProxyAnswer, trace: &CallTrace) -> Metrics {
+    let provider = match Provider::parse(&req.provider) {
+        Some(Provider::Facebook) => "facebook",
+        Some(Provider::Instagram) => "instagram",
+        None => "unknown",
+    };
+    let class = match answer.status {
+        200..=299 => "Answers2xx",
+        400..=499 => "Answers4xx",
+        _ => "Answers5xx",
+    };
+    let mut m = Metrics::new("graph").provider(provider).count(class, 1);
+    if answer.status == 429 {
+        m = m.count("MetaThrottled", 1);
+    }
+    if answer.replayed {
+        m = m.count("IdempotentReplays", 1);
+    }
+    if trace.token_from_cache == Some(false) {
+        m = m.count("KmsDecrypts", 1);
+    }
+    if let Some(latency) = trace.meta_latency {
+        m = m.millis("MetaLatency", latency.as_secs_f64() * 1000.0);
+    }
+    m
+}
+
 fn cache_key(conn: &Connection) -> CacheKey {
     CacheKey {
         user_id: conn.user_id.clone(),
@@ -684,4 +715,46 @@ fn limits_json(meta: &GraphAnswer) -> Value {
         "x-app-usage": parse("x-app-usage"),
         "x-business-use-case-usage": parse("x-business-use-case-usage"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(provider: &str) -> ProxyRequest {
+        ProxyRequest {
+            caller: Caller::User("u".into()),
+            provider: provider.into(),
+            account_id: "1".into(),
+            method: "GET".into(),
+            path: "me".into(),
+            query: vec![],
+            body: None,
+            body_len: 0,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn each_call_counts_its_outcome_by_provider_never_by_account() {
+        let throttled = ProxyAnswer::error(429, "meta_rate_limited", "x");
+        let trace = CallTrace {
+            token_from_cache: Some(false),
+            meta_latency: Some(Duration::from_millis(100)),
+            ..CallTrace::default()
+        };
+        let doc = call_metrics(&req("instagram"), &throttled, &trace).document(1);
+        assert_eq!(doc["provider"], "instagram");
+        assert_eq!(doc["Answers4xx"], 1.0);
+        assert_eq!(doc["MetaThrottled"], 1.0);
+        assert_eq!(doc["KmsDecrypts"], 1.0);
+        assert_eq!(doc["MetaLatency"], 100.0);
+        assert!(doc.get("account_id").is_none() && !doc.to_string().contains("\"1\""));
+        let mut replay = ProxyAnswer::error(200, "x", "y");
+        replay.replayed = true;
+        let doc = call_metrics(&req("facebook"), &replay, &CallTrace::default()).document(1);
+        assert_eq!(doc["Answers2xx"], 1.0);
+        assert_eq!(doc["IdempotentReplays"], 1.0);
+        assert!(doc.get("MetaLatency").is_none());
+    }
 }
