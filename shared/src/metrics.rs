@@ -134,7 +134,9 @@ mod tests {
     fn assert_valid_emf(doc: &Value) {
         const UNITS: [&str; 2] = ["Count", "Milliseconds"];
         let aws = doc.get("_aws").expect("_aws");
-        assert!(aws["Timestamp"].as_i64().is_some_and(|t| t > 1_000_000_000_000));
+        assert!(aws["Timestamp"]
+            .as_i64()
+            .is_some_and(|t| t > 1_000_000_000_000));
         let directives = aws["CloudWatchMetrics"].as_array().expect("directives");
         assert!(!directives.is_empty());
         for d in directives {

@@ -30,6 +30,69 @@ pub fn binding_cookie_path(provider: Provider) -> String {
     format!("/oauth/{provider}")
 }
 
+/// The OAuth `state` of one flow: 256 random bits, base64url. Only its hash
+/// is stored; `Debug` hides it (oauth2-rs's `CsrfToken` does the same).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateToken(String);
+
+impl StateToken {
+    /// A fresh state for a new flow.
+    pub fn generate() -> Self {
+        Self(new_secret())
+    }
+
+    /// The state a request carries, if it could be one (1 to 512 characters:
+    /// anything else is refused without a store read).
+    pub fn from_request(raw: &str) -> Option<Self> {
+        (!raw.is_empty() && raw.len() <= 512).then(|| Self(raw.to_string()))
+    }
+
+    /// The value sent to Meta in the authorize URL.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The stored form.
+    pub fn hash(&self) -> String {
+        hash(&self.0)
+    }
+}
+
+/// An authorization code from Meta: single use, exchanged once, never
+/// stored or logged (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthCode(String);
+
+impl AuthCode {
+    /// The code a request carries. Instagram appends `#_` (a fragment, not
+    /// part of the code) and a frontend may pass it along: it is dropped.
+    pub fn from_request(raw: &str) -> Option<Self> {
+        let code = raw.strip_suffix("#_").unwrap_or(raw);
+        (!code.is_empty()).then(|| Self(code.to_string()))
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! hidden_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), "(..)"))
+            }
+        }
+        impl Drop for $t {
+            fn drop(&mut self) {
+                zeroize::Zeroize::zeroize(&mut self.0);
+            }
+        }
+    )*};
+}
+
+hidden_debug!(StateToken, AuthCode);
+
 /// A fresh random secret (state or binding cookie value): 256 bits, base64url.
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -122,7 +185,8 @@ pub struct OAuthState {
     pub mode: Mode,
     /// Exactly the `redirect_uri` sent to Meta; the code exchange must repeat it.
     pub redirect_uri: String,
-    pub return_to: String,
+    /// Where the person lands, checked by `return_to::resolve` before storing.
+    pub return_to: url::Url,
     /// Hash of the binding cookie (redirect mode only).
     pub binding_hash: Option<String>,
     /// The PKCE verifier, for providers that take one (`facebook`).
@@ -173,7 +237,7 @@ mod tests {
             provider: Provider::Instagram,
             mode,
             redirect_uri: "https://api.example.com/oauth/instagram/callback".into(),
-            return_to: "https://app.example.com/".into(),
+            return_to: url::Url::parse("https://app.example.com/").unwrap(),
             binding_hash: binding.map(hash),
             pkce_verifier: None,
             created_at: datetime!(2026-11-21 10:00:00 UTC),
@@ -210,6 +274,25 @@ mod tests {
         assert!(!s.is_bound_to(Binding::Cookie(Some("other"))));
         assert!(!s.is_bound_to(Binding::Cookie(None)));
         assert!(!s.is_bound_to(Binding::User("user-1")));
+    }
+
+    #[test]
+    fn state_and_code_from_requests_and_never_in_debug() {
+        assert!(StateToken::from_request("").is_none());
+        assert!(StateToken::from_request(&"x".repeat(513)).is_none());
+        let s = StateToken::from_request(&"x".repeat(43)).unwrap();
+        assert_eq!(s.hash(), hash(&"x".repeat(43)));
+        let fresh = StateToken::generate();
+        assert_eq!(URL_SAFE_NO_PAD.decode(fresh.secret()).unwrap().len(), 32);
+        assert_eq!(format!("{fresh:?}"), "StateToken(..)");
+        assert_eq!(AuthCode::from_request("abc#_").unwrap().secret(), "abc");
+        assert_eq!(AuthCode::from_request("abc").unwrap().secret(), "abc");
+        assert!(AuthCode::from_request("").is_none());
+        assert!(AuthCode::from_request("#_").is_none());
+        assert_eq!(
+            format!("{:?}", AuthCode::from_request("AQsecret").unwrap()),
+            "AuthCode(..)"
+        );
     }
 
     #[test]

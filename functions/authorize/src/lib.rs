@@ -13,7 +13,7 @@ use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig};
 use shared::http;
 use shared::meta::MetaClient;
-use shared::oauth_state::{self, Mode, OAuthState, PkceVerifier};
+use shared::oauth_state::{self, Mode, OAuthState, PkceVerifier, StateToken};
 use shared::store::StateStore;
 use shared::{Clock, ConfigError, EnvReader, Provider};
 
@@ -135,17 +135,17 @@ impl Authorize {
     /// Stores a new state for the flow and answers with Meta's dialog URL
     /// (and, in redirect mode, the flow's binding cookie).
     async fn start(&self, provider: Provider, user_id: &str, start: Start) -> Response<Body> {
-        let state = oauth_state::new_secret();
+        let state = StateToken::generate();
         let binding = (start.mode == Mode::Redirect).then(oauth_state::new_secret);
         let now = self.clock.now();
         let ttl = self.config.state_ttl;
         let record = OAuthState {
-            state_hash: oauth_state::hash(&state),
+            state_hash: state.hash(),
             user_id: user_id.to_string(),
             provider,
             mode: start.mode,
             redirect_uri: start.redirect_uri,
-            return_to: start.return_to.to_string(),
+            return_to: start.return_to.clone(),
             binding_hash: binding.as_deref().map(oauth_state::hash),
             // Facebook Login takes PKCE; Instagram Login documents none.
             pkce_verifier: (provider == Provider::Facebook).then(PkceVerifier::new),
@@ -167,9 +167,12 @@ impl Authorize {
             "authorization started"
         );
         let challenge = record.pkce_verifier.as_ref().map(PkceVerifier::challenge);
-        let authorize_url =
-            self.meta
-                .authorize_url(provider, &state, &record.redirect_uri, challenge.as_deref());
+        let authorize_url = self.meta.authorize_url(
+            provider,
+            state.secret(),
+            &record.redirect_uri,
+            challenge.as_deref(),
+        );
         let mut resp = http::json(
             StatusCode::OK,
             &serde_json::json!({

@@ -83,11 +83,6 @@ impl std::fmt::Display for Reason {
 
 impl std::error::Error for Reason {}
 
-/// Whether a `state` is worth looking up (ours are 43 characters).
-pub(crate) fn plausible_state(state: &str) -> bool {
-    !state.is_empty() && state.len() <= 512
-}
-
 /// Meta's `error` parameter: the person cancelled, or something else failed.
 pub(crate) fn reason_for_meta_error(error: &str) -> Reason {
     if error == "access_denied" {
@@ -95,12 +90,6 @@ pub(crate) fn reason_for_meta_error(error: &str) -> Reason {
     } else {
         Reason::ExchangeFailed
     }
-}
-
-/// The code as Meta means it: Instagram appends `#_`, and a frontend may
-/// pass it along.
-pub(crate) fn clean_code(code: &str) -> &str {
-    code.strip_suffix("#_").unwrap_or(code)
 }
 
 /// The query of the redirect back to `return_to`.
@@ -205,12 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn states_codes_and_meta_errors_are_read_before_any_call() {
-        assert!(!plausible_state(""));
-        assert!(!plausible_state(&"x".repeat(513)));
-        assert!(plausible_state(&"x".repeat(43)));
-        assert_eq!(clean_code("abc#_"), "abc");
-        assert_eq!(clean_code("abc"), "abc");
+    fn meta_errors_are_read_before_any_call() {
         assert_eq!(reason_for_meta_error("access_denied"), Reason::AccessDenied);
         assert_eq!(
             reason_for_meta_error("server_error"),

@@ -20,7 +20,7 @@ use shared::config::{self, MetaAppConfig, SiteConfig};
 use shared::connection::Connection;
 use shared::logging::tag;
 use shared::meta::{FacebookPage, LinkedInstagram, MetaClient, MetaError, WebhookTarget};
-use shared::oauth_state::{self, Binding, Mode, OAuthState};
+use shared::oauth_state::{self, AuthCode, Binding, Mode, OAuthState, StateToken};
 use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{ConnectionStore, Event, SaveError, StateStore};
 use shared::url::Url;
@@ -119,9 +119,7 @@ impl<K: DataKeys> Callback<K> {
             Ok((return_to, conns)) => (Some(return_to), Ok(conns)),
             Err((return_to, reason)) => (return_to, Err(reason)),
         };
-        let base = return_to
-            .and_then(|r| Url::parse(&r).ok())
-            .unwrap_or_else(|| self.config.site.frontend_url.clone());
+        let base = return_to.unwrap_or_else(|| self.config.site.frontend_url.clone());
         let params = decide::redirect_params(provider, outcome.as_deref().map_err(|r| *r));
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut resp = http::redirect(&http::with_query(&base, &pairs));
@@ -141,10 +139,10 @@ impl<K: DataKeys> Callback<K> {
         req: &Request,
         provider: Provider,
         flow_cookie: &mut Option<String>,
-    ) -> Result<(String, Vec<Connection>), (Option<String>, Reason)> {
+    ) -> Result<(Url, Vec<Connection>), (Option<Url>, Reason)> {
         let state = http::query_param(req, "state").unwrap_or_default();
         let state = self
-            .consume(&state, provider, Mode::Redirect)
+            .consume(StateToken::from_request(&state), provider, Mode::Redirect)
             .await
             .map_err(|r| (None, r))?;
         let return_to = state.return_to.clone();
@@ -169,7 +167,8 @@ impl<K: DataKeys> Callback<K> {
             self.log_failure(provider, reason, &state.user_id);
             return Err(fail(reason));
         }
-        let Some(code) = http::query_param(req, "code").filter(|c| !c.is_empty()) else {
+        let Some(code) = http::query_param(req, "code").and_then(|c| AuthCode::from_request(&c))
+        else {
             self.log_failure(provider, Reason::ExchangeFailed, &state.user_id);
             return Err(fail(Reason::ExchangeFailed));
         };
@@ -195,11 +194,18 @@ impl<K: DataKeys> Callback<K> {
             );
         };
         let result = async {
-            let state = self.consume(&body.state, provider, Mode::Complete).await?;
+            let state = self
+                .consume(
+                    StateToken::from_request(&body.state),
+                    provider,
+                    Mode::Complete,
+                )
+                .await?;
             if !state.is_bound_to(Binding::User(&user_id)) {
                 return Err(Reason::BrowserMismatch);
             }
-            self.connect(&state, &body.code).await
+            let code = AuthCode::from_request(&body.code).ok_or(Reason::ExchangeFailed)?;
+            self.connect(&state, &code).await
         }
         .await;
         match result {
@@ -218,16 +224,16 @@ impl<K: DataKeys> Callback<K> {
 
     async fn consume(
         &self,
-        state: &str,
+        state: Option<StateToken>,
         provider: Provider,
         mode: Mode,
     ) -> Result<OAuthState, Reason> {
-        if !decide::plausible_state(state) {
+        let Some(state) = state else {
             return Err(Reason::InvalidState);
-        }
+        };
         match self
             .states
-            .consume(&oauth_state::hash(state), provider, mode, self.clock.now())
+            .consume(&state.hash(), provider, mode, self.clock.now())
             .await
         {
             Ok(Some(s)) => Ok(s),
@@ -247,8 +253,12 @@ impl<K: DataKeys> Callback<K> {
     }
 
     /// Exchanges the code and stores every account it grants.
-    async fn connect(&self, state: &OAuthState, code: &str) -> Result<Vec<Connection>, Reason> {
-        let code = decide::clean_code(code);
+    async fn connect(
+        &self,
+        state: &OAuthState,
+        code: &AuthCode,
+    ) -> Result<Vec<Connection>, Reason> {
+        let code = code.secret();
         let secrets = self.secrets.get().await.map_err(|e| {
             tracing::error!(error = %e, "could not read the app secrets");
             Reason::ServerError

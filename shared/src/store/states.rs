@@ -29,7 +29,7 @@ impl StateStore {
             ("provider".into(), s(state.provider.as_str())),
             ("mode".into(), s(state.mode.as_str())),
             ("redirect_uri".into(), s(&state.redirect_uri)),
-            ("return_to".into(), s(&state.return_to)),
+            ("return_to".into(), s(state.return_to.as_str())),
             ("created_at".into(), epoch(state.created_at)),
             // The TTL attribute; DynamoDB deletes late, so `consume` checks it too.
             ("expires_at".into(), epoch(state.expires_at)),
@@ -98,7 +98,7 @@ fn parse(item: &Item) -> Option<OAuthState> {
         provider: Provider::parse(&get_s(item, "provider")?)?,
         mode: Mode::parse(&get_s(item, "mode")?)?,
         redirect_uri: get_s(item, "redirect_uri")?,
-        return_to: get_s(item, "return_to")?,
+        return_to: url::Url::parse(&get_s(item, "return_to")?).ok()?,
         binding_hash: get_s(item, "binding_hash"),
         pkce_verifier: get_s(item, "code_verifier").map(PkceVerifier::from_stored),
         created_at: get_time(item, "created_at")?,
