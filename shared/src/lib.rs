@@ -19,6 +19,7 @@ pub mod provider;
 pub mod refresh;
 pub mod return_to;
 pub mod secrets;
+pub mod startup;
 pub mod store;
 pub mod vault;
 pub mod webhook;

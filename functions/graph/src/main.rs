@@ -4,22 +4,20 @@
 use graph::{Graph, GraphConfig};
 use lambda_http::Error;
 use shared::vault::KmsDataKeys;
-use shared::{Clock, EnvReader};
+use shared::{aws_sdk_dynamodb, aws_sdk_kms, aws_sdk_secretsmanager, Clock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init();
-    let config = GraphConfig::from_env(EnvReader::from_env()).inspect_err(|e| {
-        tracing::error!(error = %e, "refusing to start");
-    })?;
-    let aws = shared::aws_config().await;
-    let keys = KmsDataKeys::new(shared::aws_sdk_kms::Client::new(&aws), &config.token_key_id);
-    let graph = Graph::new(
+    let (config, aws) = shared::startup::start(GraphConfig::from_env).await?;
+    let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    Graph::new(
         config,
-        shared::aws_sdk_dynamodb::Client::new(&aws),
-        shared::aws_sdk_secretsmanager::Client::new(&aws),
+        aws_sdk_dynamodb::Client::new(&aws),
+        secrets,
         keys,
         Clock::system(),
-    );
-    graph.serve().await
+    )
+    .serve()
+    .await
 }

@@ -1,0 +1,17 @@
+//! What every function's `main` does before it serves: JSON logs, its
+//! configuration read and checked once (refusing to start with one message
+//! naming every problem), and the AWS SDK configuration, built once per
+//! container.
+
+use crate::config::{ConfigError, EnvReader};
+
+/// Logs on, configuration read, AWS configured.
+pub async fn start<C>(
+    read: fn(EnvReader) -> Result<C, ConfigError>,
+) -> Result<(C, aws_config::SdkConfig), ConfigError> {
+    crate::logging::init();
+    let config = read(EnvReader::from_env()).inspect_err(|e| {
+        tracing::error!(error = %e, "refusing to start");
+    })?;
+    Ok((config, crate::aws_config().await))
+}
