@@ -74,9 +74,10 @@ impl Metrics {
 
     /// The EMF document at `timestamp_ms` (milliseconds since the epoch).
     pub fn document(&self, timestamp_ms: i64) -> Value {
-        let mut dims = vec!["function"];
+        // Per function (what alarms watch), and per function and provider.
+        let mut dims = vec![vec!["function"]];
         if self.provider.is_some() {
-            dims.push("provider");
+            dims.push(vec!["function", "provider"]);
         }
         let definitions: Vec<Value> = self
             .values
@@ -90,7 +91,7 @@ impl Metrics {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [dims],
+                    "Dimensions": dims,
                     "Metrics": definitions,
                 }],
             }),
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["function", "provider"]])
+            json!([["function"], ["function", "provider"]])
         );
         assert_eq!(doc["UpdatesPerDelivery"], 5.0);
         assert_eq!(doc["MetaLatency"], 101.5);
