@@ -7,33 +7,43 @@ use base64::Engine;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 
-/// The service's routes, as API Gateway route keys, and whether the JWT
-/// authorizer guards them.
-pub const ROUTES: &[(&str, &str, bool)] = &[
-    ("POST", "/connect/{provider}", true),
-    ("GET", "/oauth/{provider}/callback", false),
-    ("POST", "/oauth/{provider}/complete", true),
-    ("GET", "/connections", true),
-    ("DELETE", "/connections/{provider}/{account_id}", true),
-    ("GET", "/webhook", false),
-    ("POST", "/webhook", false),
-    ("POST", "/meta/deauthorize", false),
-    ("POST", "/meta/data-deletion", false),
-    ("GET", "/meta/data-deletion/{code}", false),
+/// Which API a route is on, and who may call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// The frontend API, behind the JWT authorizer.
+    Jwt,
+    /// The frontend API, open (the OAuth callback).
+    Open,
+    /// Meta's API (`MetaApi`): only under the stage named `MetaPathSecret`.
+    Meta,
+}
+
+/// The service's routes, as API Gateway route keys, and their door.
+pub const ROUTES: &[(&str, &str, Door)] = &[
+    ("POST", "/connect/{provider}", Door::Jwt),
+    ("GET", "/oauth/{provider}/callback", Door::Open),
+    ("POST", "/oauth/{provider}/complete", Door::Jwt),
+    ("GET", "/connections", Door::Jwt),
+    ("DELETE", "/connections/{provider}/{account_id}", Door::Jwt),
+    ("GET", "/webhook", Door::Meta),
+    ("POST", "/webhook", Door::Meta),
+    ("POST", "/meta/deauthorize", Door::Meta),
+    ("POST", "/meta/data-deletion", Door::Meta),
+    ("GET", "/meta/data-deletion/{code}", Door::Meta),
     (
         "GET",
         "/connections/{provider}/{account_id}/graph/{path+}",
-        true,
+        Door::Jwt,
     ),
     (
         "POST",
         "/connections/{provider}/{account_id}/graph/{path+}",
-        true,
+        Door::Jwt,
     ),
     (
         "DELETE",
         "/connections/{provider}/{account_id}/graph/{path+}",
-        true,
+        Door::Jwt,
     ),
 ];
 
@@ -44,20 +54,54 @@ pub struct Route {
     pub template: &'static str,
     /// Guarded by the JWT authorizer.
     pub jwt: bool,
+    pub door: Door,
+    /// The stage a Meta route was reached under (`/<MetaPathSecret>`), or "".
+    pub stage: String,
     pub params: Vec<(String, String)>,
 }
 
 impl Route {
+    /// API Gateway's route key (without the stage, so never the secret).
     pub fn key(&self) -> String {
         format!("{} {}", self.method, self.template)
     }
 }
 
-/// The route a request matches, with its path parameters.
+/// The route a request matches, with its path parameters, the way the
+/// deployed APIs would: frontend routes at their path, Meta's routes only
+/// under `meta_prefix` (`/<MetaPathSecret>`, the stage of `MetaApi`).
+/// `None` is API Gateway's own 404: no function is called.
+pub fn match_route_under(method: &str, path: &str, meta_prefix: &str) -> Option<Route> {
+    match path
+        .strip_prefix(meta_prefix)
+        .filter(|_| !meta_prefix.is_empty())
+    {
+        Some(rest) if rest.starts_with('/') => {
+            let mut route = match_door(method, rest, |d| d == Door::Meta)?;
+            route.stage = meta_prefix.to_string();
+            Some(route)
+        }
+        _ => match_door(method, path, |d| d != Door::Meta),
+    }
+}
+
+/// The route a request matches, for building its event: any route at its
+/// path, or a Meta route under any one-segment stage.
 pub fn match_route(method: &str, path: &str) -> Option<Route> {
+    if let Some(route) = match_door(method, path, |_| true) {
+        return Some(route);
+    }
+    let rest = path.strip_prefix('/')?;
+    let (stage, rest) = rest.split_once('/')?;
+    let mut route = match_door(method, &format!("/{rest}"), |d| d == Door::Meta)?;
+    route.stage = format!("/{stage}");
+    Some(route)
+}
+
+fn match_door(method: &str, path: &str, doors: impl Fn(Door) -> bool) -> Option<Route> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    ROUTES.iter().find_map(|(m, template, auth)| {
-        if *m != method {
+    ROUTES.iter().find_map(|(m, template, door)| {
+        if *m != method || !doors(*door) {
             return None;
         }
         let tsegs: Vec<&str> = template.split('/').collect();
@@ -89,7 +133,9 @@ pub fn match_route(method: &str, path: &str) -> Option<Route> {
         Some(Route {
             method: m,
             template,
-            jwt: *auth,
+            jwt: *door == Door::Jwt,
+            door: *door,
+            stage: String::new(),
             params,
         })
     })
@@ -166,9 +212,16 @@ impl ApiRequest {
 
     /// The payload 2.0 event JSON.
     pub fn event(&self) -> Value {
-        let (route_key, path_params) = match match_route(&self.method, &self.path) {
-            Some(route) => (route.key(), route.params),
-            None => ("$default".to_string(), Vec::new()),
+        let (route_key, path_params, stage) = match match_route(&self.method, &self.path) {
+            Some(route) => {
+                // A named stage (Meta's): its name, without the slash.
+                let stage = match route.stage.strip_prefix('/') {
+                    Some(name) => name.to_string(),
+                    None => "$default".to_string(),
+                };
+                (route.key(), route.params, stage)
+            }
+            None => ("$default".to_string(), Vec::new(), "$default".to_string()),
         };
         // API Gateway joins repeated headers with commas and lower-cases names.
         let mut headers = Map::new();
@@ -231,7 +284,7 @@ impl ApiRequest {
                 },
                 "requestId": "local-request",
                 "routeKey": route_key,
-                "stage": "$default",
+                "stage": stage,
                 "time": "21/Nov/2026:10:00:00 +0000",
                 "timeEpoch": 1_795_260_000_000u64
             },
@@ -325,6 +378,53 @@ mod tests {
         );
         assert!(match_route("GET", "/connect/instagram").is_none());
         assert!(match_route("GET", "/nope").is_none());
+    }
+
+    #[test]
+    fn meta_routes_exist_only_under_the_prefix() {
+        let prefix = "/s3cr3t-0123456789abcdef0123456789ab";
+        let under = |m: &str, p: &str| match_route_under(m, p, prefix);
+        // Under the prefix: Meta's routes, with the stage.
+        let r = under("POST", &format!("{prefix}/webhook")).unwrap();
+        assert_eq!(
+            (r.key().as_str(), r.stage.as_str()),
+            ("POST /webhook", prefix)
+        );
+        let r = under("GET", &format!("{prefix}/meta/data-deletion/ABC")).unwrap();
+        assert_eq!(r.params, vec![("code".to_string(), "ABC".to_string())]);
+        assert!(under("POST", &format!("{prefix}/meta/deauthorize")).is_some());
+        // Anywhere else, API Gateway answers 404 itself: no function runs.
+        for (m, p) in [
+            ("POST", "/webhook".to_string()),
+            ("GET", "/webhook".to_string()),
+            ("POST", "/meta/data-deletion".to_string()),
+            ("GET", "/meta/data-deletion/ABC".to_string()),
+            ("POST", "/wrong-guess/webhook".to_string()),
+            ("POST", format!("{prefix}x/webhook")),
+            ("POST", format!("{}/webhook", &prefix[..prefix.len() - 1])),
+            ("POST", format!("{prefix}/connect/instagram")),
+            ("GET", format!("{prefix}/connections")),
+        ] {
+            assert!(under(m, &p).is_none(), "{m} {p}");
+        }
+        // The frontend's routes stay where they are.
+        assert_eq!(under("POST", "/connect/instagram").unwrap().door, Door::Jwt);
+        assert!(under("GET", "/oauth/instagram/callback").is_some());
+    }
+
+    #[test]
+    fn a_meta_route_under_a_stage_is_the_event_api_gateway_sends() {
+        let prefix = "/s3cr3t-0123456789abcdef0123456789ab";
+        let api = ApiRequest::get(&format!("{prefix}/meta/data-deletion/ABC"));
+        let event = api.event();
+        assert_eq!(event["routeKey"], "GET /meta/data-deletion/{code}");
+        assert_eq!(event["requestContext"]["stage"], &prefix[1..]);
+        assert_eq!(event["pathParameters"]["code"], "ABC");
+        let req = api.into_request();
+        assert_eq!(req.uri().path(), format!("{prefix}/meta/data-deletion/ABC"));
+        // Without a stage, as before.
+        let event = ApiRequest::post("/webhook").event();
+        assert_eq!(event["requestContext"]["stage"], "$default");
     }
 
     #[test]

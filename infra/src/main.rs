@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use infra::apigw::{match_route, ApiRequest};
+use infra::apigw::{match_route_under, ApiRequest};
 use infra::jwt;
 use infra::stack::{Stack, StackOptions};
 use rand::Rng;
@@ -34,6 +34,8 @@ struct App {
     callback: callback::Callback<shared::vault::KmsDataKeys>,
     graph: graph::Graph<shared::vault::KmsDataKeys>,
     jwt_key: Vec<u8>,
+    /// Meta's routes live under this path segment only (`MetaPathSecret`).
+    meta_path_prefix: String,
     /// The demo page, as served.
     page: String,
 }
@@ -126,6 +128,7 @@ async fn main() {
         frontend_url: format!("{base}/app/"),
         allowed_return_origins: String::new(),
         complete_redirect_uri: Some(format!("{base}/app/complete")),
+        meta_path_prefix: random_meta_path_prefix(),
     })
     .await;
     let mut jwt_key = vec![0u8; 32];
@@ -134,7 +137,10 @@ async fn main() {
         authorize: stack.authorize(Clock::system()),
         refresher: stack.refresher(Clock::system()),
         connections_api: stack.connections(Clock::system()),
-        webhook: stack.webhook(Clock::system()),
+        // In AWS the data-deletion function finishes deletions; here, a task.
+        webhook: stack
+            .webhook(Clock::system())
+            .with_launch(webhook::Launch::InProcess),
         dynamodb: stack.dynamodb.clone(),
         events_table: stack.var("EVENTS_TABLE").to_string(),
         connections_table: stack.var("CONNECTIONS_TABLE").to_string(),
@@ -142,6 +148,7 @@ async fn main() {
         callback: stack.callback(Clock::system()),
         graph: infra::graph_proxy::graph(&stack, Clock::system()).0,
         jwt_key,
+        meta_path_prefix: stack.meta_path_prefix.clone(),
         page: demo_page(),
     });
     let router = Router::new()
@@ -165,7 +172,8 @@ async fn main() {
     ];
     println!(
         "\n  Local stack ready.\n  Open {base}/app/ and connect an account.\n  \
-         API: {base}  ·  emulated Meta: {meta}  ·  moto: {endpoint}\n\n  \
+         API: {base}  ·  emulated Meta: {meta}  ·  moto: {endpoint}\n  \
+         Meta's routes (this run's MetaPathSecret): {base}{meta_prefix}/webhook, /meta/...\n\n  \
          Data lives in memory in moto at {endpoint} and is gone when the stack stops.\n  \
          Tables: {tables}. Look at one with\n    \
          AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws dynamodb scan \\\n      \
@@ -174,6 +182,7 @@ async fn main() {
          Logs below: one JSON object per line, with a UTC timestamp.\n  \
          Ctrl-C (or stopping scripts/local-stack) stops everything.\n",
         meta = stack.meta.base_url(),
+        meta_prefix = stack.meta_path_prefix,
         tables = tables.join(", "),
         conns = tables[1],
     );
@@ -185,6 +194,13 @@ async fn main() {
         }
         signal = stop_signal() => tracing::info!(signal, "stopping"),
     }
+}
+
+/// A fresh unguessable segment per run, as `MetaPathSecret` is in AWS.
+fn random_meta_path_prefix() -> String {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    format!("/meta-{}", hex::encode(id))
 }
 
 async fn page(State(app): State<Arc<App>>) -> Html<String> {
@@ -217,7 +233,7 @@ async fn dev_send_webhook(
     .to_string();
     let sig =
         shared::webhook::signature_header(app.instagram_app_secret.as_bytes(), body.as_bytes());
-    let req = ApiRequest::post("/webhook")
+    let req = ApiRequest::post(&format!("{}/webhook", app.meta_path_prefix))
         .header("content-type", "application/json")
         .header("x-hub-signature-256", &sig)
         .body(body.into_bytes())
@@ -412,7 +428,9 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
-    let Some(route) = match_route(&method, &path) else {
+    // Meta's routes exist only under the prefix, as in AWS: `/webhook` is a
+    // 404 here, answered without calling any function.
+    let Some(route) = match_route_under(&method, &path, &app.meta_path_prefix) else {
         return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
     };
     let mut api = ApiRequest::new(&method, &format!("{path}?{query}"));

@@ -20,7 +20,13 @@ pub struct StackOptions {
     pub frontend_url: String,
     pub allowed_return_origins: String,
     pub complete_redirect_uri: Option<String>,
+    /// The unguessable path segment the Meta-facing routes live under
+    /// (`/<MetaPathSecret>` in the template), as `/segment`.
+    pub meta_path_prefix: String,
 }
+
+/// The tests' Meta path prefix: fixed, so a failing test names the URL.
+pub const TEST_META_PATH_PREFIX: &str = "/test-meta-path-secret-0123456789abcdef";
 
 impl StackOptions {
     pub fn for_tests() -> Self {
@@ -33,6 +39,7 @@ impl StackOptions {
             frontend_url: "https://app.example.com/settings/instagram".into(),
             allowed_return_origins: "https://admin.example.com".into(),
             complete_redirect_uri: Some("https://app.example.com/meta/complete".into()),
+            meta_path_prefix: TEST_META_PATH_PREFIX.into(),
         }
     }
 }
@@ -44,6 +51,8 @@ pub struct Stack {
     pub meta: MetaEmulator,
     /// Function configuration, as the template would set it.
     pub env: HashMap<String, String>,
+    /// Where the Meta-facing routes live (`/segment`; see [`StackOptions`]).
+    pub meta_path_prefix: String,
 }
 
 /// Refuses to run anywhere but against a local emulator.
@@ -134,7 +143,14 @@ impl Stack {
             kms,
             meta,
             env,
+            meta_path_prefix: opts.meta_path_prefix,
         }
+    }
+
+    /// `path` of a Meta-facing route (`/webhook`, `/meta/...`) as Meta calls
+    /// it: under the prefix.
+    pub fn meta_path(&self, path: &str) -> String {
+        format!("{}{path}", self.meta_path_prefix)
     }
 
     pub fn var(&self, name: &str) -> &str {

@@ -18,6 +18,15 @@ pub fn template_path() -> PathBuf {
         .join("template.yaml")
 }
 
+/// The whole template, parsed (CloudFormation's short forms such as `!Ref`
+/// stay tagged values).
+pub fn document(template: &Path) -> Value {
+    let text = std::fs::read_to_string(template).expect("template.yaml is readable");
+    serde_yaml::from_str(&text).expect("template.yaml parses")
+}
+
+pub use serde_yaml;
+
 /// A table as the template declares it.
 #[derive(Debug, Clone)]
 pub struct TableSpec {

@@ -20,6 +20,8 @@ const ONE: Summary = Summary {
     failed: 0,
     needs_reauth: 0,
     resubscribed: 0,
+    webhooks_restored: 0,
+    rows_skipped: 0,
 };
 
 async fn row(
@@ -48,10 +50,12 @@ async fn instagram_tokens_are_refreshed_inside_the_window_only() {
     let account = h.connect_instagram_as("user-1", "due.soon").await;
     let first_token = h.stack.meta.tokens_for_account(&account);
 
-    // A day later: 59 days left, nothing to do, and nothing even examined.
+    // A day later: 59 days left, nothing to do with the token (only its
+    // webhook subscription is checked, as every day).
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await, Summary::default());
+    assert_eq!(h.refresh().await, Summary { skipped: 1, ..ONE });
     assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
+    assert_eq!(h.stack.meta.calls("ig_subscriptions"), 1);
 
     // 54 days later: inside the 7-day window.
     h.clock.advance(Duration::days(53));
@@ -277,15 +281,18 @@ async fn missing_webhook_subscriptions_are_restored() {
         Summary {
             skipped: 1,
             resubscribed: 1,
+            webhooks_restored: 1,
             ..ONE
         }
     );
     assert_eq!(s(&row(&h, "user-1").await, "webhooks"), "subscribed");
     assert!(h.stack.meta.subscription(&account).is_some());
     assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
-    // Back on its token's schedule: not examined again tomorrow.
-    h.clock.advance(DAY);
+    assert_eq!(h.events("connection.webhooks_restored").await.len(), 1);
+    // Not again within the day; tomorrow only its daily check.
     assert_eq!(h.refresh().await, Summary::default());
+    h.clock.advance(DAY);
+    assert_eq!(h.refresh().await, Summary { skipped: 1, ..ONE });
 }
 
 #[tokio::test]
@@ -495,23 +502,335 @@ async fn subscriptions_meta_dropped_are_noticed_and_restored() {
         "nothing told us"
     );
 
-    // The daily Page check notices and subscribes again.
+    // The next daily run notices and subscribes both again: the Page with
+    // its token check, the Instagram account although its token needs
+    // nothing for 53 more days.
     h.clock.advance(DAY);
     assert_eq!(
         h.refresh().await,
         Summary {
-            skipped: 1,
-            resubscribed: 1,
+            examined: 2,
+            skipped: 2,
+            resubscribed: 2,
+            webhooks_restored: 2,
             ..ONE
         }
     );
     assert!(h.stack.meta.subscription("p51").is_some());
-    // The Instagram account is checked when its token is refreshed.
-    h.clock.advance(Duration::days(53));
-    let run = h.refresh().await;
-    assert_eq!((run.refreshed, run.resubscribed), (1, 1), "{run:?}");
     assert!(h.stack.meta.subscription(&account).is_some());
-    // Healthy subscriptions are left alone.
+    assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
+    let restored = h.events("connection.webhooks_restored").await;
+    assert_eq!(restored.len(), 2);
+    for event in &restored {
+        let view: serde_json::Value = serde_json::from_str(&s(event, "payload")).unwrap();
+        assert_eq!(view["webhooks"], "subscribed");
+    }
+    // Healthy subscriptions are left alone, and checked again every day.
+    for _ in 0..3 {
+        h.clock.advance(DAY);
+        let run = h.refresh().await;
+        assert_eq!((run.examined, run.webhooks_restored), (2, 0), "{run:?}");
+    }
+    assert_eq!(h.events("connection.webhooks_restored").await.len(), 2);
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn every_instagram_subscription_is_verified_daily_until_its_token_is_due() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "daily").await;
+    // Whenever in the day Meta drops it, the next daily run restores it:
+    // never more than a day without webhooks, for the token's whole life.
+    for day in 1..=52 {
+        if day % 9 == 0 {
+            h.stack.meta.drop_subscription(&account);
+        }
+        h.clock.advance(DAY);
+        let run = h.refresh().await;
+        let dropped = usize::from(day % 9 == 0);
+        assert_eq!(
+            run,
+            Summary {
+                skipped: 1,
+                resubscribed: dropped,
+                webhooks_restored: dropped,
+                ..ONE
+            },
+            "day {day}"
+        );
+        assert!(h.stack.meta.subscription(&account).is_some(), "day {day}");
+    }
+    assert_eq!(h.stack.meta.calls("ig_subscriptions"), 52);
+    assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
+    assert_eq!(h.events("connection.webhooks_restored").await.len(), 5);
+    // Then the token comes due and is refreshed, with its check beside it.
+    h.clock.advance(Duration::days(2));
+    assert_eq!(h.refresh().await.refreshed, 1);
+}
+
+#[tokio::test]
+async fn the_daily_check_notices_a_dead_instagram_token() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "dies.early").await;
+    h.stack.meta.invalidate_account(&account);
     h.clock.advance(DAY);
-    assert_eq!(h.refresh().await.resubscribed, 0);
+    assert_eq!(
+        h.refresh().await,
+        Summary {
+            needs_reauth: 1,
+            ..ONE
+        }
+    );
+    assert_eq!(s(&row(&h, "user-1").await, "status"), "needs_reauth");
+    assert_eq!(h.events("connection.needs_reauth").await.len(), 1);
+    assert_eq!(h.stack.meta.calls("ig_refresh"), 0);
+}
+
+fn person(id: &str, pages: &[(&str, &str, &str)]) -> FbPerson {
+    FbPerson {
+        id: id.into(),
+        name: "Ada".into(),
+        pages: pages
+            .iter()
+            .map(|(page, account, username)| FbPage {
+                id: (*page).into(),
+                name: format!("Page {page}"),
+                instagram: Some(((*account).into(), (*username).into())),
+            })
+            .collect(),
+    }
+}
+
+async fn connect_facebook(h: &Harness, user: &str) {
+    let resp = h.connect("facebook", user).await;
+    assert_eq!(
+        param(&resp.location(), "status").as_deref(),
+        Some("connected")
+    );
+}
+
+async fn delete(h: &Harness, user: &str, provider: &str, account: &str) {
+    let resp = h
+        .call_connections(
+            ApiRequest::new("DELETE", &format!("/connections/{provider}/{account}")).user(user),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+}
+
+async fn cleanup_jobs(h: &Harness) -> usize {
+    h.scan("CONNECTIONS_TABLE")
+        .await
+        .iter()
+        .filter(|i| s(i, "pk") == "CLEANUP")
+        .count()
+}
+
+#[tokio::test]
+async fn finishing_a_delete_leaves_a_newer_instagram_connection_alone() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("alice", "passed.on").await;
+    delete(&h, "alice", "instagram", &account).await;
+    // Before refresh finishes the delete, someone connects the account again.
+    assert_eq!(h.connect_instagram_as("bob", "passed.on").await, account);
+    assert!(h.stack.meta.subscription(&account).is_some());
+
+    h.refresh().await;
+    assert_eq!(
+        h.stack.meta.calls("ig_unsubscribe"),
+        0,
+        "the subscription is bob's"
+    );
+    assert!(h.stack.meta.subscription(&account).is_some());
+    assert_eq!(cleanup_jobs(&h).await, 0, "alice's old token is destroyed");
+    assert_eq!(s(&row(&h, "bob").await, "webhooks"), "subscribed");
+    // And bob's webhooks keep arriving: nothing to restore the next day.
+    h.clock.advance(DAY);
+    assert_eq!(h.refresh().await.webhooks_restored, 0);
+}
+
+#[tokio::test]
+async fn finishing_a_delete_leaves_a_newer_page_connection_and_its_grant_alone() {
+    let h = Harness::new().await;
+    h.stack.meta.set_facebook_person(person(
+        "10160000000000091",
+        &[("p91", "17841400000000091", "again")],
+    ));
+    connect_facebook(&h, "user-1").await;
+    delete(&h, "user-1", "facebook", "17841400000000091").await;
+    connect_facebook(&h, "user-1").await;
+
+    h.refresh().await;
+    assert_eq!(h.stack.meta.calls("fb_unsubscribe"), 0);
+    assert!(h.stack.meta.subscription("p91").is_some());
+    assert!(!h.stack.meta.revoked("10160000000000091"));
+    assert_eq!(cleanup_jobs(&h).await, 0);
+    // A delete nobody undoes is still finished at Meta.
+    delete(&h, "user-1", "facebook", "17841400000000091").await;
+    h.refresh().await;
+    assert!(h.stack.meta.subscription("p91").is_none());
+    assert!(h.stack.meta.revoked("10160000000000091"));
+}
+
+#[tokio::test]
+async fn one_users_delete_never_removes_anothers_page_routing() {
+    let h = Harness::new().await;
+    // Alice connects her account through Page p92...
+    h.stack.meta.set_facebook_person(person(
+        "10160000000000092",
+        &[("p92", "17841400000000921", "alice.ig")],
+    ));
+    connect_facebook(&h, "alice").await;
+    // ...then the Page is linked to Bob's account, and Bob connects it.
+    h.stack.meta.set_facebook_person(person(
+        "10160000000000093",
+        &[("p92", "17841400000000922", "bob.ig")],
+    ));
+    connect_facebook(&h, "bob").await;
+    let alias =
+        |items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>]| {
+            items
+                .iter()
+                .find(|i| s(i, "pk") == "PAGE#p92")
+                .map(|i| (s(i, "owner_user_id"), s(i, "account_id")))
+        };
+    let bobs = Some(("bob".to_string(), "17841400000000922".to_string()));
+    assert_eq!(alias(&h.scan("CONNECTIONS_TABLE").await), bobs);
+    // Alice deletes her connection: Bob's routing of the Page stays.
+    delete(&h, "alice", "facebook", "17841400000000921").await;
+    assert_eq!(alias(&h.scan("CONNECTIONS_TABLE").await), bobs);
+    let store = shared::store::ConnectionStore::new(
+        h.stack.dynamodb.clone(),
+        h.stack.var("CONNECTIONS_TABLE"),
+        h.stack.var("EVENTS_TABLE"),
+    );
+    let owners = store.owners(&["p92"]).await.unwrap();
+    assert_eq!(owners["p92"].user_id, "bob");
+    // Bob's own delete removes it.
+    delete(&h, "bob", "facebook", "17841400000000922").await;
+    assert_eq!(alias(&h.scan("CONNECTIONS_TABLE").await), None);
+}
+
+#[tokio::test]
+async fn a_released_owner_claim_left_behind_blocks_nobody() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("alice", "left.behind").await;
+    delete(&h, "alice", "instagram", &account).await;
+    // The claim's own delete failed after the connection was deleted: what
+    // is left is the claim without providers.
+    h.stack
+        .dynamodb
+        .put_item()
+        .table_name(h.stack.var("CONNECTIONS_TABLE"))
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("ACCOUNT#{account}")),
+        )
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("OWNER".into()),
+        )
+        .item(
+            "owner_user_id",
+            aws_sdk_dynamodb::types::AttributeValue::S("alice".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let store = shared::store::ConnectionStore::new(
+        h.stack.dynamodb.clone(),
+        h.stack.var("CONNECTIONS_TABLE"),
+        h.stack.var("EVENTS_TABLE"),
+    );
+    assert!(
+        store.owners(&[account.as_str()]).await.unwrap().is_empty(),
+        "routes nothing"
+    );
+    assert_eq!(store.owner_of(&account).await.unwrap(), None);
+    // Someone else may connect the account.
+    assert_eq!(h.connect_instagram_as("bob", "left.behind").await, account);
+    assert_eq!(
+        store.owner_of(&account).await.unwrap().as_deref(),
+        Some("bob")
+    );
+}
+
+#[tokio::test]
+async fn rows_that_cannot_be_read_are_counted_and_logged_without_their_content() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let h = Harness::new().await;
+    h.connect_instagram_as("user-1", "readable").await;
+    let due = N(h.clock.now().unix_timestamp().to_string());
+    let put = |items: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>| {
+        let mut req = h
+            .stack
+            .dynamodb
+            .put_item()
+            .table_name(h.stack.var("CONNECTIONS_TABLE"));
+        for (k, v) in items {
+            req = req.item(k, v);
+        }
+        req.send()
+    };
+    // A connection row with a status this version does not know.
+    put(vec![
+        ("pk", S("USER#secret-user-7".into())),
+        ("sk", S("CONN#instagram#17841400000000777".into())),
+        ("user_id", S("secret-user-7".into())),
+        ("provider", S("instagram".into())),
+        ("account_id", S("17841400000000777".into())),
+        ("username", S("private.name".into())),
+        ("status", S("paused".into())),
+        ("due_bucket", S("instagram".into())),
+        ("due_at", due.clone()),
+    ])
+    .await
+    .unwrap();
+    // An index entry that is not a connection's keys at all.
+    put(vec![
+        ("pk", S("USER#secret-user-8".into())),
+        ("sk", S("NOTES#1".into())),
+        ("due_bucket", S("facebook".into())),
+        ("due_at", due),
+    ])
+    .await
+    .unwrap();
+    // A cleanup job without its token.
+    put(vec![
+        ("pk", S("CLEANUP".into())),
+        ("sk", S("1#secret-user-9#instagram#1".into())),
+        ("user_id", S("secret-user-9".into())),
+    ])
+    .await
+    .unwrap();
+
+    h.clock.advance(DAY);
+    let run = h.refresh().await;
+    assert_eq!(
+        run,
+        Summary {
+            skipped: 1,
+            rows_skipped: 3,
+            ..ONE
+        }
+    );
+    // Seen every run until someone repairs them, not silently dropped.
+    h.clock.advance(Duration::hours(1));
+    assert_eq!(h.refresh().await.rows_skipped, 3);
+    let logs = logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("unreadable") || l.contains("not a connection"))
+        .collect();
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(logs.contains("\"attribute\":\"status\""));
+    assert!(logs.contains("\"rows_skipped\":3"));
+    for secret in [
+        "secret-user",
+        "private.name",
+        "17841400000000777",
+        "NOTES#1",
+    ] {
+        assert!(!logs.contains(secret), "{secret} is in the logs");
+    }
 }

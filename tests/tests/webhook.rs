@@ -21,6 +21,13 @@ fn message(account: &str, mid: &str, text: &str) -> Value {
            "message": {"mid": mid, "text": text}})
 }
 
+/// `POST /webhook` under the Meta path prefix, signed as Meta signs it.
+fn notification(h: &Harness, body: &[u8], secret: &str) -> ApiRequest {
+    let mut req = Harness::signed_notification(body, secret);
+    req.path = h.stack.meta_path("/webhook");
+    req
+}
+
 fn delivery(account: &str, items: Vec<Value>) -> Vec<u8> {
     json!({"object": "instagram", "entry": [{"id": account, "time": 1795260000456u64, "messaging": items}]})
         .to_string()
@@ -48,7 +55,8 @@ async fn subscription_check() {
     );
     let ok = h
         .call_webhook(ApiRequest::get(&format!(
-            "/webhook?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}"
+            "{}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}",
+            h.stack.meta_path("/webhook")
         )))
         .await;
     assert_eq!(ok.status(), 200);
@@ -64,7 +72,10 @@ async fn subscription_check() {
         format!("hub.mode=unsubscribe&hub.challenge=1&hub.verify_token={token}"),
     ] {
         let resp = h
-            .call_webhook(ApiRequest::get(&format!("/webhook?{q}")))
+            .call_webhook(ApiRequest::get(&format!(
+                "{}?{q}",
+                h.stack.meta_path("/webhook")
+            )))
             .await;
         assert_eq!(resp.status(), 403, "{q}");
         assert_ne!(resp.body_text(), "1");
@@ -87,12 +98,12 @@ async fn signed_messages_become_events_with_their_owner() {
     );
     // Signed with the Instagram app secret, and (another delivery) with the Facebook one.
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200, "{}", resp.body_text());
     let other = delivery(IG_ACCOUNT, vec![message(IG_ACCOUNT, "m_3", "again")]);
     let resp = h
-        .call_webhook(Harness::signed_notification(&other, &fb_secret(&h)))
+        .call_webhook(notification(&h, &other, &fb_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
 
@@ -161,20 +172,14 @@ async fn comments_and_page_payloads_are_routed() {
         {"field": "mentions", "value": {"media_id": "1802", "comment_id": "17990000000000002"}}
     ]}]}).to_string();
     let resp = h
-        .call_webhook(Harness::signed_notification(
-            comments.as_bytes(),
-            &fb_secret(&h),
-        ))
+        .call_webhook(notification(&h, comments.as_bytes(), &fb_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
     let page = json!({"object": "page", "entry": [{"id": "110000000000001", "time": 1795260000000u64, "messaging": [
         {"sender": {"id": "77"}, "recipient": {"id": "110000000000001"}, "timestamp": 1795260000001u64, "postback": {"title": "Start", "payload": "START"}}
     ]}]}).to_string();
     let resp = h
-        .call_webhook(Harness::signed_notification(
-            page.as_bytes(),
-            &fb_secret(&h),
-        ))
+        .call_webhook(notification(&h, page.as_bytes(), &fb_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
 
@@ -210,7 +215,7 @@ async fn events_of_unknown_accounts_are_kept_without_a_user() {
         vec![message("17841499999999999", "m_x", "who?")],
     );
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
     let events = webhook_events(&h).await;
@@ -236,7 +241,7 @@ async fn bad_signatures_are_refused_and_nothing_is_stored() {
         "the re-serialised body differs from Meta's bytes"
     );
     let post = || {
-        ApiRequest::post("/webhook")
+        ApiRequest::post(&h.stack.meta_path("/webhook"))
             .header("content-type", "application/json")
             .body(body.to_vec())
     };
@@ -306,7 +311,7 @@ async fn bad_signatures_are_refused_and_nothing_is_stored() {
 async fn base64_bodies_are_verified_after_decoding() {
     let h = Harness::new().await;
     let body = delivery(IG_ACCOUNT, vec![message(IG_ACCOUNT, "m_b64", "binary-ish")]);
-    let mut req = Harness::signed_notification(&body, &ig_secret(&h));
+    let mut req = notification(&h, &body, &ig_secret(&h));
     req.headers.retain(|(k, _)| k != "content-type");
     req.base64 = true;
     assert_eq!(req.event()["isBase64Encoded"], json!(true));
@@ -323,9 +328,7 @@ async fn oversized_and_malformed_bodies() {
         vec![message(IG_ACCOUNT, "m", &"x".repeat(2 * 1024 * 1024))],
     );
     big.truncate(2 * 1024 * 1024 + 10);
-    let resp = h
-        .call_webhook(Harness::signed_notification(&big, &ig_secret(&h)))
-        .await;
+    let resp = h.call_webhook(notification(&h, &big, &ig_secret(&h))).await;
     assert_eq!(resp.status(), 413);
 
     for body in [
@@ -333,9 +336,7 @@ async fn oversized_and_malformed_bodies() {
         br#"{"object":"instagram"}"#,
         br#"{"object":"instagram","entry":[{"messaging":[]}]}"#,
     ] {
-        let resp = h
-            .call_webhook(Harness::signed_notification(body, &ig_secret(&h)))
-            .await;
+        let resp = h.call_webhook(notification(&h, body, &ig_secret(&h))).await;
         assert_eq!(resp.status(), 400, "{}", String::from_utf8_lossy(body));
     }
     assert!(h.scan("EVENTS_TABLE").await.is_empty());
@@ -352,7 +353,7 @@ async fn a_delivery_repeated_three_times_stores_each_item_once() {
     let body = delivery(IG_ACCOUNT, items);
     for _ in 0..3 {
         let resp = h
-            .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+            .call_webhook(notification(&h, &body, &ig_secret(&h)))
             .await;
         assert_eq!(resp.status(), 200);
     }
@@ -361,7 +362,7 @@ async fn a_delivery_repeated_three_times_stores_each_item_once() {
     // Repeats reach the store as conditional writes, never as overwrites.
     let first_received: Vec<String> = events.iter().map(|e| s(e, "received_at")).collect();
     h.clock.advance(time::Duration::minutes(5));
-    h.call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+    h.call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     let again: Vec<String> = webhook_events(&h)
         .await
@@ -375,6 +376,59 @@ async fn a_delivery_repeated_three_times_stores_each_item_once() {
 }
 
 #[tokio::test]
+async fn unsend_edit_and_reaction_are_events_of_their_own() {
+    let h = Harness::new().await;
+    let at = |ms: u64, rest: Value| {
+        let mut item = json!({"sender": {"id": "9001"}, "recipient": {"id": IG_ACCOUNT}, "timestamp": 1795260000000u64 + ms});
+        item.as_object_mut()
+            .unwrap()
+            .extend(rest.as_object().unwrap().clone());
+        item
+    };
+    let items = vec![
+        at(1, json!({"message": {"mid": "m_1", "text": "hi"}})),
+        at(
+            2,
+            json!({"reaction": {"mid": "m_1", "action": "react", "reaction": "love", "emoji": "\u{2764}"}}),
+        ),
+        at(
+            3,
+            json!({"message_edit": {"mid": "m_1", "text": "hi!", "num_edit": 1}}),
+        ),
+        at(4, json!({"message": {"mid": "m_1", "is_deleted": true}})),
+    ];
+    // Each arrives on its own, then all four again in one delivery (Meta's retry).
+    for item in &items {
+        let body = delivery(IG_ACCOUNT, vec![item.clone()]);
+        let resp = h
+            .call_webhook(notification(&h, &body, &ig_secret(&h)))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let body = delivery(IG_ACCOUNT, items.clone());
+    let resp = h
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    let mut events = webhook_events(&h).await;
+    events.sort_by_key(|e| s(e, "occurred_at"));
+    assert_eq!(events.len(), 4, "four notifications, each stored once");
+    let kinds: Vec<String> = events.iter().map(|e| s(e, "kind")).collect();
+    assert_eq!(
+        kinds,
+        ["messages", "message_reactions", "message_edit", "messages"]
+    );
+    let unsent: Value = serde_json::from_str(&s(&events[3], "payload")).unwrap();
+    assert_eq!(unsent["message"]["is_deleted"], true, "the unsend is kept");
+    assert_eq!(
+        s(&events[0], "event_id"),
+        "instagram:17841400000000001:messages:m_1",
+        "a message keeps the id it was always stored under"
+    );
+}
+
+#[tokio::test]
 async fn a_thousand_items_in_one_delivery() {
     let h = Harness::new().await;
     let items: Vec<Value> = (0..1000)
@@ -382,7 +436,7 @@ async fn a_thousand_items_in_one_delivery() {
         .collect();
     let body = delivery(IG_ACCOUNT, items);
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body_json()["received"], 1000);
@@ -407,7 +461,7 @@ async fn a_store_failure_is_a_5xx_and_the_retry_is_stored() {
         .unwrap();
     let broken = h.stack.webhook(h.clock.clone());
     let resp = broken
-        .handle(Harness::signed_notification(&body, &ig_secret(&h)).into_request())
+        .handle(notification(&h, &body, &ig_secret(&h)).into_request())
         .await;
     assert!(resp.status().is_server_error(), "{}", resp.status());
     h.stack.env.insert("EVENTS_TABLE".into(), real);
@@ -416,7 +470,7 @@ async fn a_store_failure_is_a_5xx_and_the_retry_is_stored() {
     // Meta retries; the store is back.
     h.webhook = h.stack.webhook(h.clock.clone());
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(webhook_events(&h).await.len(), 2);
@@ -428,7 +482,7 @@ async fn a_rotated_secret_works_without_a_deploy() {
     let body = delivery(IG_ACCOUNT, vec![message(IG_ACCOUNT, "m_1", "a")]);
     // Warm the cache with the old secret.
     assert_eq!(
-        h.call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        h.call_webhook(notification(&h, &body, &ig_secret(&h)))
             .await
             .status(),
         200
@@ -442,24 +496,41 @@ async fn a_rotated_secret_works_without_a_deploy() {
         .unwrap();
     let body = delivery(IG_ACCOUNT, vec![message(IG_ACCOUNT, "m_2", "b")]);
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, "rotated-secret"))
+        .call_webhook(notification(&h, &body, "rotated-secret"))
         .await;
     assert_eq!(resp.status(), 200, "re-read once on a mismatch");
     // The old secret is gone now.
     let body = delivery(IG_ACCOUNT, vec![message(IG_ACCOUNT, "m_3", "c")]);
     let resp = h
-        .call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        .call_webhook(notification(&h, &body, &ig_secret(&h)))
         .await;
     assert_eq!(resp.status(), 401);
 }
 
-fn form(signed_request: &str) -> ApiRequest {
-    ApiRequest::post("/meta/deauthorize")
+/// A Meta callback (`/meta/deauthorize`, `/meta/data-deletion`) as Meta
+/// posts it: under the prefix, a form with the `signed_request`.
+fn callback(h: &Harness, path: &str, signed_request: &str) -> ApiRequest {
+    ApiRequest::post(&h.stack.meta_path(path))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "signed_request={}",
             url::form_urlencoded::byte_serialize(signed_request.as_bytes()).collect::<String>()
         ))
+}
+
+fn form(h: &Harness, signed_request: &str) -> ApiRequest {
+    callback(h, "/meta/deauthorize", signed_request)
+}
+
+/// The app-scoped id the emulated Meta's exchange gives.
+const META_USER: &str = "26000000000000001";
+
+/// A `signed_request` for the person, issued `at` (the test clock's time).
+fn signed(h: &Harness, at: time::OffsetDateTime) -> String {
+    make_signed_request(
+        ig_secret(h).as_bytes(),
+        &json!({"algorithm": "HMAC-SHA256", "issued_at": at.unix_timestamp(), "user_id": META_USER}),
+    )
 }
 
 #[tokio::test]
@@ -469,14 +540,11 @@ async fn deauthorize_revokes_and_deletes_tokens() {
         param(&h.connect("instagram", "user-1").await.location(), "status").as_deref(),
         Some("connected")
     );
-    let meta_user = "26000000000000001"; // the app-scoped id the exchange gave
     let secret = ig_secret(&h);
 
     // Tampered, wrong algorithm, wrong key: 400, nothing changes.
-    let good = make_signed_request(
-        secret.as_bytes(),
-        &json!({"algorithm": "HMAC-SHA256", "issued_at": 1795260000, "user_id": meta_user}),
-    );
+    h.clock.advance(time::Duration::minutes(1));
+    let good = signed(&h, h.clock.now());
     let (sig, _) = good.split_once('.').unwrap();
     let forged_payload =
         base64_url(&json!({"algorithm": "HMAC-SHA256", "user_id": "someone-else"}).to_string());
@@ -484,20 +552,20 @@ async fn deauthorize_revokes_and_deletes_tokens() {
         format!("{sig}.{forged_payload}"),
         make_signed_request(
             secret.as_bytes(),
-            &json!({"algorithm": "HMAC-SHA1", "user_id": meta_user}),
+            &json!({"algorithm": "HMAC-SHA1", "user_id": META_USER}),
         ),
         make_signed_request(
             b"wrong",
-            &json!({"algorithm": "HMAC-SHA256", "user_id": meta_user}),
+            &json!({"algorithm": "HMAC-SHA256", "user_id": META_USER}),
         ),
         String::new(),
     ] {
-        let resp = h.call_webhook(form(&bad)).await;
+        let resp = h.call_webhook(form(&h, &bad)).await;
         assert_eq!(resp.status(), 400);
     }
     assert_eq!(s(&h.connections_of("user-1").await[0], "status"), "active");
 
-    let resp = h.call_webhook(form(&good)).await;
+    let resp = h.call_webhook(form(&h, &good)).await;
     assert_eq!(resp.status(), 200, "{}", resp.body_text());
     let conn = &h.connections_of("user-1").await[0];
     assert_eq!(s(conn, "status"), "revoked");
@@ -505,13 +573,76 @@ async fn deauthorize_revokes_and_deletes_tokens() {
     assert!(!conn.contains_key("due_bucket"), "nothing left to refresh");
     assert_eq!(h.events("connection.revoked").await.len(), 1);
     // Meta may call again: no second event.
-    assert_eq!(h.call_webhook(form(&good)).await.status(), 200);
+    assert_eq!(h.call_webhook(form(&h, &good)).await.status(), 200);
     assert_eq!(h.events("connection.revoked").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_late_or_replayed_deauthorize_never_undoes_a_newer_grant() {
+    let h = Harness::new().await;
+    let before_connecting = signed(&h, h.clock.now() - time::Duration::hours(1));
+    h.connect("instagram", "user-1").await;
+
+    // Issued an hour before the person connected: arrives late, changes nothing.
+    let resp = h.call_webhook(form(&h, &before_connecting)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    assert_eq!(resp.body_json()["revoked"], 0);
+    let conn = &h.connections_of("user-1").await[0];
+    assert_eq!(s(conn, "status"), "active");
+    assert!(conn.contains_key("token"));
+
+    // A real one: revoked. Then the person connects again...
+    h.clock.advance(time::Duration::minutes(10));
+    let real = signed(&h, h.clock.now());
+    assert_eq!(
+        h.call_webhook(form(&h, &real)).await.body_json()["revoked"],
+        1
+    );
+    assert_eq!(s(&h.connections_of("user-1").await[0], "status"), "revoked");
+    h.clock.advance(time::Duration::hours(2));
+    h.connect("instagram", "user-1").await;
+    assert_eq!(s(&h.connections_of("user-1").await[0], "status"), "active");
+
+    // ...and that deauthorize is delivered again (Meta's retry, or a replay).
+    let resp = h.call_webhook(form(&h, &real)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body_json()["revoked"], 0);
+    let conn = &h.connections_of("user-1").await[0];
+    assert_eq!(s(conn, "status"), "active", "the newer grant is kept");
+    assert!(conn.contains_key("token"));
+    assert_eq!(h.events("connection.revoked").await.len(), 1);
+
+    // The same for a late data-deletion request: this grant is not touched.
+    let resp = h
+        .call_webhook(callback(&h, "/meta/data-deletion", &before_connecting))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body_json()["status"], "complete", "nothing to delete");
+    let conn = &h.connections_of("user-1").await[0];
+    assert_eq!(s(conn, "status"), "active");
+    assert!(conn.contains_key("token"));
 }
 
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// `POST /meta/data-deletion` with `signed_request`.
+async fn request_deletion(h: &Harness, signed_request: &str) -> Value {
+    let resp = h
+        .call_webhook(callback(h, "/meta/data-deletion", signed_request))
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    resp.body_json()
+}
+
+/// What `GET <url>` (the status URL Meta was given) says.
+async fn deletion_status(h: &Harness, url: &str) -> Value {
+    let path = url::Url::parse(url).unwrap().path().to_string();
+    let resp = h.call_webhook(ApiRequest::get(&path)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    resp.body_json()
 }
 
 #[tokio::test]
@@ -529,7 +660,7 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         ],
     );
     assert_eq!(
-        h.call_webhook(Harness::signed_notification(&body, &ig_secret(&h)))
+        h.call_webhook(notification(&h, &body, &ig_secret(&h)))
             .await
             .status(),
         200
@@ -539,7 +670,7 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         vec![message("17841499999999999", "m_9", "not theirs")],
     );
     assert_eq!(
-        h.call_webhook(Harness::signed_notification(&other, &ig_secret(&h)))
+        h.call_webhook(notification(&h, &other, &ig_secret(&h)))
             .await
             .status(),
         200
@@ -547,15 +678,15 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
 
     let wrong_key = make_signed_request(
         b"wrong",
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "26000000000000001"}),
+        &json!({"algorithm": "HMAC-SHA256", "user_id": META_USER}),
     );
     let wrong_algorithm = make_signed_request(
         ig_secret(&h).as_bytes(),
-        &json!({"algorithm": "HMAC-SHA1", "user_id": "26000000000000001"}),
+        &json!({"algorithm": "HMAC-SHA1", "user_id": META_USER}),
     );
     let good_sig = make_signed_request(
         ig_secret(&h).as_bytes(),
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "26000000000000001"}),
+        &json!({"algorithm": "HMAC-SHA256", "user_id": META_USER}),
     );
     let tampered = format!(
         "{}.{}",
@@ -563,8 +694,7 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         base64_url(r#"{"algorithm":"HMAC-SHA256","user_id":"999"}"#)
     );
     for bad in [wrong_key, wrong_algorithm, tampered] {
-        let mut req = form(&bad);
-        req.path = "/meta/data-deletion".into();
+        let req = callback(&h, "/meta/data-deletion", &bad);
         assert_eq!(h.call_webhook(req).await.status(), 400);
     }
     assert_eq!(
@@ -573,42 +703,297 @@ async fn data_deletion_deletes_tokens_and_events_and_reports_status() {
         "nothing deleted for a bad request"
     );
 
-    let good = make_signed_request(
-        ig_secret(&h).as_bytes(),
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "26000000000000001"}),
-    );
-    let mut req = form(&good);
-    req.path = "/meta/data-deletion".into();
-    let resp = h.call_webhook(req).await;
-    assert_eq!(resp.status(), 200, "{}", resp.body_text());
-    let answer = resp.body_json();
+    h.clock.advance(time::Duration::minutes(1));
+    let answer = request_deletion(&h, &signed(&h, h.clock.now())).await;
     let code = answer["confirmation_code"].as_str().unwrap().to_string();
     assert!(code.len() >= 16 && code.chars().all(|c| c.is_ascii_alphanumeric()));
     assert_eq!(
         answer["url"],
-        format!("https://api.example.com/meta/data-deletion/{code}")
+        format!(
+            "https://api.example.com{}/meta/data-deletion/{code}",
+            h.stack.meta_path_prefix
+        ),
+        "the status URL is under the Meta path prefix"
     );
-
+    // At once: the token is gone, the product is told, the rest is pending.
     let conn = &h.connections_of("user-1").await[0];
     assert!(!conn.contains_key("token"));
+    assert_eq!(h.events("data_deletion.requested").await.len(), 1);
+    let url = answer["url"].as_str().unwrap();
+    assert_eq!(deletion_status(&h, url).await["status"], "pending");
+
+    // The job (the data-deletion function) finishes it.
+    let outcome = h
+        .webhook
+        .deletion_job()
+        .run(
+            &code,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, webhook::deletion::JobOutcome::Complete { .. }),
+        "{outcome:?}"
+    );
     let left = webhook_events(&h).await;
     assert_eq!(left.len(), 1, "only the other account's event is left");
     assert_eq!(s(&left[0], "account_id"), "17841499999999999");
     assert_eq!(h.events("data_deletion.requested").await.len(), 1);
 
-    let status = h
-        .call_webhook(ApiRequest::get(&format!("/meta/data-deletion/{code}")))
-        .await;
-    assert_eq!(status.status(), 200);
-    assert_eq!(status.body_json()["status"], "completed");
+    let status = deletion_status(&h, url).await;
+    assert_eq!(status["status"], "complete");
+    assert_eq!(status["confirmation_code"], code.as_str());
+    assert!(!status.to_string().contains(IG_ACCOUNT), "no personal data");
     let unknown = h
-        .call_webhook(ApiRequest::get("/meta/data-deletion/NOPE123"))
+        .call_webhook(ApiRequest::get(
+            &h.stack.meta_path("/meta/data-deletion/NOPE123"),
+        ))
         .await;
     assert_eq!(unknown.status(), 404);
     let weird = h
-        .call_webhook(ApiRequest::get("/meta/data-deletion/..%2F"))
+        .call_webhook(ApiRequest::get(
+            &h.stack.meta_path("/meta/data-deletion/..%2F"),
+        ))
         .await;
     assert_eq!(weird.status(), 404);
+}
+
+/// Deletion records in the connections table.
+async fn deletion_records(
+    h: &Harness,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    h.scan("CONNECTIONS_TABLE")
+        .await
+        .into_iter()
+        .filter(|i| s(i, "pk").starts_with("DELETION#"))
+        .collect()
+}
+
+#[tokio::test]
+async fn replayed_data_deletion_requests_never_pile_up_records() {
+    let h = Harness::new().await;
+    h.connect("instagram", "user-1").await;
+    h.clock.advance(time::Duration::minutes(1));
+    let request = signed(&h, h.clock.now());
+    let first = request_deletion(&h, &request).await;
+    // The same request again and again: the same code, one record.
+    for _ in 0..5 {
+        h.clock.advance(time::Duration::minutes(1));
+        let again = request_deletion(&h, &request).await;
+        assert_eq!(again["confirmation_code"], first["confirmation_code"]);
+        assert_eq!(again["url"], first["url"]);
+    }
+    assert_eq!(deletion_records(&h).await.len(), 1);
+
+    // Fifty distinct requests of one person: a bounded number of records.
+    let mut codes = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        h.clock.advance(time::Duration::minutes(1));
+        let answer = request_deletion(&h, &signed(&h, h.clock.now())).await;
+        codes.insert(answer["confirmation_code"].as_str().unwrap().to_string());
+    }
+    let records = deletion_records(&h).await;
+    assert_eq!(
+        records.len(),
+        shared::store::DELETIONS_PER_PERSON as usize,
+        "capped per person"
+    );
+    assert_eq!(codes.len() + 1, records.len());
+    // Every record (and the person's counter) expires.
+    let in_90_days = (h.clock.now() + time::Duration::days(90)).unix_timestamp();
+    for item in h
+        .scan("CONNECTIONS_TABLE")
+        .await
+        .iter()
+        .filter(|i| s(i, "pk").starts_with("DELETION"))
+    {
+        let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+        assert!(expires <= in_90_days && expires > h.clock.now().unix_timestamp());
+    }
+}
+
+/// A DynamoDB client whose `BatchWriteItem` calls fail after the first `ok`.
+#[derive(Debug)]
+struct FailBatchWritesAfter {
+    ok: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FailBatchWritesAfter {
+    fn name(&self) -> &'static str {
+        "FailBatchWritesAfter"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let is_batch = context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput>()
+            .is_some();
+        if is_batch && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.ok {
+            return Err("the table is unavailable (injected)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Stores `n` message events of `account` straight into the events table.
+async fn store_events(h: &Harness, account: &str, n: usize) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let now = h.clock.now();
+    let items: Vec<WriteRequest> = (0..n)
+        .map(|i| {
+            let mid = format!("m_{i:05}");
+            let event = shared::store::Event {
+                event_id: format!("instagram:{account}:messages:{mid}"),
+                kind: "messages".into(),
+                provider: Some("instagram".into()),
+                account_id: account.into(),
+                user_id: Some("user-1".into()),
+                occurred_at: now,
+                received_at: now,
+                payload: message(account, &mid, "bulk").to_string(),
+                expires_at: now + time::Duration::days(14),
+            };
+            let mut item = std::collections::HashMap::new();
+            for (k, v) in [
+                ("event_id", event.event_id),
+                ("kind", event.kind),
+                ("account_id", event.account_id),
+                ("payload", event.payload),
+            ] {
+                item.insert(k.to_string(), aws_sdk_dynamodb::types::AttributeValue::S(v));
+            }
+            WriteRequest::builder()
+                .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build()
+        })
+        .collect();
+    let table = h.stack.var("EVENTS_TABLE").to_string();
+    let mut writes = tokio::task::JoinSet::new();
+    for chunk in items.chunks(25) {
+        let (client, table, chunk) = (h.stack.dynamodb.clone(), table.clone(), chunk.to_vec());
+        writes.spawn(async move {
+            let out = client
+                .batch_write_item()
+                .request_items(table, chunk)
+                .send()
+                .await
+                .unwrap();
+            assert!(out.unprocessed_items.unwrap_or_default().is_empty());
+        });
+        if writes.len() >= 16 {
+            writes.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(w) = writes.join_next().await {
+        w.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn data_deletion_of_5000_events_finishes_after_a_failure_midway() {
+    let h = Harness::new().await;
+    h.connect("instagram", "user-1").await;
+    store_events(&h, IG_ACCOUNT, 5000).await;
+    store_events(&h, "17841499999999999", 30).await;
+    assert_eq!(webhook_events(&h).await.len(), 5030);
+
+    h.clock.advance(time::Duration::minutes(1));
+    let answer = request_deletion(&h, &signed(&h, h.clock.now())).await;
+    let (code, url) = (
+        answer["confirmation_code"].as_str().unwrap().to_string(),
+        answer["url"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(answer["status"], "pending", "Meta is answered at once");
+    assert_eq!(deletion_status(&h, &url).await["status"], "pending");
+
+    // The first run fails midway: DynamoDB stops taking writes after 60 batches.
+    let failing = aws_sdk_dynamodb::Client::from_conf(
+        h.stack
+            .dynamodb
+            .config()
+            .to_builder()
+            .interceptor(FailBatchWritesAfter {
+                ok: 60,
+                seen: Default::default(),
+            })
+            .build(),
+    );
+    let config = webhook::deletion::DeletionConfig::from_env(h.stack.env_reader()).unwrap();
+    let broken = webhook::deletion::DeletionJob::new(&config, failing, h.clock.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    assert!(
+        broken.run(&code, deadline).await.is_err(),
+        "Lambda retries it"
+    );
+    let left = webhook_events(&h).await.len();
+    assert!(left < 5030 && left > 30, "some deleted, some left: {left}");
+    assert_eq!(deletion_status(&h, &url).await["status"], "pending");
+
+    // Lambda's retry resumes and finishes.
+    let outcome = h.webhook.deletion_job().run(&code, deadline).await.unwrap();
+    assert!(
+        matches!(outcome, webhook::deletion::JobOutcome::Complete { .. }),
+        "{outcome:?}"
+    );
+    let left = webhook_events(&h).await;
+    assert_eq!(
+        left.len(),
+        30,
+        "every event of the account is gone, no one else's"
+    );
+    assert!(left
+        .iter()
+        .all(|e| s(e, "account_id") == "17841499999999999"));
+    assert_eq!(h.events("data_deletion.requested").await.len(), 1);
+    let status = deletion_status(&h, &url).await;
+    assert_eq!(status["status"], "complete");
+    // Running it again (a duplicate invocation) changes nothing.
+    let again = h.webhook.deletion_job().run(&code, deadline).await.unwrap();
+    assert_eq!(again, outcome);
+}
+
+#[tokio::test]
+async fn a_job_out_of_time_stops_and_the_next_run_continues() {
+    let h = Harness::new().await;
+    h.connect("instagram", "user-1").await;
+    store_events(&h, IG_ACCOUNT, 1200).await;
+    h.clock.advance(time::Duration::minutes(1));
+    let answer = request_deletion(&h, &signed(&h, h.clock.now())).await;
+    let code = answer["confirmation_code"].as_str().unwrap();
+    let job = h.webhook.deletion_job();
+    // No time left at all: nothing done, nothing lost.
+    let outcome = job.run(code, std::time::Instant::now()).await.unwrap();
+    assert!(
+        matches!(outcome, webhook::deletion::JobOutcome::Unfinished { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(webhook_events(&h).await.len(), 1200);
+    let outcome = job
+        .run(
+            code,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    // The account's 1200 messages and its two lifecycle events.
+    assert!(
+        matches!(
+            outcome,
+            webhook::deletion::JobOutcome::Complete {
+                events_deleted: 1202
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(webhook_events(&h).await.is_empty());
 }
 
 #[tokio::test]
@@ -623,7 +1008,7 @@ async fn a_bad_signed_request_is_told_what_is_wrong_with_it() {
         ("no-dot-here", "is not <signature>.<payload>"),
         (wrong_key.as_str(), "signature does not match"),
     ] {
-        let resp = h.call_webhook(form(signed_request)).await;
+        let resp = h.call_webhook(form(&h, signed_request)).await;
         assert_eq!(resp.status(), 400, "{signed_request}");
         let body = resp.body_json();
         assert_eq!(body["error"], "invalid_signed_request");

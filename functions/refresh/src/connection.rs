@@ -1,5 +1,8 @@
 //! One connection, as steps: lease, plan, open the token, ask Meta, decide,
 //! subscribe its webhooks again if they are missing, write the outcome.
+//! Every look at an active connection verifies its webhook subscription
+//! (`GET subscribed_apps`), whatever its token needs: the schedule
+//! (`refresh::Due::next`) brings each one back at least daily for that.
 //! The decisions are `shared::refresh::{plan, decide}`; this file only asks
 //! and writes.
 
@@ -9,6 +12,7 @@ use shared::meta::{MetaError, WebhookTarget};
 use shared::refresh::{self, Answer, Failures, Findings, Plan, RefreshOutcome, Tally};
 use shared::secrecy::SecretString;
 use shared::secrets::AppSecrets;
+use shared::store::connections::Lease;
 use shared::store::{ConnectionKey, Event};
 use shared::time::OffsetDateTime;
 use shared::vault::{DataKeys, SealedToken, TokenOwner};
@@ -17,10 +21,9 @@ use shared::Provider;
 use crate::{Inner, Summary, LEASE_FOR};
 
 impl<K: DataKeys> Inner<K> {
-    /// Leases one connection, decides what it needs, does it, and writes the
-    /// outcome over the version leased. Every log line inside carries the
-    /// connection's provider and account (never its token).
-    #[tracing::instrument(name = "refresh_connection", skip_all, fields(provider = %key.provider, account_id = %key.account_id))]
+    /// Leases one connection, then [`Inner::work_on`] it. A row that does
+    /// not parse is counted and logged by a hash of its keys (never its
+    /// content), every run until it is repaired.
     pub(crate) async fn refresh_connection(
         &self,
         key: &ConnectionKey,
@@ -28,17 +31,41 @@ impl<K: DataKeys> Inner<K> {
         secrets: &AppSecrets,
     ) -> Summary {
         let now = self.clock.now();
-        let (conn, sealed) = match self.store.take_lease(key, run_id, now, LEASE_FOR).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Summary::default(), // another run holds it, or it is gone
+        match self.store.take_lease(key, run_id, now, LEASE_FOR).await {
+            Ok(Lease::Taken(leased)) => {
+                let (conn, sealed) = *leased;
+                self.work_on(conn, sealed, run_id, secrets, now).await
+            }
+            Ok(Lease::Busy) => Summary::default(), // another run holds it, or it is gone
+            Ok(Lease::Unreadable { attribute }) => {
+                tracing::error!(row = %key.tag(), attribute, "connection row unreadable; skipped");
+                Summary {
+                    rows_skipped: 1,
+                    ..Summary::default()
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %e, "could not lease a connection");
-                return Summary {
+                tracing::error!(row = %key.tag(), error = %e, "could not lease a connection");
+                Summary {
                     failed: 1,
                     ..Summary::default()
-                };
+                }
             }
-        };
+        }
+    }
+
+    /// Decides what a leased connection needs, does it, and writes the
+    /// outcome over the version leased. Every log line inside carries the
+    /// connection's provider and account (never its token).
+    #[tracing::instrument(name = "refresh_connection", skip_all, fields(provider = %conn.provider, account_id = %conn.account_id))]
+    async fn work_on(
+        &self,
+        conn: Connection,
+        sealed: Option<SealedToken>,
+        run_id: &str,
+        secrets: &AppSecrets,
+        now: OffsetDateTime,
+    ) -> Summary {
         let plan = refresh::plan(&conn, now, self.config.window);
         let Ok(token) = self.open_token(plan, &conn, sealed.as_ref()).await else {
             self.release(&conn, run_id, now).await;
@@ -91,7 +118,9 @@ impl<K: DataKeys> Inner<K> {
     /// Asks Meta what the plan needs (a refreshed token, or whether the Page
     /// token still works) and, beside that, whether the account's webhooks
     /// are still subscribed: both use the current token, which stays valid
-    /// through a refresh. A refreshed token comes back sealed.
+    /// through a refresh. A refreshed token comes back sealed. When the token
+    /// needs nothing yet, only the subscription is checked; a dead token it
+    /// finds is Meta's answer then.
     async fn ask_meta(
         &self,
         plan: Plan,
@@ -104,11 +133,22 @@ impl<K: DataKeys> Inner<K> {
             has_token: token.is_some(),
             ..Findings::default()
         };
-        if !matches!(plan, Plan::Refresh | Plan::Check) {
-            return (found, None);
+        match (plan, token) {
+            (Plan::Refresh | Plan::Check, Some(_)) => {}
+            (Plan::Refresh | Plan::Check, None) => {
+                found.answer = Some(Answer::NoToken);
+                return (found, None);
+            }
+            (Plan::NotBefore(_), Some(token)) if conn.webhooks_subscribed => {
+                match self.check_subscription(conn, secrets, token).await {
+                    Ok(subscribed) => found.still_subscribed = Some(subscribed),
+                    Err(TokenDead) => found.answer = Some(Answer::Dead),
+                }
+                return (found, None);
+            }
+            _ => return (found, None),
         }
         let Some(token) = token else {
-            found.answer = Some(Answer::NoToken);
             return (found, None);
         };
         let token_call = async {
@@ -119,7 +159,12 @@ impl<K: DataKeys> Inner<K> {
         };
         let subscription_check = async {
             match conn.webhooks_subscribed {
-                true => Some(self.is_subscribed(conn, secrets, token).await),
+                // A dead token is the token call's to report.
+                true => Some(
+                    self.check_subscription(conn, secrets, token)
+                        .await
+                        .unwrap_or(true),
+                ),
                 false => None,
             }
         };
@@ -183,17 +228,31 @@ impl<K: DataKeys> Inner<K> {
 
     /// Whether Meta still delivers this account's webhooks to us. A failed
     /// check counts as subscribed: only a clear "no" triggers a subscribe.
-    async fn is_subscribed(
+    async fn check_subscription(
         &self,
         conn: &Connection,
         secrets: &AppSecrets,
         token: &SecretString,
-    ) -> bool {
-        self.meta
+    ) -> Result<bool, TokenDead> {
+        match self
+            .meta
             .webhooks_subscribed(webhook_target(conn), secrets, token)
             .await
-            .inspect_err(|e| tracing::warn!(error = %e, "subscription check failed"))
-            .unwrap_or(true)
+        {
+            Ok(subscribed) => Ok(subscribed),
+            Err(MetaError::TokenInvalid { code, subcode, .. }) => {
+                tracing::info!(
+                    meta_error_code = code,
+                    ?subcode,
+                    "meta says the token is dead"
+                );
+                Err(TokenDead)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "subscription check failed");
+                Ok(true)
+            }
+        }
     }
 
     async fn resubscribe(
@@ -220,12 +279,14 @@ impl<K: DataKeys> Inner<K> {
         now: OffsetDateTime,
     ) -> bool {
         let retention = self.config.event_retention;
-        let event = outcome
-            .event
-            .map(|kind| Event::lifecycle(kind, &outcome.applied_to(conn), now, retention));
+        let after = outcome.applied_to(conn);
+        let events: Vec<Event> = outcome
+            .events()
+            .map(|kind| Event::lifecycle(kind, &after, now, retention))
+            .collect();
         match self
             .store
-            .settle(conn, run_id, outcome, new_token, event.as_ref(), now)
+            .settle(conn, run_id, outcome, new_token, &events, now)
             .await
         {
             Ok(true) => true,
@@ -246,10 +307,13 @@ impl<K: DataKeys> Inner<K> {
         let outcome = RefreshOutcome::retry(conn, now, self.config.window, Tally::Failed);
         let _ = self
             .store
-            .settle(conn, run_id, &outcome, None, None, now)
+            .settle(conn, run_id, &outcome, None, &[], now)
             .await;
     }
 }
+
+/// The subscription check met a token Meta says is dead.
+struct TokenDead;
 
 fn webhook_target(conn: &Connection) -> WebhookTarget<'_> {
     WebhookTarget::of(conn.provider, conn.page_id.as_deref())
@@ -274,6 +338,9 @@ fn failed_call(e: MetaError) -> Answer {
 }
 
 fn log_outcome(conn: &Connection, outcome: &RefreshOutcome) {
+    if outcome.webhooks_restored {
+        tracing::info!("webhook subscription restored");
+    }
     if let Some(why) = outcome.reauth_reason {
         tracing::info!(user = %tag(&conn.user_id), why, "connection needs the person again");
     }

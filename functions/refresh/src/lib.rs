@@ -23,8 +23,10 @@ use rand::Rng;
 use serde::Serialize;
 use shared::config::{self, MetaAppConfig};
 use shared::meta::MetaClient;
+use shared::metrics::Metrics;
 use shared::refresh::{due_until, RefreshOutcome, Rules, Tally};
 use shared::secrets::{AppSecrets, SecretsCache, SecretsError};
+use shared::store::connections::DueKeys;
 use shared::store::{ConnectionKey, ConnectionStore, StoreError};
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{time, Clock, ConfigError, EnvReader, Provider};
@@ -66,7 +68,7 @@ impl RefreshConfig {
     }
 }
 
-/// What a run did: returned to EventBridge and logged.
+/// What a run did: returned to EventBridge, logged, and counted as metrics.
 #[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub examined: usize,
@@ -75,6 +77,14 @@ pub struct Summary {
     pub failed: usize,
     pub needs_reauth: usize,
     pub resubscribed: usize,
+    /// Connections whose missing webhook subscription (dropped by Meta, or
+    /// never taken) was subscribed again, each with a
+    /// `connection.webhooks_restored` event.
+    pub webhooks_restored: usize,
+    /// Rows the run could not read (a connection or a cleanup job that does
+    /// not parse): left as they are, logged by key hash, counted every run
+    /// until someone repairs them.
+    pub rows_skipped: usize,
 }
 
 impl Summary {
@@ -85,6 +95,20 @@ impl Summary {
         self.failed += o.failed;
         self.needs_reauth += o.needs_reauth;
         self.resubscribed += o.resubscribed;
+        self.webhooks_restored += o.webhooks_restored;
+        self.rows_skipped += o.rows_skipped;
+    }
+
+    /// The run's figures as CloudWatch metrics (EMF, namespace `IgConnect`,
+    /// dimension `function=refresh`): one log line, no API call.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::new("refresh")
+            .count("Examined", self.examined as u64)
+            .count("Refreshed", self.refreshed as u64)
+            .count("Failed", self.failed as u64)
+            .count("NeedsReauth", self.needs_reauth as u64)
+            .count("WebhooksRestored", self.webhooks_restored as u64)
+            .count("RowsSkipped", self.rows_skipped as u64)
     }
 
     /// One examined connection and what was decided for it.
@@ -94,6 +118,7 @@ impl Summary {
             resubscribed: usize::from(
                 outcome.resubscribe && outcome.webhooks_subscribed == Some(true),
             ),
+            webhooks_restored: usize::from(outcome.webhooks_restored),
             ..Summary::default()
         };
         match outcome.tally {
@@ -185,7 +210,9 @@ impl<K: DataKeys + 'static> Refresher<K> {
                     .deadline()
                     .duration_since(std::time::SystemTime::now())
                     .unwrap_or_default();
-                self.run(Instant::now() + left).await
+                let summary = self.run(Instant::now() + left).await?;
+                summary.metrics().emit();
+                Ok::<_, RunError>(summary)
             },
         ))
         .await
@@ -197,9 +224,13 @@ impl<K: DataKeys + 'static> Refresher<K> {
         let run_id = format!("run-{:016x}", rand::rng().next_u64());
         let stop_at = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
 
-        self.inner.finish_deletions(&secrets, stop_at).await;
-        let keys = self.inner.due_keys().await?;
-        let (summary, left) = self.work_through(keys, &run_id, &secrets, stop_at).await;
+        let unreadable_jobs = self.inner.finish_deletions(&secrets, stop_at).await;
+        let due = self.inner.due_keys().await?;
+        let unreadable_keys = due.unreadable.len();
+        let (mut summary, left) = self
+            .work_through(due.keys, &run_id, &secrets, stop_at)
+            .await;
+        summary.rows_skipped += unreadable_jobs + unreadable_keys;
         tracing::info!(
             examined = summary.examined,
             refreshed = summary.refreshed,
@@ -207,6 +238,8 @@ impl<K: DataKeys + 'static> Refresher<K> {
             failed = summary.failed,
             needs_reauth = summary.needs_reauth,
             resubscribed = summary.resubscribed,
+            webhooks_restored = summary.webhooks_restored,
+            rows_skipped = summary.rows_skipped,
             left_for_next_run = left,
             stopped_early = left > 0,
             "refresh run done"
@@ -248,14 +281,20 @@ impl<K: DataKeys + 'static> Refresher<K> {
 }
 
 impl<K> Inner<K> {
-    /// Every connection due now, Instagram first.
-    async fn due_keys(&self) -> Result<Vec<ConnectionKey>, StoreError> {
+    /// Every connection due now, Instagram first. Index entries that are not
+    /// a connection's keys are logged by a hash of their keys and counted.
+    async fn due_keys(&self) -> Result<DueKeys, StoreError> {
         let now = self.clock.now();
-        let mut keys = Vec::new();
+        let mut all = DueKeys::default();
         for bucket in [Provider::Instagram, Provider::Facebook] {
             let until = due_until(bucket, now, self.config.window);
-            keys.extend(self.store.due(bucket, until, MAX_PER_RUN).await?);
+            let due = self.store.due(bucket, until, MAX_PER_RUN).await?;
+            all.keys.extend(due.keys);
+            all.unreadable.extend(due.unreadable);
         }
-        Ok(keys)
+        for row in &all.unreadable {
+            tracing::error!(row = %row, "due entry is not a connection's keys; skipped");
+        }
+        Ok(all)
     }
 }

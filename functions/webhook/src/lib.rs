@@ -3,12 +3,21 @@
 //! - `POST /webhook`: signed notifications, each update stored once as an
 //!   event before Meta gets its `200`.
 //! - `POST /meta/deauthorize`: the person removed the app: revoke.
-//! - `POST /meta/data-deletion` and `GET /meta/data-deletion/{code}`.
+//! - `POST /meta/data-deletion` and `GET /meta/data-deletion/{code}`: tokens
+//!   deleted at once, events by the asynchronous job (`deletion`).
+//!
+//! These routes are deployed under an unguessable path prefix (the template's
+//! `MetaPathSecret`); they are answered the same whatever precedes them
+//! ([`meta_route`]), and the status URL handed out carries the prefix the
+//! request came with.
 //!
 //! This function holds no KMS permission: it can delete tokens, never read them.
 
+pub mod deletion;
+
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
@@ -20,10 +29,15 @@ use shared::config::{self};
 use shared::connection::Connection;
 use shared::logging::tag;
 use shared::secrets::{AppSecrets, SecretsCache};
-use shared::store::{ConnectionStore, DeletionRecord, Event, EventStore, Owner};
+use shared::store::{
+    ConnectionStore, DeletionAccount, DeletionPerson, DeletionRecord, DeletionStatus, Event,
+    EventStore, Owner, DELETIONS_PER_PERSON,
+};
 use shared::time::OffsetDateTime;
-use shared::webhook::{self, SignatureError};
+use shared::webhook::{self, SignatureError, SignedRequest};
 use shared::{http, Clock, ConfigError, EnvReader, Provider};
+
+use deletion::{DeletionConfig, DeletionJob};
 
 /// Conditional puts in flight at once while storing a delivery.
 pub const STORE_CONCURRENCY: usize = 64;
@@ -34,7 +48,12 @@ pub struct WebhookConfig {
     pub events_table: String,
     pub meta_secret_id: String,
     pub public_base_url: String,
+    /// Where Meta reaches these routes (the base of the status URL handed
+    /// out); `PUBLIC_BASE_URL` when `META_BASE_URL` is unset.
+    pub meta_base_url: String,
     pub event_retention: Duration,
+    /// The `data-deletion` function, invoked asynchronously for each request.
+    pub data_deletion_function: String,
 }
 
 impl WebhookConfig {
@@ -44,10 +63,68 @@ impl WebhookConfig {
             events_table: config::table(&mut env, "EVENTS_TABLE"),
             meta_secret_id: env.required("META_SECRET_ID"),
             public_base_url: env.base_url("PUBLIC_BASE_URL", None),
+            meta_base_url: String::new(),
             event_retention: config::event_retention(&mut env),
+            data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
         };
-        env.finish().map(|()| config)
+        let meta_base_url = env.base_url("META_BASE_URL", Some(&config.public_base_url));
+        env.finish().map(|()| Self {
+            meta_base_url,
+            ..config
+        })
     }
+
+    fn deletion(&self) -> DeletionConfig {
+        DeletionConfig {
+            connections_table: self.connections_table.clone(),
+            events_table: self.events_table.clone(),
+            event_retention: self.event_retention,
+        }
+    }
+}
+
+/// How a data-deletion request's job is started.
+pub enum Launch {
+    /// An asynchronous invocation of the `data-deletion` function (AWS).
+    Lambda(aws_sdk_lambda::Client, String),
+    /// A task in this process (the local stack).
+    InProcess,
+    /// Not at all: the caller runs [`Webhook::deletion_job`] itself (tests).
+    Later,
+}
+
+/// A Meta-facing route, whatever path prefix precedes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaRoute<'a> {
+    SubscriptionCheck,
+    Notification,
+    Deauthorize,
+    DataDeletion,
+    DeletionStatus(&'a str),
+}
+
+/// The Meta-facing route of `path`, and the prefix before it (`""` or
+/// `/<segments>`). The routes are matched by their ending, so they are
+/// answered the same under any prefix (API Gateway only lets through the
+/// one deployed).
+pub fn meta_route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, MetaRoute<'a>)> {
+    let path = path.trim_end_matches('/');
+    let fixed = [
+        (Method::GET, "/webhook", MetaRoute::SubscriptionCheck),
+        (Method::POST, "/webhook", MetaRoute::Notification),
+        (Method::POST, "/meta/deauthorize", MetaRoute::Deauthorize),
+        (Method::POST, "/meta/data-deletion", MetaRoute::DataDeletion),
+    ];
+    for (m, suffix, route) in fixed {
+        if *method == m {
+            if let Some(prefix) = path.strip_suffix(suffix) {
+                return Some((prefix, route));
+            }
+        }
+    }
+    let (head, code) = path.rsplit_once('/')?;
+    let prefix = head.strip_suffix("/meta/data-deletion")?;
+    (*method == Method::GET).then_some((prefix, MetaRoute::DeletionStatus(code)))
 }
 
 pub struct Webhook {
@@ -56,6 +133,8 @@ pub struct Webhook {
     events: EventStore,
     secrets: SecretsCache,
     clock: Clock,
+    job: Arc<DeletionJob>,
+    launch: Launch,
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -80,24 +159,39 @@ impl Webhook {
                 &config.connections_table,
                 &config.events_table,
             ),
+            job: Arc::new(DeletionJob::new(
+                &config.deletion(),
+                dynamodb.clone(),
+                clock.clone(),
+            )),
             events: EventStore::new(dynamodb, &config.events_table),
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),
             config,
             clock,
+            launch: Launch::Later,
         }
     }
 
+    /// How data-deletion jobs are started (default: [`Launch::Later`]).
+    pub fn with_launch(mut self, launch: Launch) -> Self {
+        self.launch = launch;
+        self
+    }
+
+    /// The data-deletion job, as the `data-deletion` function runs it.
+    pub fn deletion_job(&self) -> &DeletionJob {
+        &self.job
+    }
+
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let path = req.uri().path().trim_end_matches('/').to_string();
-        match (req.method().clone(), path.as_str()) {
-            (Method::GET, "/webhook") => self.subscription_check(&req).await,
-            (Method::POST, "/webhook") => self.notification(&req).await,
-            (Method::POST, "/meta/deauthorize") => self.deauthorize(&req).await,
-            (Method::POST, "/meta/data-deletion") => self.data_deletion(&req).await,
-            (Method::GET, p) if p.starts_with("/meta/data-deletion/") => {
-                self.deletion_status(&req).await
-            }
-            _ => http::error(StatusCode::NOT_FOUND, "not_found", "No such route."),
+        let path = req.uri().path().to_string();
+        match meta_route(req.method(), &path) {
+            Some((_, MetaRoute::SubscriptionCheck)) => self.subscription_check(&req).await,
+            Some((_, MetaRoute::Notification)) => self.notification(&req).await,
+            Some((_, MetaRoute::Deauthorize)) => self.deauthorize(&req).await,
+            Some((prefix, MetaRoute::DataDeletion)) => self.data_deletion(&req, prefix).await,
+            Some((_, MetaRoute::DeletionStatus(code))) => self.deletion_status(code).await,
+            None => http::error(StatusCode::NOT_FOUND, "not_found", "No such route."),
         }
     }
 
@@ -218,8 +312,8 @@ impl Webhook {
         }
     }
 
-    /// The person in a verified `signed_request` form body.
-    async fn signed_request(&self, req: &Request) -> Result<String, Response<Body>> {
+    /// The verified `signed_request` of a form body.
+    async fn signed_request(&self, req: &Request) -> Result<SignedRequest, Response<Body>> {
         let form = http::body_bytes(req);
         let signed = url::form_urlencoded::parse(form)
             .find(|(k, _)| k == "signed_request")
@@ -236,7 +330,7 @@ impl Webhook {
                 result = with_keys(&fresh, |keys| webhook::verify_signed_request(&signed, keys));
             }
         }
-        result.map(|r| r.user_id).map_err(|e| {
+        result.map_err(|e| {
             tracing::warn!(error = %e, "signed_request refused");
             http::error(
                 StatusCode::BAD_REQUEST,
@@ -246,23 +340,47 @@ impl Webhook {
         })
     }
 
-    /// `POST /meta/deauthorize`: every connection of that person is revoked and
-    /// its token deleted.
+    /// When the request was issued: Meta's `issued_at`, or (never seen from
+    /// Meta) the time it arrived.
+    fn issued_at(&self, request: &SignedRequest) -> OffsetDateTime {
+        request
+            .issued_at
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .unwrap_or_else(|| self.clock.now())
+    }
+
+    /// `POST /meta/deauthorize`: every connection of that person granted
+    /// before the request was issued is revoked and its token deleted; a
+    /// grant made after it is left alone.
     async fn deauthorize(&self, req: &Request) -> Response<Body> {
-        let meta_user = match self.signed_request(req).await {
-            Ok(u) => u,
+        let request = match self.signed_request(req).await {
+            Ok(r) => r,
             Err(resp) => return resp,
         };
-        match self.revoke_all(&meta_user, "connection.revoked").await {
-            Ok(conns) => {
-                tracing::info!(meta_user = %tag(&meta_user), revoked = conns.len(), "deauthorized");
-                http::json(StatusCode::OK, &json!({"revoked": conns.len()}))
+        let issued_at = self.issued_at(&request);
+        match self
+            .revoke_granted_before(&request.user_id, issued_at)
+            .await
+        {
+            Ok(revoked) => {
+                let newly = revoked.iter().filter(|r| r.newly).count();
+                tracing::info!(meta_user = %tag(&request.user_id), revoked = newly, "deauthorized");
+                http::json(StatusCode::OK, &json!({"revoked": newly}))
             }
             Err(()) => unavailable(),
         }
     }
 
-    async fn revoke_all(&self, meta_user: &str, kind: &str) -> Result<Vec<Connection>, ()> {
+    /// Revokes the person's connections whose grant is not newer than
+    /// `issued_at`, and returns them (revoked now, or already before). A
+    /// connection Meta issued its token for after `issued_at` was made again
+    /// after the request: it is not touched, even if that happens while this
+    /// runs (the revoke's condition).
+    async fn revoke_granted_before(
+        &self,
+        meta_user: &str,
+        issued_at: OffsetDateTime,
+    ) -> Result<Vec<Revoked>, ()> {
         let conns = self
             .connections
             .by_meta_user(meta_user)
@@ -271,101 +389,288 @@ impl Webhook {
                 tracing::error!(error = %e, "could not find the person's connections");
             })?;
         let now = self.clock.now();
-        for c in &conns {
+        let mut out = Vec::new();
+        let mut kept = 0;
+        for c in conns {
+            if c.token_issued_at > issued_at {
+                kept += 1;
+                continue;
+            }
             let mut revoked = c.clone();
             revoked.status = shared::connection::Status::Revoked;
-            let event = Event::lifecycle(kind, &revoked, now, self.config.event_retention);
-            self.connections.revoke(c, &event, now).await.map_err(|e| {
+            let event = Event::lifecycle(
+                "connection.revoked",
+                &revoked,
+                now,
+                self.config.event_retention,
+            );
+            let store_failed = |e: shared::store::StoreError| {
                 tracing::error!(error = %e, "could not revoke a connection");
-            })?;
+            };
+            if self
+                .connections
+                .revoke_granted_before(&c, issued_at, &event, now)
+                .await
+                .map_err(store_failed)?
+            {
+                out.push(Revoked {
+                    conn: c,
+                    newly: true,
+                });
+                continue;
+            }
+            // Nothing changed: already revoked, gone, or granted again since
+            // it was read. Only the first still concerns this request.
+            let current = self
+                .connections
+                .get(&c.user_id, c.provider, &c.account_id)
+                .await
+                .map_err(store_failed)?;
+            match current {
+                Some((now_conn, _)) if now_conn.token_issued_at <= issued_at => {
+                    out.push(Revoked {
+                        conn: now_conn,
+                        newly: false,
+                    });
+                }
+                Some(_) => kept += 1,
+                None => {}
+            }
         }
-        Ok(conns)
+        if kept > 0 {
+            tracing::info!(
+                meta_user = %tag(meta_user),
+                kept,
+                "signed_request older than a grant: that grant is kept"
+            );
+        }
+        Ok(out)
     }
 
-    /// `POST /meta/data-deletion`: tokens and stored events of that person are
-    /// deleted; Meta gets a status URL and a confirmation code.
-    async fn data_deletion(&self, req: &Request) -> Response<Body> {
-        let meta_user = match self.signed_request(req).await {
-            Ok(u) => u,
+    /// `POST /meta/data-deletion`: the person's connections granted before
+    /// the request are revoked (tokens deleted) at once, the product is told
+    /// (`data_deletion.requested`), and the job deleting their stored events
+    /// is started; Meta gets the status URL and the confirmation code at once,
+    /// whatever the amount of data. The same request again gets the same code
+    /// (and restarts its job if it is not done); at most
+    /// [`DELETIONS_PER_PERSON`] records exist per person, further requests
+    /// reuse the latest.
+    async fn data_deletion(&self, req: &Request, prefix: &str) -> Response<Body> {
+        let request = match self.signed_request(req).await {
+            Ok(r) => r,
             Err(resp) => return resp,
         };
-        let now = self.clock.now();
-        let code = confirmation_code();
-        let result = async {
-            let conns = self.revoke_all(&meta_user, "connection.revoked").await?;
-            let mut deleted = 0;
-            for c in &conns {
-                deleted += self.events.delete_for_account(&c.account_id).await.map_err(|e| {
-                    tracing::error!(error = %e, "could not delete events");
-                })?;
+        let meta_user = request.user_id.as_str();
+        let answer = |record: &DeletionRecord| {
+            http::json(
+                StatusCode::OK,
+                &json!({
+                    "url": format!("{}{prefix}/meta/data-deletion/{}", self.config.meta_base_url, record.code),
+                    "confirmation_code": record.code,
+                    "status": record.status.as_str(),
+                }),
+            )
+        };
+        let store_failed = |e: shared::store::StoreError| {
+            tracing::error!(error = %e, "data deletion: store failed; Meta will retry");
+        };
+        let Ok(person) = self
+            .connections
+            .deletion_person(meta_user)
+            .await
+            .map_err(store_failed)
+        else {
+            return unavailable();
+        };
+        // The same request again (Meta's retry, or a replay): the same answer.
+        if let Some(p) = person
+            .as_ref()
+            .filter(|p| request.issued_at.is_some() && p.latest_issued_at == request.issued_at)
+        {
+            match self.connections.get_deletion(&p.latest_code).await {
+                Ok(Some(record)) => {
+                    if record.status == DeletionStatus::Pending
+                        && self.launch(&record.code).await.is_err()
+                    {
+                        return unavailable();
+                    }
+                    tracing::info!(meta_user = %tag(meta_user), "data deletion requested again: same code");
+                    return answer(&record);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    store_failed(e);
+                    return unavailable();
+                }
             }
-            // Tell the product, which must delete its own copies.
-            for c in &conns {
-                let mut e = Event::lifecycle("data_deletion.requested", c, now, self.config.event_retention);
-                e.payload = json!({"confirmation_code": code, "provider": c.provider.as_str(), "account_id": c.account_id}).to_string();
-                self.events.put(&e).await.map_err(|e| {
-                    tracing::error!(error = %e, "could not write the deletion event");
-                })?;
-            }
-            self.connections
-                .put_deletion(&DeletionRecord {
-                    code: code.clone(),
-                    status: "completed".into(),
-                    requested_at: now,
-                    completed_at: Some(self.clock.now()),
-                })
-                .await
-                .map_err(|e| tracing::error!(error = %e, "could not record the deletion"))?;
-            Ok::<_, ()>((conns.len(), deleted))
         }
-        .await;
-        match result {
-            Ok((connections, events)) => {
-                tracing::info!(meta_user = %tag(&meta_user), connections, events, "data deleted");
-                http::json(
-                    StatusCode::OK,
-                    &json!({
-                        "url": format!("{}/meta/data-deletion/{code}", self.config.public_base_url),
-                        "confirmation_code": code,
-                    }),
-                )
+        let issued_at = self.issued_at(&request);
+        let Ok(revoked) = self.revoke_granted_before(meta_user, issued_at).await else {
+            return unavailable();
+        };
+        let now = self.clock.now();
+        let mut accounts: Vec<DeletionAccount> = Vec::new();
+        for r in &revoked {
+            if !accounts.iter().any(|a| a.account_id == r.conn.account_id) {
+                accounts.push(DeletionAccount {
+                    provider: r.conn.provider,
+                    account_id: r.conn.account_id.clone(),
+                    user_id: r.conn.user_id.clone(),
+                });
             }
-            Err(()) => unavailable(),
+        }
+        let record = match self.deletion_record(person.as_ref(), accounts, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                store_failed(e);
+                return unavailable();
+            }
+        };
+        // Tell the product first: it must delete its own copies.
+        for account in &record.accounts {
+            let notice = deletion::notice(&record.code, account, now, self.config.event_retention);
+            if let Err(e) = self.events.put(&notice).await {
+                store_failed(e);
+                return unavailable();
+            }
+        }
+        let count = match &person {
+            Some(p) if p.count >= DELETIONS_PER_PERSON => p.count,
+            Some(p) => p.count + 1,
+            None => 1,
+        };
+        match self
+            .connections
+            .start_deletion(
+                meta_user,
+                request.issued_at,
+                &record,
+                person.as_ref(),
+                count,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(meta_user = %tag(meta_user), "data deletion: another request of this person at the same time; Meta will retry");
+                return unavailable();
+            }
+            Err(e) => {
+                store_failed(e);
+                return unavailable();
+            }
+        }
+        if record.status == DeletionStatus::Pending && self.launch(&record.code).await.is_err() {
+            // The record is pending; Meta's retry finds it and starts the job.
+            return unavailable();
+        }
+        tracing::info!(
+            meta_user = %tag(meta_user),
+            connections = revoked.len(),
+            accounts = record.accounts.len(),
+            status = record.status.as_str(),
+            "data deletion requested"
+        );
+        answer(&record)
+    }
+
+    /// The record a new request writes: a new code, or, past the cap, the
+    /// latest one again with the accounts it still had to do.
+    async fn deletion_record(
+        &self,
+        person: Option<&DeletionPerson>,
+        mut accounts: Vec<DeletionAccount>,
+        now: OffsetDateTime,
+    ) -> Result<DeletionRecord, shared::store::StoreError> {
+        let mut code = confirmation_code();
+        let mut events_deleted = 0;
+        if let Some(p) = person.filter(|p| p.count >= DELETIONS_PER_PERSON) {
+            code = p.latest_code.clone();
+            if let Some(latest) = self.connections.get_deletion(&code).await? {
+                events_deleted = latest.events_deleted;
+                for a in latest.accounts {
+                    if !accounts.iter().any(|b| b.account_id == a.account_id) {
+                        accounts.push(a);
+                    }
+                }
+            }
+            tracing::warn!("data deletion: this person's request limit is reached; the latest record is reused");
+        }
+        let done = accounts.is_empty();
+        Ok(DeletionRecord {
+            code,
+            status: if done {
+                DeletionStatus::Complete
+            } else {
+                DeletionStatus::Pending
+            },
+            requested_at: now,
+            completed_at: done.then_some(now),
+            accounts,
+            events_deleted,
+        })
+    }
+
+    /// Starts the job for `code`.
+    async fn launch(&self, code: &str) -> Result<(), ()> {
+        match &self.launch {
+            Launch::Lambda(client, function) => deletion::invoke(client, function, code, 0)
+                .await
+                .map_err(|e| tracing::error!(error = %e, "could not start the data-deletion job")),
+            Launch::InProcess => {
+                let (job, code) = (self.job.clone(), code.to_string());
+                tokio::spawn(async move {
+                    let stop_at = Instant::now() + Duration::from_secs(300);
+                    if let Err(e) = job.run(&code, stop_at).await {
+                        tracing::error!(error = %e, "data deletion failed");
+                    }
+                });
+                Ok(())
+            }
+            Launch::Later => Ok(()),
         }
     }
 
-    /// `GET /meta/data-deletion/{code}`.
-    async fn deletion_status(&self, req: &Request) -> Response<Body> {
-        let code = http::path_param(req, "code", 2).unwrap_or_default();
-        if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return http::error(
+    /// `GET /meta/data-deletion/{code}`: `pending`, then `complete`; never
+    /// personal data.
+    async fn deletion_status(&self, code: &str) -> Response<Body> {
+        let not_found = || {
+            http::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "No deletion request has this code.",
-            );
+            )
+        };
+        if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return not_found();
         }
-        match self.connections.get_deletion(&code).await {
+        match self.connections.get_deletion(code).await {
             Ok(Some(r)) => http::json(
                 StatusCode::OK,
                 &json!({
                     "confirmation_code": r.code,
-                    "status": r.status,
+                    "status": r.status.as_str(),
                     "requested_at": rfc3339(r.requested_at),
                     "completed_at": r.completed_at.map(rfc3339),
-                    "message": "Your Instagram connection data (access tokens and stored events) has been deleted.",
+                    "message": match r.status {
+                        DeletionStatus::Pending => "Your access tokens have been deleted; your stored events are being deleted.",
+                        DeletionStatus::Complete => "Your Instagram connection data (access tokens and stored events) has been deleted.",
+                    },
                 }),
             ),
-            Ok(None) => http::error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No deletion request has this code.",
-            ),
+            Ok(None) => not_found(),
             Err(e) => {
                 tracing::error!(error = %e, "could not read a deletion record");
                 unavailable()
             }
         }
     }
+}
+
+/// A connection a Meta callback concerns, and whether this call revoked it.
+struct Revoked {
+    conn: Connection,
+    newly: bool,
 }
 
 /// `503`: something this service needs is down for now. Meta retries a
@@ -449,5 +754,48 @@ impl Webhook {
             Ok::<_, std::convert::Infallible>(self.handle(req).await)
         }))
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_routes_are_answered_under_any_prefix() {
+        let (get, post) = (Method::GET, Method::POST);
+        for prefix in ["", "/s3cr3t-Path_0123456789abcdef", "/a/b"] {
+            let at = |p: &str| format!("{prefix}{p}");
+            assert_eq!(
+                meta_route(&get, &at("/webhook")),
+                Some((prefix, MetaRoute::SubscriptionCheck))
+            );
+            assert_eq!(
+                meta_route(&post, &at("/webhook/")),
+                Some((prefix, MetaRoute::Notification))
+            );
+            assert_eq!(
+                meta_route(&post, &at("/meta/deauthorize")),
+                Some((prefix, MetaRoute::Deauthorize))
+            );
+            assert_eq!(
+                meta_route(&post, &at("/meta/data-deletion")),
+                Some((prefix, MetaRoute::DataDeletion))
+            );
+            assert_eq!(
+                meta_route(&get, &at("/meta/data-deletion/ABC123")),
+                Some((prefix, MetaRoute::DeletionStatus("ABC123")))
+            );
+            for (m, p) in [
+                (&get, "/meta/deauthorize"),
+                (&post, "/meta/data-deletion/ABC"),
+                (&get, "/meta/data-deletion"),
+                (&post, "/xwebhook"),
+                (&post, "/webhook/x"),
+                (&Method::DELETE, "/webhook"),
+            ] {
+                assert_eq!(meta_route(m, &at(p)), None, "{m} {prefix}{p}");
+            }
+        }
     }
 }

@@ -1,9 +1,16 @@
-//! Refresh benchmark: N due Instagram connections, emulated Meta answering
+//! Refresh benchmark: N Instagram connections, emulated Meta answering
 //! every call after 100 ms, one refresh invocation. Reports connections
-//! refreshed per second, peak memory of the run, and KMS and DynamoDB calls
-//! per connection.
+//! examined per second, peak memory of the run, and Meta, KMS and DynamoDB
+//! calls per connection.
 //!
-//! Run: `scripts/bench-refresh [SIZES] [CONCURRENCY]` (defaults: 1000,10000 and 8).
+//! Two kinds of work (the third argument):
+//! - `refresh` (default): every token is inside the refresh window, so each
+//!   connection is refreshed (and its subscription checked beside it);
+//! - `check`: every token needs nothing for weeks; each connection only has
+//!   its daily webhook subscription check (what most of a day's work is).
+//!
+//! Run: `scripts/bench-refresh [SIZES] [CONCURRENCY] [refresh|check]`
+//! (defaults: 1000,10000, 8 and refresh).
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -32,7 +39,7 @@ fn reset_rss_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-async fn seed(stack: &Stack, n: usize, clock: &Clock) {
+async fn seed(stack: &Stack, n: usize, clock: &Clock, check_only: bool) {
     let store = ConnectionStore::new(
         stack.dynamodb.clone(),
         stack.var("CONNECTIONS_TABLE"),
@@ -59,8 +66,8 @@ async fn seed(stack: &Stack, n: usize, clock: &Clock) {
                 webhooks_subscribed: true,
                 scopes: vec!["instagram_business_basic".into()],
                 connected_at: now - Duration::days(55),
-                token_expires_at: Some(now + Duration::days(5)),
-                token_issued_at: now - Duration::days(55),
+                token_expires_at: Some(now + Duration::days(if check_only { 40 } else { 5 })),
+                token_issued_at: now - Duration::days(if check_only { 20 } else { 55 }),
                 last_refreshed_at: None,
                 meta_user_id: format!("26{account}"),
                 page_id: None,
@@ -103,9 +110,11 @@ async fn main() {
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1000, 10_000]);
     let concurrency: usize = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(8);
+    let check_only = args.get(3).map(String::as_str) == Some("check");
+    let work = if check_only { "check" } else { "refresh" };
 
-    println!("| due connections | concurrency | run time | refreshed/s | peak RSS during run | DynamoDB calls per connection | KMS calls per connection |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| due connections | work | concurrency | run time | examined/s | peak RSS during run | Meta calls per connection | DynamoDB calls per connection | KMS calls per connection |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let mut stack = Stack::start(StackOptions {
             prefix: format!("benchr{}x{n}", std::process::id()),
@@ -121,7 +130,9 @@ async fn main() {
                 .unwrap(),
         );
         let t = Instant::now();
-        seed(&stack, n, &clock).await;
+        seed(&stack, n, &clock, check_only).await;
+        // As a day later: the seeded rows are due for their check.
+        clock.advance(Duration::days(1));
         eprintln!(
             "seeded {n} connections in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -160,10 +171,26 @@ async fn main() {
             .unwrap();
         let elapsed = t.elapsed();
         let peak = rss_peak_kib();
-        assert_eq!(summary.refreshed, n, "{summary:?}");
-        assert_eq!(stack.meta.calls("ig_refresh"), n);
+        assert_eq!(summary.examined, n, "{summary:?}");
+        let refreshes = stack.meta.calls("ig_refresh");
+        let checks = stack.meta.calls("ig_subscriptions");
+        if check_only {
+            assert_eq!((summary.skipped, refreshes), (n, 0), "{summary:?}");
+        } else {
+            assert_eq!((summary.refreshed, refreshes), (n, n), "{summary:?}");
+        }
+        assert_eq!(checks, n, "one subscription check per connection");
+        let meta = if check_only {
+            format!("{:.2} GET subscribed_apps", checks as f64 / n as f64)
+        } else {
+            format!(
+                "{:.2} refresh + {:.2} GET subscribed_apps",
+                refreshes as f64 / n as f64,
+                checks as f64 / n as f64
+            )
+        };
         println!(
-            "| {n} | {concurrency} | {:.1} s | {:.1} | {:.1} MiB (from {:.1} MiB) | {} | {} |",
+            "| {n} | {work} | {concurrency} | {:.1} s | {:.1} | {:.1} MiB (from {:.1} MiB) | {meta} | {} | {} |",
             elapsed.as_secs_f64(),
             n as f64 / elapsed.as_secs_f64(),
             peak as f64 / 1024.0,

@@ -7,7 +7,7 @@ mod outcome;
 mod schedule;
 
 pub use outcome::{decide, Answer, Failures, Findings, RefreshOutcome, Refreshed, Rules, Tally};
-pub use schedule::{due_until, Due};
+pub use schedule::{due_until, Due, WEBHOOKS_CHECK_EVERY};
 
 use time::{Duration, OffsetDateTime};
 

@@ -43,7 +43,9 @@ pub struct Findings {
     /// Meta's answer about the token; `None` when the plan asks nothing.
     pub answer: Option<Answer>,
     /// Whether Meta still delivers the account's webhooks, when asked (only
-    /// for connections stored as subscribed).
+    /// for connections stored as subscribed). Asked at every look at an
+    /// active connection; when the plan asks nothing else, a dead token
+    /// found by this check is the `answer` (`Answer::Dead`).
     pub still_subscribed: Option<bool>,
 }
 
@@ -91,6 +93,9 @@ pub struct RefreshOutcome {
     pub webhooks_subscribed: Option<bool>,
     /// The lifecycle event to write with the outcome.
     pub event: Option<&'static str>,
+    /// The webhook subscription was missing and is subscribed again: written
+    /// with `connection.webhooks_restored` (see [`RefreshOutcome::events`]).
+    pub webhooks_restored: bool,
     /// Why the person must connect again (for the log).
     pub reauth_reason: Option<&'static str>,
     /// The webhook subscription is missing: subscribe, then
@@ -116,6 +121,7 @@ impl RefreshOutcome {
             refreshed: None,
             webhooks_subscribed: None,
             event: None,
+            webhooks_restored: false,
             reauth_reason: None,
             resubscribe: false,
         }
@@ -142,11 +148,24 @@ impl RefreshOutcome {
             after.token_expires_at = r.expires_at;
             after.last_refreshed_at = Some(r.at);
         }
+        if let Some(subscribed) = self.webhooks_subscribed {
+            after.webhooks_subscribed = subscribed;
+        }
         after
     }
 
-    /// Records the re-subscription's result. A failed one is tried again
-    /// tomorrow, whatever the token's schedule.
+    /// The lifecycle events to write with the outcome, in order.
+    pub fn events(&self) -> impl Iterator<Item = &'static str> {
+        let restored = self
+            .webhooks_restored
+            .then_some("connection.webhooks_restored");
+        self.event.into_iter().chain(restored)
+    }
+
+    /// Records the re-subscription's result. A restored subscription is an
+    /// event for the product (its connection's webhooks flow again); a failed
+    /// one is tried again at the next run after [`RETRY_AFTER`] (within a
+    /// day), whatever the token's schedule.
     pub fn subscribed(
         &mut self,
         ok: bool,
@@ -155,8 +174,10 @@ impl RefreshOutcome {
         window: Duration,
     ) {
         self.webhooks_subscribed = Some(ok);
-        if !ok && self.due.is_some() {
-            self.due = Some(Due::acting_at(conn.provider, now + RETRY_AFTER, window));
+        self.webhooks_restored = ok;
+        if let (false, Some(due)) = (ok, self.due) {
+            let retry = Due::next(conn.provider, now + RETRY_AFTER, now, window);
+            self.due = Some(if retry.at < due.at { retry } else { due });
         }
     }
 }
@@ -169,10 +190,14 @@ pub fn decide(
     now: OffsetDateTime,
     rules: Rules,
 ) -> RefreshOutcome {
-    let act_at = |t| Some(Due::acting_at(conn.provider, t, rules.window));
+    // An active connection stays in the index: next when its token needs it
+    // or its subscription is checked again, whichever comes first.
+    let act_at = |t| Some(Due::next(conn.provider, t, now, rules.window));
     let mut outcome = match (plan, found.answer) {
         (Plan::Retire, _) => RefreshOutcome::skip(None),
         (Plan::Expired, _) => RefreshOutcome::needs_reauth("token expired"),
+        // The subscription check found the token dead before its refresh.
+        (Plan::NotBefore(_), Some(Answer::Dead)) => RefreshOutcome::needs_reauth("token invalid"),
         (Plan::NotBefore(at), _) => RefreshOutcome::skip(act_at(at)),
         (Plan::Refresh | Plan::Check, None | Some(Answer::NoToken)) => {
             RefreshOutcome::needs_reauth("no token stored")
@@ -232,13 +257,14 @@ fn after_failed_call(conn: &Connection, now: OffsetDateTime, rules: Rules) -> Re
 }
 
 /// Meta drops a subscription by itself after about an hour of failed
-/// deliveries; its answer counts only when it also answered for the token.
+/// deliveries. Its "not subscribed" counts when the token call (if the plan
+/// made one) went well too: a token Meta refused says nothing reliable.
 fn subscription_missing(conn: &Connection, found: Findings) -> bool {
-    let meta_answered = matches!(
+    let token_fine = matches!(
         found.answer,
-        Some(Answer::Refreshed { .. } | Answer::Healthy)
+        None | Some(Answer::Refreshed { .. } | Answer::Healthy)
     );
-    !conn.webhooks_subscribed || (meta_answered && found.still_subscribed == Some(false))
+    !conn.webhooks_subscribed || (token_fine && found.still_subscribed == Some(false))
 }
 
 #[cfg(test)]

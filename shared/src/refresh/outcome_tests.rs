@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::provider::Provider;
+use crate::refresh::WEBHOOKS_CHECK_EVERY;
 use time::macros::datetime;
 
 const NOW: OffsetDateTime = datetime!(2026-11-21 10:00:00 UTC);
@@ -29,8 +30,13 @@ fn due(provider: Provider, act_at: OffsetDateTime) -> Option<Due> {
     Some(Due::acting_at(provider, act_at, RULES.window))
 }
 
+/// The next subscription check of a connection looked at `NOW`.
+fn next_check(provider: Provider) -> Option<Due> {
+    due(provider, NOW + WEBHOOKS_CHECK_EVERY)
+}
+
 #[test]
-fn a_refreshed_token_is_stored_and_due_when_it_enters_the_window() {
+fn a_refreshed_token_is_stored_and_due_at_the_next_subscription_check() {
     let c = conn(Provider::Instagram);
     let expires_at = Some(NOW + Duration::days(60));
     let o = decide(
@@ -41,7 +47,18 @@ fn a_refreshed_token_is_stored_and_due_when_it_enters_the_window() {
         RULES,
     );
     assert_eq!(o.tally, Tally::Refreshed);
-    assert_eq!(o.due, due(Provider::Instagram, NOW + Duration::days(53)));
+    // The new token needs nothing for 53 days; its subscription is checked
+    // again within a day.
+    assert_eq!(o.due, next_check(Provider::Instagram));
+    assert_eq!(
+        o.due,
+        Some(Due::next(
+            Provider::Instagram,
+            NOW + Duration::days(53),
+            NOW,
+            RULES.window
+        ))
+    );
     assert_eq!(o.failures, Some(Failures::NONE));
     assert_eq!(
         o.refreshed,
@@ -56,7 +73,7 @@ fn a_refreshed_token_is_stored_and_due_when_it_enters_the_window() {
     let after = o.applied_to(&c);
     assert_eq!(after.token_expires_at, expires_at);
     assert_eq!(after.last_refreshed_at, Some(NOW));
-    // No expiry given: look again after a day.
+    // No expiry given: look again within a day.
     let o = decide(
         &c,
         Plan::Refresh,
@@ -64,7 +81,7 @@ fn a_refreshed_token_is_stored_and_due_when_it_enters_the_window() {
         NOW,
         RULES,
     );
-    assert_eq!(o.due, due(Provider::Instagram, NOW + RETRY_AFTER));
+    assert_eq!(o.due, next_check(Provider::Instagram));
 }
 
 #[test]
@@ -83,7 +100,8 @@ fn a_healthy_page_is_checked_again_tomorrow_and_recovers_from_failures() {
     let mut c = conn(Provider::Facebook);
     let o = decide(&c, Plan::Check, asked(Answer::Healthy), NOW, RULES);
     assert_eq!(o.tally, Tally::Skipped);
-    assert_eq!(o.due, due(Provider::Facebook, NOW + FACEBOOK_CHECK_EVERY));
+    assert!(FACEBOOK_CHECK_EVERY >= WEBHOOKS_CHECK_EVERY);
+    assert_eq!(o.due, next_check(Provider::Facebook));
     assert_eq!((o.failures, o.event), (None, None));
     c.refresh_failures = 2;
     let o = decide(&c, Plan::Check, asked(Answer::Healthy), NOW, RULES);
@@ -147,8 +165,12 @@ fn retired_and_not_yet_due_connections_are_skipped() {
     let o = decide(&c, Plan::NotBefore(later), Findings::default(), NOW, RULES);
     assert_eq!(
         (o.tally, o.due),
-        (Tally::Skipped, due(Provider::Instagram, later))
+        (Tally::Skipped, next_check(Provider::Instagram))
     );
+    // Sooner than the next check: when the token needs it.
+    let soon = NOW + Duration::hours(5);
+    let o = decide(&c, Plan::NotBefore(soon), Findings::default(), NOW, RULES);
+    assert_eq!(o.due, due(Provider::Instagram, soon));
     c.status = Status::Revoked;
     let o = decide(&c, Plan::Retire, Findings::default(), NOW, RULES);
     assert_eq!((o.tally, o.due, o.status), (Tally::Skipped, None, None));
@@ -162,6 +184,19 @@ fn webhooks_are_subscribed_again_when_missing() {
         ..asked(Answer::Refreshed { expires_at: None })
     };
     assert!(decide(&c, Plan::Refresh, dropped, NOW, RULES).resubscribe);
+    // Checked while the token needs nothing: the check alone decides.
+    let checked = Findings {
+        has_token: true,
+        answer: None,
+        still_subscribed: Some(false),
+    };
+    let later = Plan::NotBefore(NOW + Duration::days(20));
+    assert!(decide(&c, later, checked, NOW, RULES).resubscribe);
+    let fine = Findings {
+        still_subscribed: Some(true),
+        ..checked
+    };
+    assert!(!decide(&c, later, fine, NOW, RULES).resubscribe);
     // Meta's "no" counts only when it also answered for the token.
     let failed = Findings {
         still_subscribed: Some(false),
@@ -182,14 +217,59 @@ fn webhooks_are_subscribed_again_when_missing() {
 }
 
 #[test]
-fn a_failed_resubscription_is_tried_again_tomorrow() {
+fn a_restored_subscription_is_an_event_and_a_failed_one_is_tried_again_within_a_day() {
     let c = conn(Provider::Facebook);
     let mut o = decide(&c, Plan::Check, asked(Answer::Healthy), NOW, RULES);
+    assert_eq!(o.events().count(), 0);
     o.subscribed(true, &c, NOW, RULES.window);
     assert_eq!(o.webhooks_subscribed, Some(true));
-    assert_eq!(o.due, due(Provider::Facebook, NOW + FACEBOOK_CHECK_EVERY));
-    let mut o = decide(&c, Plan::Check, asked(Answer::Failed), NOW, RULES);
+    assert!(o.webhooks_restored);
+    assert_eq!(
+        o.events().collect::<Vec<_>>(),
+        ["connection.webhooks_restored"]
+    );
+    assert_eq!(o.due, next_check(Provider::Facebook));
+    // With a refresh in the same run: both events.
+    let ig = conn(Provider::Instagram);
+    let refreshed = asked(Answer::Refreshed { expires_at: None });
+    let mut o = decide(&ig, Plan::Refresh, refreshed, NOW, RULES);
+    o.subscribed(true, &ig, NOW, RULES.window);
+    assert_eq!(
+        o.events().collect::<Vec<_>>(),
+        ["connection.refreshed", "connection.webhooks_restored"]
+    );
+    // The event shows the connection subscribed.
+    let mut unsubscribed = c.clone();
+    unsubscribed.webhooks_subscribed = false;
+    assert!(o.applied_to(&unsubscribed).webhooks_subscribed);
+    // Failed: not restored, and looked at again within a day.
+    let mut o = decide(&c, Plan::Check, asked(Answer::Healthy), NOW, RULES);
     o.subscribed(false, &c, NOW, RULES.window);
     assert_eq!(o.webhooks_subscribed, Some(false));
-    assert_eq!(o.due, due(Provider::Facebook, NOW + RETRY_AFTER));
+    assert!(!o.webhooks_restored && o.events().count() == 0);
+    assert_eq!(o.due, next_check(Provider::Facebook));
+    // A retry already due sooner stays so.
+    let mut o = decide(&c, Plan::Check, asked(Answer::Failed), NOW, RULES);
+    o.subscribed(false, &c, NOW, RULES.window);
+    assert_eq!(o.due, due(Provider::Facebook, NOW));
+}
+
+#[test]
+fn a_dead_token_found_by_the_subscription_check_needs_the_person() {
+    let c = conn(Provider::Instagram);
+    let found = Findings {
+        has_token: true,
+        answer: Some(Answer::Dead),
+        still_subscribed: None,
+    };
+    let o = decide(
+        &c,
+        Plan::NotBefore(NOW + Duration::days(20)),
+        found,
+        NOW,
+        RULES,
+    );
+    assert_eq!(o.tally, Tally::NeedsReauth);
+    assert_eq!(o.due, None);
+    assert!(!o.resubscribe);
 }

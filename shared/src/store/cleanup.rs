@@ -7,6 +7,7 @@
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use time::OffsetDateTime;
 
+use super::connections::key_tag;
 use super::items::{parse_token, token_attr};
 use super::{get_s, s, ConnectionStore, Item, StoreError};
 use crate::connection::Connection;
@@ -58,8 +59,16 @@ pub(super) fn enqueue(
     TransactWriteItem::builder().put(put).build()
 }
 
+/// The queue's jobs, and the tags of those that do not parse.
+#[derive(Debug, Default)]
+pub struct CleanupJobs {
+    pub jobs: Vec<CleanupJob>,
+    /// [`key_tag`]s of jobs that cannot be read (left in the queue).
+    pub unreadable: Vec<String>,
+}
+
 impl ConnectionStore {
-    pub async fn cleanup_jobs(&self, limit: i32) -> Result<Vec<CleanupJob>, StoreError> {
+    pub async fn cleanup_jobs(&self, limit: i32) -> Result<CleanupJobs, StoreError> {
         let out = self
             .client
             .query()
@@ -71,7 +80,16 @@ impl ConnectionStore {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        Ok(out.items().iter().filter_map(parse_job).collect())
+        let mut found = CleanupJobs::default();
+        for item in out.items() {
+            match parse_job(item) {
+                Some(job) => found.jobs.push(job),
+                None => found
+                    .unreadable
+                    .push(key_tag("CLEANUP", &get_s(item, "sk").unwrap_or_default())),
+            }
+        }
+        Ok(found)
     }
 
     /// Removes a cleanup job, and with it the last copy of the token.

@@ -51,6 +51,31 @@ pub fn conn_sk(provider: Provider, account_id: &str) -> String {
     format!("CONN#{provider}#{account_id}")
 }
 
+/// What taking a refresh lease on a connection found.
+#[derive(Debug)]
+pub enum Lease {
+    /// Leased: the connection as the lease write returned it.
+    Taken(Box<(Connection, Option<SealedToken>)>),
+    /// Another run holds it, or it is gone.
+    Busy,
+    /// Leased, but the row does not parse: `attribute` is the first one
+    /// missing or malformed. Left as it is (the lease lapses by itself).
+    Unreadable { attribute: &'static str },
+}
+
+/// What the `by_due` index lists as due.
+#[derive(Debug, Default)]
+pub struct DueKeys {
+    pub keys: Vec<ConnectionKey>,
+    /// Tags ([`key_tag`]) of index entries whose keys are not a connection's.
+    pub unreadable: Vec<String>,
+}
+
+/// A row's keys as a log may show them: a short hash, never the values.
+pub fn key_tag(pk: &str, sk: &str) -> String {
+    crate::logging::tag(&format!("{pk}\n{sk}"))
+}
+
 /// Which connection a row is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionKey {
@@ -76,6 +101,14 @@ impl ConnectionKey {
             provider: Provider::parse(provider)?,
             account_id: account_id.to_string(),
         })
+    }
+
+    /// This row's [`key_tag`].
+    pub fn tag(&self) -> String {
+        key_tag(
+            &user_pk(&self.user_id),
+            &conn_sk(self.provider, &self.account_id),
+        )
     }
 
     pub(crate) fn item(&self) -> Item {
@@ -124,7 +157,7 @@ impl ConnectionStore {
             TransactWriteItem::builder().update(row).build(),
             self.event_item(event),
         ];
-        items.extend(owners::put_alias(&self.table, conn));
+        items.extend(owners::put_alias(&self.table, conn, now));
         match self.transact(items).await {
             Ok(()) => Ok(()),
             // The claim comes first: its condition failing means another owner.
@@ -236,8 +269,10 @@ impl ConnectionStore {
     }
 
     /// Deletes a connection: the row, its share of the owner claim, its Page
-    /// alias, and writes `event`; its sealed token moves to a cleanup job for
-    /// the refresher. One transaction. `Ok(false)`: it was already gone.
+    /// alias (only while it still routes the Page to this connection: a Page
+    /// linked since to another user's account keeps their routing), and
+    /// writes `event`; its sealed token moves to a cleanup job for the
+    /// refresher. One transaction. `Ok(false)`: it was already gone.
     pub async fn delete(
         &self,
         conn: &Connection,
@@ -245,24 +280,39 @@ impl ConnectionStore {
         event: &Event,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let row = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(ConnectionKey::of(conn).item()))
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .expect("complete");
-        let mut items = vec![
-            TransactWriteItem::builder().delete(row).build(),
-            owners::release(&self.table, conn, now),
-            self.event_item(event),
-        ];
-        items.extend(owners::delete_alias(&self.table, conn));
-        items.extend(token.map(|t| cleanup::enqueue(&self.table, conn, t, now)));
-        if !self.transact_if_unchanged(items).await? {
-            return Ok(false);
+        // The alias may change between its read and the transaction (its
+        // delete is conditional): read it again and retry then.
+        for _ in 0..3 {
+            let alias_ours = self.alias_is_still(conn).await?;
+            let row = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(ConnectionKey::of(conn).item()))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .expect("complete");
+            let mut items = vec![
+                TransactWriteItem::builder().delete(row).build(),
+                owners::release(&self.table, conn, now),
+                self.event_item(event),
+            ];
+            items.extend(token.map(|t| cleanup::enqueue(&self.table, conn, t, now)));
+            let alias_at = items.len();
+            if alias_ours {
+                items.extend(owners::delete_alias(&self.table, conn));
+            }
+            match self.transact(items).await {
+                Ok(()) => {
+                    self.drop_unused_claim(conn).await;
+                    return Ok(true);
+                }
+                Err(e) if condition_failed_only_at(&e, alias_at) => continue,
+                Err(e) if is_condition_failure(&e) => return Ok(false),
+                Err(e) => return Err(StoreError::from_sdk(e)),
+            }
         }
-        self.drop_unused_claim(conn).await;
-        Ok(true)
+        Err(StoreError(
+            "the Page alias kept changing during a delete".into(),
+        ))
     }
 
     /// Runs a transaction; `Ok(false)` when one of its conditions failed.
@@ -372,6 +422,20 @@ fn first_condition_failed<R>(
         e.as_service_error(),
         Some(TransactWriteItemsError::TransactionCanceledException(c))
             if c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+    )
+}
+
+/// Only the item at `index` of the transaction failed its condition.
+fn condition_failed_only_at<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+    index: usize,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(TransactWriteItemsError::TransactionCanceledException(c))
+            if c.cancellation_reasons().iter().enumerate().all(|(i, r)| {
+                (r.code() == Some("ConditionalCheckFailed")) == (i == index)
+            })
     )
 }
 

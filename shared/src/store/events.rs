@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use rand::Rng;
 use time::OffsetDateTime;
 
-use super::{epoch, query_all, s, Item, StoreError};
+use super::{epoch, s, Item, StoreError};
 use crate::clock::rfc3339_millis;
 use crate::connection::Connection;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -128,51 +128,118 @@ impl EventStore {
         }
     }
 
-    /// Deletes every event about an account (data deletion). Pages through
-    /// the index first, then deletes in batches of 25.
-    pub async fn delete_for_account(&self, account_id: &str) -> Result<usize, StoreError> {
-        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
-        let query = self
+    /// One page of the ids of an account's events (data deletion), from
+    /// `start` (`None`: the first page), and where the next page starts
+    /// (`None`: that was the last).
+    pub async fn account_event_ids(
+        &self,
+        account_id: &str,
+        start: Option<Item>,
+        limit: i32,
+    ) -> Result<(Vec<AttributeValue>, Option<Item>), StoreError> {
+        let page = self
             .client
             .query()
             .table_name(&self.table)
             .index_name("by_account")
             .key_condition_expression("account_id = :a")
-            .expression_attribute_values(":a", s(account_id));
-        let ids: Vec<AttributeValue> = query_all(query, usize::MAX)
-            .await?
-            .into_iter()
-            .filter_map(|mut i| i.remove("event_id"))
+            .expression_attribute_values(":a", s(account_id))
+            .set_exclusive_start_key(start)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let ids = page
+            .items()
+            .iter()
+            .filter_map(|i| i.get("event_id").cloned())
             .collect();
-        for chunk in ids.chunks(25) {
-            let mut writes: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|id| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .key("event_id", id.clone())
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build()
-                })
-                .collect();
-            while !writes.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, writes)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                writes = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
+        Ok((ids, page.last_evaluated_key))
+    }
+
+    /// Deletes these events: batches of 25, `concurrency` batches in flight,
+    /// what DynamoDB leaves unprocessed retried after a growing, jittered
+    /// pause (`backoff`). Fails when a batch fails, or when items are still
+    /// unprocessed after every pause: what was deleted stays deleted, and a
+    /// retry deletes the rest.
+    pub async fn delete_ids(
+        &self,
+        ids: &[AttributeValue],
+        concurrency: usize,
+        backoff: &[std::time::Duration],
+    ) -> Result<usize, StoreError> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        let batches: Vec<Vec<WriteRequest>> = ids
+            .chunks(25)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|id| {
+                        WriteRequest::builder()
+                            .delete_request(
+                                DeleteRequest::builder()
+                                    .key("event_id", id.clone())
+                                    .build()
+                                    .expect("key is set"),
+                            )
+                            .build()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut pending = batches.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        let mut failure = None;
+        loop {
+            while failure.is_none() && running.len() < concurrency.max(1) {
+                let Some(batch) = pending.next() else { break };
+                let store = self.clone();
+                let backoff = backoff.to_vec();
+                running.spawn(async move { store.delete_batch(batch, &backoff).await });
+            }
+            match running.join_next().await {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => failure = Some(e),
+                Some(Err(join)) => failure = Some(StoreError(join.to_string())),
             }
         }
-        Ok(ids.len())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ids.len()),
+        }
+    }
+
+    async fn delete_batch(
+        &self,
+        mut writes: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+        backoff: &[std::time::Duration],
+    ) -> Result<(), StoreError> {
+        let mut pauses = backoff.iter();
+        loop {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, writes)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            writes = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+                .unwrap_or_default();
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let Some(pause) = pauses.next() else {
+                return Err(StoreError(format!(
+                    "{} deletes still unprocessed after {} retries",
+                    writes.len(),
+                    backoff.len()
+                )));
+            };
+            tokio::time::sleep(jittered(*pause)).await;
+        }
     }
 
     /// Stores the event unless one with the same id exists. `Ok(false)`: it
@@ -195,6 +262,45 @@ impl EventStore {
                 Ok(false)
             }
             Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+}
+
+/// `pause` give or take a quarter, so batches that were throttled together
+/// don't all come back at once.
+fn jittered(pause: std::time::Duration) -> std::time::Duration {
+    let quarter = pause / 4;
+    let spread = rand::RngExt::random_range(&mut rand::rng(), 0..=2 * quarter.as_micros() as u64);
+    pause - quarter + std::time::Duration::from_micros(spread)
+}
+
+/// The pauses before each retry of unprocessed deletes: doubling from
+/// `first`, capped at `max`, `retries` of them.
+pub fn backoff(
+    first: std::time::Duration,
+    max: std::time::Duration,
+    retries: usize,
+) -> Vec<std::time::Duration> {
+    (0..retries)
+        .map(|i| first.saturating_mul(1u32 << i.min(20)).min(max))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn unprocessed_deletes_back_off_doubling_up_to_a_cap() {
+        let pauses = backoff(Duration::from_millis(50), Duration::from_secs(2), 8);
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        for p in &pauses {
+            for _ in 0..50 {
+                let j = jittered(*p);
+                assert!(j >= *p - *p / 4 && j <= *p + *p / 4, "{j:?} around {p:?}");
+            }
         }
     }
 }

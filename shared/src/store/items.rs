@@ -34,6 +34,38 @@ pub(crate) fn parse_token(item: &Item) -> Option<SealedToken> {
     })
 }
 
+/// The first attribute a connection row needs that is missing or malformed
+/// (what a log may say about a row that does not parse: a name, never a
+/// value).
+pub(crate) fn unreadable_attribute(item: &Item) -> &'static str {
+    let text = |k: &'static str| get_s(item, k).map(|_| k);
+    let checks: [(&'static str, bool); 6] = [
+        ("user_id", text("user_id").is_some()),
+        (
+            "provider",
+            get_s(item, "provider")
+                .and_then(|p| Provider::parse(&p))
+                .is_some(),
+        ),
+        ("account_id", text("account_id").is_some()),
+        (
+            "status",
+            get_s(item, "status")
+                .and_then(|v| Status::parse(&v))
+                .is_some(),
+        ),
+        ("connected_at", get_time(item, "connected_at").is_some()),
+        (
+            "token_issued_at",
+            get_time(item, "token_issued_at").is_some(),
+        ),
+    ];
+    checks
+        .iter()
+        .find(|(_, ok)| !ok)
+        .map_or("unknown", |(name, _)| name)
+}
+
 pub(crate) fn parse_connection(item: &Item) -> Option<Connection> {
     Some(Connection {
         user_id: get_s(item, "user_id")?,

@@ -5,8 +5,8 @@
 use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
-use super::connections::is_condition_failure;
-use super::items::{parse_connection, parse_token, token_attr};
+use super::connections::{is_condition_failure, key_tag, DueKeys, Lease};
+use super::items::{parse_connection, parse_token, token_attr, unreadable_attribute};
 use super::{
     epoch, get_s, n, query_all, s, webhooks_attr, ConnectionKey, ConnectionStore, Event,
     StoreError, UpdateExpr,
@@ -17,13 +17,14 @@ use crate::refresh::RefreshOutcome;
 use crate::vault::SealedToken;
 
 impl ConnectionStore {
-    /// Keys of connections in `bucket` due up to `until`, soonest first.
+    /// Keys of connections in `bucket` due up to `until`, soonest first,
+    /// and the tags of entries that are not a connection's keys.
     pub async fn due(
         &self,
         bucket: Provider,
         until: OffsetDateTime,
         limit: usize,
-    ) -> Result<Vec<ConnectionKey>, StoreError> {
+    ) -> Result<DueKeys, StoreError> {
         let query = self
             .client
             .query()
@@ -32,23 +33,28 @@ impl ConnectionStore {
             .key_condition_expression("due_bucket = :b AND due_at <= :until")
             .expression_attribute_values(":b", s(bucket.as_str()))
             .expression_attribute_values(":until", epoch(until));
-        Ok(query_all(query, limit)
-            .await?
-            .iter()
-            .filter_map(|i| ConnectionKey::parse(&get_s(i, "pk")?, &get_s(i, "sk")?))
-            .collect())
+        let mut due = DueKeys::default();
+        for item in query_all(query, limit).await? {
+            let (pk, sk) = (get_s(&item, "pk"), get_s(&item, "sk"));
+            let (pk, sk) = (pk.unwrap_or_default(), sk.unwrap_or_default());
+            match ConnectionKey::parse(&pk, &sk) {
+                Some(key) => due.keys.push(key),
+                None => due.unreadable.push(key_tag(&pk, &sk)),
+            }
+        }
+        Ok(due)
     }
 
     /// Takes a lease on one connection (a conditional write: only one run
     /// holds it) and returns the connection as it is now, re-read by the
-    /// same write. `None`: someone else holds it, or it is gone.
+    /// same write.
     pub async fn take_lease(
         &self,
         key: &ConnectionKey,
         lease_owner: &str,
         now: OffsetDateTime,
         lease_for: time::Duration,
-    ) -> Result<Option<(Connection, Option<SealedToken>)>, StoreError> {
+    ) -> Result<Lease, StoreError> {
         let result = self
             .client
             .update_item()
@@ -65,22 +71,27 @@ impl ConnectionStore {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(out
-                .attributes
-                .as_ref()
-                .and_then(|i| Some((parse_connection(i)?, parse_token(i))))),
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                Ok(match parse_connection(&item) {
+                    Some(conn) => Lease::Taken(Box::new((conn, parse_token(&item)))),
+                    None => Lease::Unreadable {
+                        attribute: unreadable_attribute(&item),
+                    },
+                })
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
             {
-                Ok(None)
+                Ok(Lease::Busy)
             }
             Err(e) => Err(StoreError::from_sdk(e)),
         }
     }
 
-    /// Writes a run's outcome (with the refreshed token, when there is one)
-    /// and releases the lease, only if the connection is still at the
+    /// Writes a run's outcome (with the refreshed token, when there is one,
+    /// and its lifecycle events) and releases the lease, only if the connection is still at the
     /// version leased and the lease is still ours. `Ok(false)`: it changed
     /// meanwhile (reconnected, deleted): nothing written.
     pub async fn settle(
@@ -89,7 +100,7 @@ impl ConnectionStore {
         lease_owner: &str,
         outcome: &RefreshOutcome,
         new_token: Option<&SealedToken>,
-        event: Option<&Event>,
+        events: &[Event],
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let update = outcome_update(outcome, new_token, now)
@@ -105,7 +116,7 @@ impl ConnectionStore {
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update).build());
-        if let Some(e) = event {
+        for e in events {
             tx = tx.transact_items(
                 TransactWriteItem::builder()
                     .put(e.to_put(&self.events_table))

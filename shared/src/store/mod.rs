@@ -16,7 +16,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use cleanup::CleanupJob;
 pub use connections::{conn_sk, user_pk, ConnectionKey, ConnectionStore, SaveError};
-pub use deletions::DeletionRecord;
+pub use deletions::{
+    DeletionAccount, DeletionPerson, DeletionRecord, DeletionStatus, DELETIONS_PER_PERSON,
+};
 pub use events::{Event, EventStore};
 pub use owners::Owner;
 pub use states::StateStore;

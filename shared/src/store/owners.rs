@@ -3,9 +3,17 @@
 //! Items, in the connections table:
 //! - owner claim: `pk = ACCOUNT#<account>`, `sk = OWNER`, `owner_user_id`,
 //!   `providers` (set). Connecting writes it in the same transaction as the
-//!   connection, on condition that nobody else owns the account.
+//!   connection, on condition that nobody else holds the account. A claim
+//!   whose `providers` is gone (its last connection was deleted, and the
+//!   claim's own delete failed) holds nothing: it neither blocks anyone
+//!   from connecting the account nor routes webhooks.
 //! - Page alias: `pk = PAGE#<page>`, `sk = ACCOUNT`, `account_id`,
-//!   `owner_user_id`. Page webhooks carry the Page id: it routes them.
+//!   `owner_user_id`, `linked_at`. Page webhooks carry the Page id: it routes
+//!   them. A Page links one Instagram account at a time, and Meta may link it
+//!   to another one later: the newest link wins (an older write never
+//!   replaces a newer one), and a delete removes an alias only while it is
+//!   still the deleted connection's, so one user's delete never removes
+//!   another's routing.
 
 use std::collections::HashMap;
 
@@ -16,7 +24,16 @@ use time::OffsetDateTime;
 
 use super::{epoch, get_s, s, ConnectionStore, Item, StoreError};
 use crate::connection::Connection;
+use crate::logging::tag;
 use crate::provider::Provider;
+
+/// `pause` plus up to half of it again, at random: retries from many
+/// containers do not line up.
+pub(super) fn jittered(pause: std::time::Duration) -> std::time::Duration {
+    use rand::RngExt;
+    let extra = rand::rng().random_range(0..=pause.as_millis() as u64 / 2);
+    pause + std::time::Duration::from_millis(extra)
+}
 
 /// Who a webhook entry belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,10 +64,12 @@ fn providers_attr(provider: Provider) -> AttributeValue {
 }
 
 /// Claims the account for the connection's user (or adds a provider to their
-/// claim); fails the transaction if another user owns it.
+/// claim); fails the transaction if another user holds it.
 pub(super) fn claim(table: &str, conn: &Connection, now: OffsetDateTime) -> TransactWriteItem {
     let set = "SET owner_user_id = :u, updated_at = :now ADD providers :p";
-    let condition = "attribute_not_exists(owner_user_id) OR owner_user_id = :u";
+    // A set never stays empty in DynamoDB: no `providers`, nobody holds it.
+    let condition = "attribute_not_exists(owner_user_id) OR owner_user_id = :u \
+                     OR attribute_not_exists(providers)";
     claim_update(table, conn, now, set, condition)
 }
 
@@ -82,55 +101,152 @@ fn claim_update(
     TransactWriteItem::builder().update(update).build()
 }
 
-/// The Page alias of a Facebook connection, if it has a Page.
-pub(super) fn put_alias(table: &str, conn: &Connection) -> Option<TransactWriteItem> {
+/// The Page alias of a Facebook connection, if it has a Page: on condition
+/// that no newer link of the Page was written meanwhile.
+pub(super) fn put_alias(
+    table: &str,
+    conn: &Connection,
+    now: OffsetDateTime,
+) -> Option<TransactWriteItem> {
     let mut item = alias_key(conn.page_id.as_deref()?);
     item.insert("account_id".into(), s(&conn.account_id));
     item.insert("owner_user_id".into(), s(&conn.user_id));
+    item.insert("linked_at".into(), epoch(now));
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(item))
+        .condition_expression(
+            "attribute_not_exists(pk) OR attribute_not_exists(linked_at) \
+             OR linked_at <= :now OR owner_user_id = :u",
+        )
+        .expression_attribute_values(":now", epoch(now))
+        .expression_attribute_values(":u", s(&conn.user_id))
         .build()
         .expect("alias put is complete");
     Some(TransactWriteItem::builder().put(put).build())
 }
 
+/// Deletes the connection's Page alias on condition that it still routes the
+/// Page to this connection (the caller checked it does: [`alias_is_of`]).
 pub(super) fn delete_alias(table: &str, conn: &Connection) -> Option<TransactWriteItem> {
     let delete = Delete::builder()
         .table_name(table)
         .set_key(Some(alias_key(conn.page_id.as_deref()?)))
+        .condition_expression("owner_user_id = :u AND account_id = :a")
+        .expression_attribute_values(":u", s(&conn.user_id))
+        .expression_attribute_values(":a", s(&conn.account_id))
         .build()
         .expect("complete");
     Some(TransactWriteItem::builder().delete(delete).build())
 }
 
+/// Whether an alias item routes its Page to `conn`.
+fn alias_is_of(item: &Item, conn: &Connection) -> bool {
+    get_s(item, "owner_user_id").as_deref() == Some(conn.user_id.as_str())
+        && get_s(item, "account_id").as_deref() == Some(conn.account_id.as_str())
+}
+
+/// Attempts at the owner claim's last delete, and the pause before the first
+/// retry (doubled each time, with jitter).
+const CLAIM_DELETE_ATTEMPTS: u32 = 4;
+const CLAIM_DELETE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl ConnectionStore {
-    /// Who owns the account, if anyone.
+    /// Who owns the account, if anyone (a released claim is nobody's).
     pub async fn owner_of(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get_consistent(claim_key(account_id)).await?;
+        Ok(item
+            .as_ref()
+            .and_then(owner_from)
+            .map(|(_, owner, _)| owner.user_id))
+    }
+
+    /// Deletes the owner claim once no provider of this owner holds the
+    /// account any more. Retried with backoff; a claim it still cannot
+    /// delete is logged (by a hash of the account) and holds nothing (see
+    /// the module docs), so it never blocks the account.
+    pub(super) async fn drop_unused_claim(&self, conn: &Connection) {
+        let mut pause = CLAIM_DELETE_PAUSE;
+        for attempt in 1..=CLAIM_DELETE_ATTEMPTS {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(claim_key(&conn.account_id)))
+                .condition_expression("attribute_not_exists(providers) AND owner_user_id = :u")
+                .expression_attribute_values(":u", s(&conn.user_id))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return,
+                // Still held (another provider of this owner), or taken since.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    return
+                }
+                Err(e) if attempt == CLAIM_DELETE_ATTEMPTS => {
+                    tracing::error!(
+                        account = %tag(&conn.account_id),
+                        error = %StoreError::from_sdk(e),
+                        "could not delete a released owner claim; it holds nothing"
+                    );
+                }
+                Err(_) => {
+                    tokio::time::sleep(jittered(pause)).await;
+                    pause *= 2;
+                }
+            }
+        }
+    }
+
+    /// Whether the connection's Page alias still routes its Page to it.
+    pub(super) async fn alias_is_still(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let Some(page) = conn.page_id.as_deref() else {
+            return Ok(false);
+        };
+        let item = self.get_consistent(alias_key(page)).await?;
+        Ok(item.is_some_and(|i| alias_is_of(&i, conn)))
+    }
+
+    /// Whether a connection made through `provider` holds the account now
+    /// (anyone's, any time after a delete): then the webhook subscription at
+    /// Meta (the account's, or for Facebook its Page's) is that connection's
+    /// and must stay.
+    pub async fn subscription_in_use(
+        &self,
+        provider: Provider,
+        account_id: &str,
+        page_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let claim = self.get_consistent(claim_key(account_id)).await?;
+        let held = claim
+            .as_ref()
+            .and_then(owner_from)
+            .is_some_and(|(_, owner, _)| owner.providers.contains(&provider));
+        if held {
+            return Ok(true);
+        }
+        match (provider, page_id) {
+            (Provider::Facebook, Some(page)) => {
+                Ok(self.get_consistent(alias_key(page)).await?.is_some())
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_consistent(&self, key: Item) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(claim_key(account_id)))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        Ok(out.item.as_ref().and_then(|i| get_s(i, "owner_user_id")))
-    }
-
-    /// Deletes the owner claim once no provider of this owner holds the
-    /// account any more (best effort: a claim left behind owns nothing).
-    pub(super) async fn drop_unused_claim(&self, conn: &Connection) {
-        let _ = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(claim_key(&conn.account_id)))
-            .condition_expression("attribute_not_exists(providers) AND owner_user_id = :u")
-            .expression_attribute_values(":u", s(&conn.user_id))
-            .send()
-            .await;
+        Ok(out.item)
     }
 
     /// The owners of webhook entry ids (Instagram accounts or Pages), in one
@@ -164,35 +280,88 @@ impl ConnectionStore {
 
     /// Every item of `keys` that exists, following unprocessed keys.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
-        let mut request = Some(
-            KeysAndAttributes::builder()
+        let fetch = |keys: Vec<Item>| async move {
+            let request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .consistent_read(true)
                 .build()
-                .expect("keys are set"),
-        );
-        while let Some(req) = request.take() {
+                .expect("keys are set");
             let out = self
                 .client
                 .batch_get_item()
-                .request_items(&self.table, req)
+                .request_items(&self.table, request)
                 .send()
                 .await
                 .map_err(StoreError::from_sdk)?;
-            items.extend(
-                out.responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default(),
-            );
-            request = out
+            let items = out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default();
+            let unprocessed = out
                 .unprocessed_keys
                 .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys().is_empty());
-        }
-        Ok(items)
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            Ok((items, unprocessed))
+        };
+        follow_unprocessed(keys, fetch, tokio::time::sleep).await
     }
+}
+
+/// Rounds of `BatchGetItem` for one set of keys, the first included.
+const BATCH_ROUNDS: u32 = 6;
+/// The pause before the first retry of unprocessed keys; doubled each round
+/// up to [`BATCH_PAUSE_CAP`], with jitter.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+const BATCH_PAUSE_CAP: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// The pause before retry round `round` (1 for the first retry): bounded,
+/// and jittered so that containers throttled together spread out.
+fn batch_pause(round: u32) -> std::time::Duration {
+    let pause = BATCH_PAUSE.saturating_mul(1 << round.saturating_sub(1).min(16));
+    jittered(pause.min(BATCH_PAUSE_CAP) / 2).min(BATCH_PAUSE_CAP)
+}
+
+/// Reads `keys` with `fetch` (which answers the items found and the keys left
+/// unprocessed), asking again for unprocessed keys after a growing, jittered
+/// pause (DynamoDB leaves keys unprocessed when it throttles: asking again at
+/// once only adds load). After [`BATCH_ROUNDS`] rounds it gives up: the
+/// webhook then answers 503 and Meta retries the delivery later, rather than
+/// the handler spinning until its timeout.
+async fn follow_unprocessed<F, Fut, S, SFut>(
+    keys: Vec<Item>,
+    mut fetch: F,
+    mut sleep: S,
+) -> Result<Vec<Item>, StoreError>
+where
+    F: FnMut(Vec<Item>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Item>, Vec<Item>), StoreError>>,
+    S: FnMut(std::time::Duration) -> SFut,
+    SFut: std::future::Future<Output = ()>,
+{
+    let mut items = Vec::new();
+    let mut pending = keys;
+    for round in 0..BATCH_ROUNDS {
+        if round > 0 {
+            sleep(batch_pause(round)).await;
+        }
+        let (found, unprocessed) = fetch(pending).await?;
+        items.extend(found);
+        if unprocessed.is_empty() {
+            return Ok(items);
+        }
+        pending = unprocessed;
+    }
+    tracing::warn!(
+        keys_left = pending.len(),
+        rounds = BATCH_ROUNDS,
+        "owner lookup: keys still unprocessed, giving up"
+    );
+    Err(StoreError(format!(
+        "{} keys still unprocessed after {BATCH_ROUNDS} rounds",
+        pending.len()
+    )))
 }
 
 /// The entry id an owner claim or Page alias answers for, its owner, and
@@ -201,11 +370,14 @@ fn owner_from(item: &Item) -> Option<(String, Owner, bool)> {
     let pk = get_s(item, "pk").unwrap_or_default();
     let user_id = get_s(item, "owner_user_id")?;
     if let Some(account) = pk.strip_prefix("ACCOUNT#") {
-        let providers = item
+        let providers: Vec<Provider> = item
             .get("providers")
             .and_then(|v| v.as_ss().ok())
             .map(|ps| ps.iter().filter_map(|p| Provider::parse(p)).collect())
             .unwrap_or_default();
+        if providers.is_empty() {
+            return None; // released: nobody's
+        }
         let owner = Owner {
             user_id,
             account_id: account.to_string(),
@@ -221,5 +393,91 @@ fn owner_from(item: &Item) -> Option<(String, Owner, bool)> {
         Some((page.to_string(), owner, false))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    fn key(n: usize) -> Item {
+        claim_key(&n.to_string())
+    }
+
+    /// A fake `BatchGetItem` that leaves every key unprocessed `throttled`
+    /// times, then answers them all; it counts its calls and fails the test
+    /// if it is asked more than 50 times (a tight loop).
+    type Answer = std::future::Ready<Result<(Vec<Item>, Vec<Item>), StoreError>>;
+
+    fn fake(throttled: usize) -> (Arc<Mutex<usize>>, impl FnMut(Vec<Item>) -> Answer) {
+        let calls = Arc::new(Mutex::new(0));
+        let seen = calls.clone();
+        let fetch = move |keys: Vec<Item>| {
+            let mut n = seen.lock().unwrap();
+            *n += 1;
+            assert!(*n <= 50, "unprocessed keys retried in a tight loop");
+            std::future::ready(Ok(if *n <= throttled {
+                (Vec::new(), keys)
+            } else {
+                (keys, Vec::new())
+            }))
+        };
+        (calls, fetch)
+    }
+
+    fn recorder() -> (
+        Arc<Mutex<Vec<Duration>>>,
+        impl FnMut(Duration) -> std::future::Ready<()>,
+    ) {
+        let pauses = Arc::new(Mutex::new(Vec::new()));
+        let seen = pauses.clone();
+        (pauses, move |d| {
+            seen.lock().unwrap().push(d);
+            std::future::ready(())
+        })
+    }
+
+    #[tokio::test]
+    async fn unprocessed_keys_are_asked_again_after_growing_jittered_pauses() {
+        let (calls, fetch) = fake(3);
+        let (pauses, sleep) = recorder();
+        let items = follow_unprocessed(vec![key(1), key(2)], fetch, sleep)
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(*calls.lock().unwrap(), 4);
+        let pauses = pauses.lock().unwrap().clone();
+        assert_eq!(pauses.len(), 3, "one pause before each retry");
+        for (round, pause) in pauses.iter().enumerate() {
+            let ceiling = (BATCH_PAUSE * (1 << round)).min(BATCH_PAUSE_CAP);
+            assert!(
+                *pause >= ceiling / 2 && *pause <= ceiling,
+                "{round}: {pause:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_that_keeps_throttling_is_given_up_on_within_bounds() {
+        let (calls, fetch) = fake(usize::MAX);
+        let (pauses, sleep) = recorder();
+        let result = follow_unprocessed(vec![key(1)], fetch, sleep).await;
+        assert!(result.is_err());
+        assert_eq!(*calls.lock().unwrap(), BATCH_ROUNDS as usize);
+        let waited: Duration = pauses.lock().unwrap().iter().sum();
+        assert!(waited > Duration::ZERO);
+        assert!(
+            waited <= Duration::from_secs(2),
+            "{waited:?}: the webhook answers Meta in time"
+        );
+    }
+
+    #[test]
+    fn pauses_are_jittered() {
+        let distinct: std::collections::HashSet<_> = (0..50).map(|_| batch_pause(5)).collect();
+        assert!(distinct.len() > 1);
+        assert!(distinct.iter().all(|p| *p <= BATCH_PAUSE_CAP));
     }
 }

@@ -126,7 +126,11 @@ fn update<'a>(
         .as_object()
         .ok_or(ShapeError("update must be an object"))?;
     let (kind, natural_id) = match field {
-        "messaging" => messaging_kind(obj),
+        "messaging" => {
+            let kind = messaging_kind(obj);
+            let key = messaging_key(&kind, obj);
+            (kind, key)
+        }
         "standby" => ("standby".to_string(), None),
         "changes" => {
             let kind = obj
@@ -139,7 +143,8 @@ fn update<'a>(
                 "comments" | "live_comments" => obj
                     .get("value")
                     .and_then(|v| v.get("id"))
-                    .and_then(|v| id_text(&v.to_string())),
+                    .and_then(|v| id_text(&v.to_string()))
+                    .map(|id| format!("{kind}:{id}")),
                 _ => None,
             };
             (kind, id)
@@ -159,22 +164,97 @@ fn update<'a>(
         .or(entry_time);
     let key = match natural_id.filter(|id| id.len() <= 256) {
         Some(id) => id,
-        None => hex::encode(Sha256::digest(item.get().as_bytes())),
+        None => format!(
+            "{kind}:{}",
+            hex::encode(Sha256::digest(item.get().as_bytes()))
+        ),
     };
     Ok(Update {
         object: object.to_string(),
         entry_id: entry_id.to_string(),
-        event_id: format!("{object}:{entry_id}:{kind}:{key}"),
+        event_id: format!("{object}:{entry_id}:{key}"),
         kind,
         occurred_at_ms,
         raw: item.get(),
     })
 }
 
-/// The field a messaging item belongs to, and its natural id (`mid`).
-fn messaging_kind(obj: &serde_json::Map<String, Value>) -> (String, Option<String>) {
+/// What one messaging item says about its message, as the part of the event
+/// id after `<object>:<entry>:`. A message, its unsend, each edit and each
+/// reaction share the message's `mid` but are distinct notifications, so each
+/// gets its own id; the same notification delivered again gets the same one.
+///
+/// - a message: `messages:<mid>` (the form ids always had: events stored
+///   before keep de-duplicating);
+/// - its unsend (`message.is_deleted`): `message_deleted:<mid>`;
+/// - an edit (`message_edit`): `message_edit:<hash of mid and num_edit>`;
+/// - a reaction: `message_reactions:<hash of mid, action, reaction, sender
+///   and timestamp>` (a react, its unreact and a react again are three);
+/// - anything else: `<kind>:<hash of the item's bytes>`.
+///
+/// Composite parts are hashed as a JSON array, so no `mid` can make two of
+/// them collide.
+fn messaging_key(kind: &str, obj: &serde_json::Map<String, Value>) -> Option<String> {
+    let text = |v: Option<&Value>| -> Option<String> {
+        match v? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let composite = |tag: &str, parts: &[Option<String>]| -> Option<String> {
+        let parts: Vec<&String> = parts.iter().map(Option::as_ref).collect::<Option<_>>()?;
+        let json = serde_json::to_string(&parts).ok()?;
+        Some(format!(
+            "{tag}:{}",
+            hex::encode(Sha256::digest(json.as_bytes()))
+        ))
+    };
+    match kind {
+        "messages" => {
+            let message = obj.get("message")?;
+            let mid = text(message.get("mid"))?;
+            if message.get("is_deleted").and_then(Value::as_bool) == Some(true) {
+                Some(format!("message_deleted:{mid}"))
+            } else {
+                Some(format!("messages:{mid}"))
+            }
+        }
+        "message_edit" => {
+            let edit = obj.get("message_edit")?;
+            composite(
+                "message_edit",
+                &[text(edit.get("mid")), text(edit.get("num_edit"))],
+            )
+        }
+        "message_reactions" => {
+            let reaction = obj.get("reaction")?;
+            composite(
+                "message_reactions",
+                &[
+                    text(reaction.get("mid")),
+                    text(reaction.get("action")),
+                    // `unreact` may carry neither: absent is a value too.
+                    Some(
+                        text(reaction.get("reaction"))
+                            .or_else(|| text(reaction.get("emoji")))
+                            .unwrap_or_default(),
+                    ),
+                    text(obj.get("sender").and_then(|s| s.get("id"))),
+                    text(obj.get("timestamp")),
+                ],
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The field a messaging item belongs to.
+fn messaging_kind(obj: &serde_json::Map<String, Value>) -> String {
     let kind = if obj.contains_key("message") {
         "messages"
+    } else if obj.contains_key("message_edit") {
+        "message_edit"
     } else if obj.contains_key("reaction") {
         "message_reactions"
     } else if obj.contains_key("postback") {
@@ -197,11 +277,7 @@ fn messaging_kind(obj: &serde_json::Map<String, Value>) -> (String, Option<Strin
     } else {
         "messaging"
     };
-    let mid = (kind == "messages")
-        .then(|| obj.get("message")?.get("mid")?.as_str().map(str::to_string))
-        .flatten()
-        .filter(|m| !m.is_empty());
-    (kind.to_string(), mid)
+    kind.to_string()
 }
 
 #[cfg(test)]
@@ -243,6 +319,77 @@ mod tests {
             updates.iter().map(|u| &u.event_id).collect::<Vec<_>>(),
             again.iter().map(|u| &u.event_id).collect::<Vec<_>>()
         );
+    }
+
+    /// One messaging item, in a notification of its own.
+    fn one(item: &str) -> String {
+        let body = format!(
+            r#"{{"object":"instagram","entry":[{{"id":"178","time":1795260000123,"messaging":[{item}]}}]}}"#
+        );
+        let updates = parse_notification(body.as_bytes()).unwrap();
+        assert_eq!(updates.len(), 1);
+        updates[0].event_id.clone()
+    }
+
+    #[test]
+    fn unsend_edit_and_reactions_of_one_message_are_distinct_events() {
+        let s = r#""sender":{"id":"9"},"recipient":{"id":"178"}"#;
+        let notifications = [
+            format!(r#"{{{s},"timestamp":1,"message":{{"mid":"m_1","text":"hi"}}}}"#),
+            format!(r#"{{{s},"timestamp":2,"message":{{"mid":"m_1","is_deleted":true}}}}"#),
+            format!(
+                r#"{{{s},"timestamp":3,"message_edit":{{"mid":"m_1","text":"hey","num_edit":1}}}}"#
+            ),
+            format!(
+                r#"{{{s},"timestamp":4,"message_edit":{{"mid":"m_1","text":"hey!","num_edit":2}}}}"#
+            ),
+            format!(
+                r#"{{{s},"timestamp":5,"reaction":{{"mid":"m_1","action":"react","reaction":"love","emoji":"❤"}}}}"#
+            ),
+            format!(r#"{{{s},"timestamp":6,"reaction":{{"mid":"m_1","action":"unreact"}}}}"#),
+            format!(
+                r#"{{{s},"timestamp":7,"reaction":{{"mid":"m_1","action":"react","reaction":"love","emoji":"❤"}}}}"#
+            ),
+            format!(r#"{{{s},"timestamp":8,"read":{{"mid":"m_1"}}}}"#),
+        ];
+        let ids: Vec<String> = notifications.iter().map(|n| one(n)).collect();
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{ids:#?}");
+        // The message keeps the id form events were always stored under.
+        assert_eq!(ids[0], "instagram:178:messages:m_1");
+        assert_eq!(ids[1], "instagram:178:message_deleted:m_1");
+        assert!(ids[2].starts_with("instagram:178:message_edit:"));
+        assert!(ids[4].starts_with("instagram:178:message_reactions:"));
+
+        // A repeat is the same event, even re-serialised by Meta (keys in
+        // another order, other spacing, the emoji unescaped).
+        let repeats = [
+            format!(r#"{{"message":{{"text":"hi","mid":"m_1"}},"timestamp":1,{s}}}"#),
+            format!(r#"{{"message":{{"is_deleted":true,"mid":"m_1"}}, "timestamp":2,{s}}}"#),
+            format!(
+                r#"{{"message_edit":{{"num_edit":1,"mid":"m_1","text":"hey"}},"timestamp":3,{s}}}"#
+            ),
+            format!(
+                r#"{{"timestamp":5,"reaction":{{"emoji":"❤","reaction":"love","action":"react","mid":"m_1"}},{s}}}"#
+            ),
+        ];
+        for (repeat, id) in repeats.iter().zip([&ids[0], &ids[1], &ids[2], &ids[4]]) {
+            assert_eq!(&one(repeat), id, "{repeat}");
+        }
+        // Byte-identical deliveries of anything else are one event too.
+        assert_eq!(one(&notifications[7]), ids[7]);
+        assert_eq!(one(&notifications[6]), ids[6]);
+        // The kinds are Meta's fields.
+        let body = format!(
+            r#"{{"object":"instagram","entry":[{{"id":"178","messaging":[{},{}]}}]}}"#,
+            notifications[1], notifications[2]
+        );
+        let kinds: Vec<String> = parse_notification(body.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|u| u.kind)
+            .collect();
+        assert_eq!(kinds, ["messages", "message_edit"]);
     }
 
     #[test]

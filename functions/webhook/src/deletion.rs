@@ -1,0 +1,355 @@
+//! The data-deletion job: deletes the stored events of the accounts a
+//! deletion request named, then marks the request `complete`.
+//!
+//! `POST /meta/data-deletion` revokes the person's connections (their tokens
+//! are deleted at once), writes the record as `pending` and starts this job;
+//! Meta gets its answer within the request whatever the amount of data. In
+//! AWS the job is the `data-deletion` function, invoked asynchronously:
+//! - resumable: every run starts from what is still stored, so a retry or a
+//!   continuation simply carries on; a run stops before its deadline and
+//!   invokes itself again for the rest;
+//! - retried: a failed run is retried by Lambda (twice, with backoff); within
+//!   a run, deletes DynamoDB leaves unprocessed are retried with a growing,
+//!   jittered pause;
+//! - dead-lettered: a run that still fails goes to the function's on-failure
+//!   destination (a queue, with an alarm); re-invoking it with the queued
+//!   payload resumes, and so does Meta sending the same request again.
+//!
+//! It holds no KMS permission: deleting tokens and events needs none.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shared::logging::tag;
+use shared::store::{
+    ConnectionStore, DeletionAccount, DeletionRecord, DeletionStatus, Event, EventStore, StoreError,
+};
+use shared::{config, Clock, ConfigError, EnvReader};
+
+/// Event ids read per page of an account's events.
+pub const PAGE: i32 = 1000;
+/// Batches of 25 deletes in flight at once.
+pub const DELETE_CONCURRENCY: usize = 8;
+/// Time a run keeps for itself before its Lambda deadline.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+/// Continuations of one job before it is given up (and dead-lettered):
+/// far more than any account needs, but not endless.
+pub const MAX_ROUNDS: u64 = 500;
+
+#[derive(Clone, Debug)]
+pub struct DeletionConfig {
+    pub connections_table: String,
+    pub events_table: String,
+    pub event_retention: Duration,
+}
+
+impl DeletionConfig {
+    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let config = Self {
+            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
+            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            event_retention: config::event_retention(&mut env),
+        };
+        env.finish().map(|()| config)
+    }
+}
+
+/// What one run achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Everything is deleted and the record says `complete`. `events_deleted`
+    /// counts what whole pages deleted (a page a failed run only partly
+    /// deleted is not counted).
+    Complete { events_deleted: u64 },
+    /// The deadline came first; what is left stays for the next run.
+    Unfinished { events_deleted: u64 },
+    /// No such request (its record expired): nothing to do.
+    NotFound,
+}
+
+pub struct DeletionJob {
+    connections: ConnectionStore,
+    events: EventStore,
+    retention: Duration,
+    clock: Clock,
+    backoff: Vec<Duration>,
+}
+
+/// The id of the `data_deletion.requested` event of `code` for an account:
+/// the same for every attempt, so the product is told once, and the job
+/// knows not to delete it.
+pub fn notice_id(code: &str, account: &DeletionAccount) -> String {
+    let parts = json!([
+        "data_deletion",
+        code,
+        account.provider.as_str(),
+        account.account_id
+    ]);
+    let digest = Sha256::digest(parts.to_string().as_bytes());
+    format!("dd_{}", hex::encode(&digest[..16]))
+}
+
+/// The `data_deletion.requested` event telling the product that it must
+/// delete its copies of the account's data.
+pub fn notice(
+    code: &str,
+    account: &DeletionAccount,
+    now: shared::time::OffsetDateTime,
+    retention: Duration,
+) -> Event {
+    Event {
+        event_id: notice_id(code, account),
+        kind: "data_deletion.requested".into(),
+        provider: Some(account.provider.as_str().into()),
+        account_id: account.account_id.clone(),
+        user_id: Some(account.user_id.clone()),
+        occurred_at: now,
+        received_at: now,
+        payload: json!({
+            "confirmation_code": code,
+            "provider": account.provider.as_str(),
+            "account_id": account.account_id,
+        })
+        .to_string(),
+        expires_at: now + retention,
+    }
+}
+
+impl DeletionJob {
+    pub fn new(
+        config: &DeletionConfig,
+        dynamodb: shared::aws_sdk_dynamodb::Client,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            connections: ConnectionStore::new(
+                dynamodb.clone(),
+                &config.connections_table,
+                &config.events_table,
+            ),
+            events: EventStore::new(dynamodb, &config.events_table),
+            retention: config.event_retention,
+            clock,
+            backoff: shared::store::events::backoff(
+                Duration::from_millis(50),
+                Duration::from_secs(5),
+                10,
+            ),
+        }
+    }
+
+    /// Works on deletion `code` until it is complete or `stop_at` comes.
+    pub async fn run(&self, code: &str, stop_at: Instant) -> Result<JobOutcome, StoreError> {
+        let Some(record) = self.connections.get_deletion(code).await? else {
+            return Ok(JobOutcome::NotFound);
+        };
+        if record.status == DeletionStatus::Complete {
+            return Ok(JobOutcome::Complete {
+                events_deleted: record.events_deleted,
+            });
+        }
+        let mut deleted = record.events_deleted;
+        for account in &record.accounts {
+            match self.delete_events(&record, account, stop_at).await? {
+                Some(n) => deleted += n,
+                None => {
+                    tracing::info!(deletion = %tag(code), "data deletion continues in the next run");
+                    return Ok(JobOutcome::Unfinished {
+                        events_deleted: deleted,
+                    });
+                }
+            }
+        }
+        // Written at the request already; again here in case that was an
+        // older record without them (a conditional put: never twice).
+        let now = self.clock.now();
+        for account in &record.accounts {
+            self.events
+                .put(&notice(code, account, now, self.retention))
+                .await?;
+        }
+        self.connections.complete_deletion(code, now).await?;
+        tracing::info!(deletion = %tag(code), events = deleted, accounts = record.accounts.len(), "data deletion complete");
+        Ok(JobOutcome::Complete {
+            events_deleted: deleted,
+        })
+    }
+
+    /// Deletes the account's stored events, one page at a time, recording
+    /// progress after each. `None`: `stop_at` came first.
+    async fn delete_events(
+        &self,
+        record: &DeletionRecord,
+        account: &DeletionAccount,
+        stop_at: Instant,
+    ) -> Result<Option<u64>, StoreError> {
+        let keep = notice_id(&record.code, account);
+        let mut start = None;
+        let mut deleted = 0u64;
+        loop {
+            if Instant::now() >= stop_at {
+                return Ok(None);
+            }
+            let (mut ids, next) = self
+                .events
+                .account_event_ids(&account.account_id, start, PAGE)
+                .await?;
+            ids.retain(|id| id.as_s().ok() != Some(&keep));
+            if !ids.is_empty() {
+                let n = self
+                    .events
+                    .delete_ids(&ids, DELETE_CONCURRENCY, &self.backoff)
+                    .await? as u64;
+                self.connections.deletion_progress(&record.code, n).await?;
+                deleted += n;
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(Some(deleted)),
+            }
+        }
+    }
+}
+
+/// The payload that starts (or continues) the job for `code`.
+pub fn job_payload(code: &str, round: u64) -> Value {
+    json!({"data_deletion": {"code": code, "round": round}})
+}
+
+/// The code and round of a job payload; `None` if it is not one.
+pub fn parse_job(payload: &Value) -> Option<(String, u64)> {
+    let job = payload.get("data_deletion")?;
+    let code = job.get("code")?.as_str()?;
+    if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let round = job.get("round").and_then(Value::as_u64).unwrap_or(0);
+    Some((code.to_string(), round))
+}
+
+/// Starts the job asynchronously with an `Event` invocation of `function`.
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    code: &str,
+    round: u64,
+) -> Result<(), String> {
+    client
+        .invoke()
+        .function_name(function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            job_payload(code, round).to_string().into_bytes(),
+        ))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("not a data-deletion job payload")]
+    NotAJob,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not continue the job: {0}")]
+    Continue(String),
+    #[error("the job is still unfinished after {0} runs")]
+    TooManyRounds(u64),
+}
+
+impl From<JobError> for lambda_http::lambda_runtime::Diagnostic {
+    fn from(e: JobError) -> Self {
+        let error_type = match e {
+            JobError::NotAJob => "DataDeletion.NotAJob",
+            JobError::Store(_) => "DataDeletion.StoreUnavailable",
+            JobError::Continue(_) => "DataDeletion.ContinueFailed",
+            JobError::TooManyRounds(_) => "DataDeletion.TooManyRounds",
+        };
+        Self {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+impl DeletionJob {
+    /// The `data-deletion` function: one run per invocation. An error makes
+    /// Lambda retry the invocation, then send it to the dead-letter queue.
+    pub async fn serve(&self, lambda: &aws_sdk_lambda::Client) -> Result<(), lambda_http::Error> {
+        use lambda_http::lambda_runtime::{run, service_fn, LambdaEvent};
+        run(service_fn(move |event: LambdaEvent<Value>| async move {
+            let (code, round) = parse_job(&event.payload).ok_or(JobError::NotAJob)?;
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            let stop_at = Instant::now() + left.saturating_sub(DEADLINE_MARGIN);
+            match self.run(&code, stop_at).await.inspect_err(|e| {
+                tracing::error!(error = %e, deletion = %tag(&code), round, "data deletion failed; Lambda retries it");
+            })? {
+                JobOutcome::Unfinished { .. } if round + 1 >= MAX_ROUNDS => {
+                    Err(JobError::TooManyRounds(round + 1))
+                }
+                JobOutcome::Unfinished { events_deleted } => {
+                    invoke(lambda, &event.context.invoked_function_arn, &code, round + 1)
+                        .await
+                        .map_err(JobError::Continue)?;
+                    Ok(json!({"status": "continued", "events_deleted": events_deleted}))
+                }
+                JobOutcome::Complete { events_deleted } => {
+                    Ok(json!({"status": "complete", "events_deleted": events_deleted}))
+                }
+                JobOutcome::NotFound => Ok(json!({"status": "not_found"})),
+            }
+        }))
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Provider;
+
+    #[test]
+    fn job_payloads_read_back_and_refuse_anything_else() {
+        assert_eq!(
+            parse_job(&job_payload("ABC123", 4)),
+            Some(("ABC123".to_string(), 4))
+        );
+        assert_eq!(
+            parse_job(&json!({"data_deletion": {"code": "ABC"}})),
+            Some(("ABC".to_string(), 0))
+        );
+        for bad in [
+            json!({}),
+            json!({"data_deletion": {"code": ""}}),
+            json!({"data_deletion": {"code": "../x"}}),
+            json!({"data_deletion": {"code": "A".repeat(65)}}),
+            json!({"version": "2.0", "routeKey": "POST /webhook"}),
+        ] {
+            assert_eq!(parse_job(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn notices_have_one_id_per_request_and_account() {
+        let a = DeletionAccount {
+            provider: Provider::Instagram,
+            account_id: "178".into(),
+            user_id: "u".into(),
+        };
+        let b = DeletionAccount {
+            account_id: "179".into(),
+            ..a.clone()
+        };
+        assert_eq!(notice_id("C1", &a), notice_id("C1", &a));
+        assert_ne!(notice_id("C1", &a), notice_id("C2", &a));
+        assert_ne!(notice_id("C1", &a), notice_id("C1", &b));
+        assert!(notice_id("C1", &a).starts_with("dd_"));
+    }
+}

@@ -1,0 +1,234 @@
+//! What `template.yaml` deploys for Meta's routes: only under an unguessable
+//! path segment, with throttles of their own, a webhook function with its own
+//! capacity, and data deletion finished by a function of its own. Read from
+//! the template itself, checked against the routes the local gateway serves
+//! (`infra::apigw::ROUTES`).
+
+use std::collections::BTreeSet;
+
+use infra::apigw::{Door, ROUTES};
+use infra::template::serde_yaml::value::{Tag, TaggedValue};
+use infra::template::serde_yaml::Value;
+
+fn template() -> Value {
+    infra::template::document(&infra::template::template_path())
+}
+
+fn resource<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["Resources"]
+        .get(id)
+        .unwrap_or_else(|| panic!("resource {id}"))
+}
+
+fn resources_of_type<'a>(doc: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    doc["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, r)| (k.as_str().unwrap(), r))
+        .collect()
+}
+
+/// `!Ref name`, as the template writes it.
+fn is_ref(v: &Value, name: &str) -> bool {
+    match v {
+        Value::Tagged(t) => t.tag == Tag::new("Ref") && t.value.as_str() == Some(name),
+        Value::Mapping(m) => m.get("Ref").and_then(Value::as_str) == Some(name),
+        _ => false,
+    }
+}
+
+fn tagged_text(v: &Value) -> String {
+    match v {
+        Value::Tagged(t) => {
+            let TaggedValue { tag, value } = t.as_ref();
+            format!("{tag} {}", tagged_text(value))
+        }
+        Value::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn meta_route_keys() -> BTreeSet<String> {
+    ROUTES
+        .iter()
+        .filter(|(_, _, door)| *door == Door::Meta)
+        .map(|(m, p, _)| format!("{m} {p}"))
+        .collect()
+}
+
+#[test]
+fn meta_routes_live_only_under_the_secret_path_segment() {
+    let doc = template();
+    let secret = &doc["Parameters"]["MetaPathSecret"];
+    assert_eq!(secret["NoEcho"], Value::Bool(true), "never echoed");
+    assert!(
+        secret.get("Default").is_none(),
+        "each deployment picks its own"
+    );
+    let pattern = secret["AllowedPattern"].as_str().unwrap();
+    assert!(
+        pattern.contains("{32,"),
+        "at least 32 characters: {pattern}"
+    );
+
+    // Meta's API: routes are resources (no OpenAPI body), its only stage is
+    // the secret.
+    let api = resource(&doc, "MetaApi");
+    assert_eq!(api["Type"].as_str(), Some("AWS::ApiGatewayV2::Api"));
+    assert!(api["Properties"].get("Body").is_none());
+    let stages: Vec<_> = resources_of_type(&doc, "AWS::ApiGatewayV2::Stage")
+        .into_iter()
+        .filter(|(_, s)| is_ref(&s["Properties"]["ApiId"], "MetaApi"))
+        .collect();
+    assert_eq!(stages.len(), 1, "one stage, no $default");
+    let stage = &stages[0].1["Properties"];
+    assert!(
+        is_ref(&stage["StageName"], "MetaPathSecret"),
+        "the stage is the secret: {:?}",
+        stage["StageName"]
+    );
+    assert_eq!(stage["AutoDeploy"], Value::Bool(true));
+    let log_format = stage["AccessLogSettings"]["Format"].as_str().unwrap();
+    assert!(
+        !log_format.contains("$context.path") && !log_format.contains("$context.stage"),
+        "access logs never carry the secret"
+    );
+
+    let routes: BTreeSet<String> = resources_of_type(&doc, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .filter(|(_, r)| is_ref(&r["Properties"]["ApiId"], "MetaApi"))
+        .map(|(_, r)| r["Properties"]["RouteKey"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(routes, meta_route_keys(), "the gateway's Meta routes");
+
+    // None of them on the frontend API, where anyone can reach them.
+    for (_, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let Some(events) = f["Properties"].get("Events").and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (_, e) in events {
+            if e["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let key = format!(
+                "{} {}",
+                e["Properties"]["Method"].as_str().unwrap(),
+                e["Properties"]["Path"].as_str().unwrap()
+            );
+            assert!(!meta_route_keys().contains(&key), "{key} is public");
+            assert!(
+                ROUTES
+                    .iter()
+                    .any(|(m, p, d)| format!("{m} {p}") == key && *d != Door::Meta),
+                "{key} is a frontend route of the gateway"
+            );
+        }
+    }
+
+    // The permission lets only this API invoke the webhook function.
+    let permission = resource(&doc, "MetaApiInvokesWebhook");
+    assert!(tagged_text(&permission["Properties"]["SourceArn"]).contains("${MetaApi}"));
+}
+
+#[test]
+fn meta_and_frontend_routes_have_throttles_of_their_own() {
+    let doc = template();
+    let params = &doc["Parameters"];
+    let number = |name: &str| {
+        params[name]["Default"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+
+    // Every Meta route has its own setting; Meta's deliveries the most.
+    let stage = &resource(&doc, "MetaApiStage")["Properties"];
+    let settings = stage["RouteSettings"].as_mapping().unwrap();
+    let keys: BTreeSet<String> = settings
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, meta_route_keys());
+    for (key, s) in settings {
+        let (rate, burst) = if key.as_str() == Some("POST /webhook") {
+            ("WebhookRateLimit", "WebhookBurstLimit")
+        } else {
+            ("MetaCallbackRateLimit", "MetaCallbackBurstLimit")
+        };
+        assert!(is_ref(&s["ThrottlingRateLimit"], rate), "{key:?}");
+        assert!(is_ref(&s["ThrottlingBurstLimit"], burst), "{key:?}");
+    }
+    assert!(is_ref(
+        &stage["DefaultRouteSettings"]["ThrottlingRateLimit"],
+        "MetaCallbackRateLimit"
+    ));
+    assert!(
+        number("WebhookRateLimit") >= 100
+            && number("WebhookBurstLimit") >= number("WebhookRateLimit")
+    );
+    assert!(number("MetaCallbackRateLimit") < number("WebhookRateLimit"));
+
+    // The frontend API: its own parameters, nothing shared with Meta's.
+    let frontend = &resource(&doc, "HttpApi")["Properties"]["DefaultRouteSettings"];
+    assert!(is_ref(
+        &frontend["ThrottlingRateLimit"],
+        "FrontendRateLimit"
+    ));
+    assert!(is_ref(
+        &frontend["ThrottlingBurstLimit"],
+        "FrontendBurstLimit"
+    ));
+}
+
+#[test]
+fn the_webhook_function_has_capacity_of_its_own_and_no_kms() {
+    let doc = template();
+    let webhook = &resource(&doc, "WebhookFunction")["Properties"];
+    assert!(is_ref(
+        &webhook["ReservedConcurrentExecutions"],
+        "WebhookReservedConcurrency"
+    ));
+    assert!(
+        doc["Parameters"]["WebhookReservedConcurrency"]["Default"]
+            .as_u64()
+            .unwrap()
+            >= 10
+    );
+    assert!(webhook.get("Events").is_none(), "its routes are MetaApi's");
+    let env = &webhook["Environment"]["Variables"];
+    assert!(is_ref(
+        &env["DATA_DELETION_FUNCTION"],
+        "DataDeletionFunction"
+    ));
+    assert!(tagged_text(&env["META_BASE_URL"]).contains("${MetaApi}"));
+
+    for id in ["WebhookFunction", "DataDeletionFunction"] {
+        let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
+        assert!(!policies.contains("kms:"), "{id} holds no KMS right");
+    }
+}
+
+#[test]
+fn data_deletion_is_finished_by_a_retried_dead_lettered_function() {
+    let doc = template();
+    let f = &resource(&doc, "DataDeletionFunction");
+    assert_eq!(
+        f["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("data-deletion")
+    );
+    let invoke = &f["Properties"]["EventInvokeConfig"];
+    assert!(invoke["MaximumRetryAttempts"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        invoke["DestinationConfig"]["OnFailure"]["Type"].as_str(),
+        Some("SQS")
+    );
+    // It continues itself; deletion records expire.
+    let continues = format!("{:?}", resource(&doc, "DataDeletionContinues"));
+    assert!(
+        continues.contains("lambda:InvokeFunction") && continues.contains("DataDeletionFunction")
+    );
+    let ttl = &resource(&doc, "ConnectionsTable")["Properties"]["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
+    assert_eq!(ttl["Enabled"], Value::Bool(true));
+}
