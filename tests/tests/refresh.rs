@@ -22,6 +22,7 @@ const ONE: Summary = Summary {
     resubscribed: 0,
     webhooks_restored: 0,
     rows_skipped: 0,
+    left_for_next_run: 0,
 };
 
 async fn row(
@@ -259,7 +260,12 @@ async fn a_run_stops_before_its_deadline_and_the_next_one_finishes() {
     let deadline = Instant::now() + refresh::DEADLINE_MARGIN + StdDuration::from_millis(300);
     let first = h_refresher.run(deadline).await.unwrap();
     assert!(first.refreshed >= 1 && first.refreshed < 5, "{first:?}");
+    // What it had no time for is reported, so the function continues.
+    assert_eq!(first.left_for_next_run, 5 - first.examined, "{first:?}");
+    assert_eq!(refresh::next_round(0, &first), Some(1));
     let second = h.refresh().await;
+    assert_eq!(second.left_for_next_run, 0, "{second:?}");
+    assert_eq!(refresh::next_round(1, &second), None);
     assert_eq!(
         first.refreshed + second.refreshed,
         5,

@@ -67,7 +67,7 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let authorize = start_function("authorize", h.authorize.serve()).await;
     let callback = start_function("callback", h.callback.serve()).await;
     let webhook = start_function("webhook", h.webhook.serve()).await;
-    let refresh = start_function("refresh", h.refresher.serve()).await;
+    let refresh = start_function("refresh", h.refresher.serve(None)).await;
 
     // The frontend starts a flow; API Gateway passes the JWT on in the event.
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLW9mLXRoZS1qd3Q";

@@ -232,3 +232,27 @@ fn data_deletion_is_finished_by_a_retried_dead_lettered_function() {
     assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
     assert_eq!(ttl["Enabled"], Value::Bool(true));
 }
+
+#[test]
+fn the_refresh_continues_itself_at_the_concurrency_the_costs_were_measured_at() {
+    let doc = template();
+    // A run out of time invokes the function again for the rest: its role may.
+    let continues = resource(&doc, "RefreshContinues");
+    assert!(is_ref(
+        &continues["Properties"]["Roles"][0],
+        "RefreshFunctionRole"
+    ));
+    let statement = &continues["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Action"].as_str(), Some("lambda:InvokeFunction"));
+    assert_eq!(
+        tagged_text(&statement["Resource"]),
+        "!GetAtt RefreshFunction.Arn"
+    );
+    // docs/benchmarks.md's daily figures assume 64 in flight and 300 s runs.
+    assert_eq!(
+        doc["Parameters"]["RefreshConcurrency"]["Default"].as_u64(),
+        Some(64)
+    );
+    let refresh = resource(&doc, "RefreshFunction");
+    assert_eq!(refresh["Properties"]["Timeout"].as_u64(), Some(300));
+}

@@ -53,7 +53,7 @@ impl RefreshConfig {
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(&mut env),
             window: time::Duration::days(env.number_or("REFRESH_WINDOW_DAYS", 7, 1, 50) as i64),
-            concurrency: env.number_or("REFRESH_CONCURRENCY", 8, 1, 256) as usize,
+            concurrency: env.number_or("REFRESH_CONCURRENCY", 64, 1, 256) as usize,
             max_failure_days: env.number_or("REFRESH_MAX_FAILURE_DAYS", 3, 1, 30) as u32,
             event_retention: config::event_retention(&mut env),
         };
@@ -85,6 +85,9 @@ pub struct Summary {
     /// not parse): left as they are, logged by key hash, counted every run
     /// until someone repairs them.
     pub rows_skipped: usize,
+    /// Due connections this run had no time for (or did not load, past
+    /// [`MAX_PER_RUN`]): a continuation takes them (see [`next_round`]).
+    pub left_for_next_run: usize,
 }
 
 impl Summary {
@@ -137,7 +140,54 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 /// A lease outlives any single connection's work.
 const LEASE_FOR: time::Duration = time::Duration::minutes(5);
 /// Upper bound of keys one run loads from the index.
-const MAX_PER_RUN: usize = 100_000;
+pub const MAX_PER_RUN: usize = 100_000;
+/// Invocations one run may chain for what it had no time for (see
+/// [`next_round`]): 48 runs of 300 s at `REFRESH_CONCURRENCY` 64 examine
+/// several million connections, and a fault that makes runs end early
+/// cannot make them chain without end.
+pub const MAX_ROUNDS: u64 = 48;
+
+/// The round of a run: 0 for the schedule (or any other caller), `n` for the
+/// `n`th continuation.
+pub fn round_of(payload: &serde_json::Value) -> u64 {
+    payload
+        .get("refresh_continuation")
+        .and_then(|c| c.get("round"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The payload of the `round`th continuation.
+pub fn continuation_payload(round: u64) -> serde_json::Value {
+    serde_json::json!({"refresh_continuation": {"round": round}})
+}
+
+/// Whether a run of `round` that ended as `summary` says is followed by
+/// another invocation at once, and its round. Only for work left undone:
+/// a run that got through everything due (even with failures, which wait for
+/// their retry time) ends the chain, and so does [`MAX_ROUNDS`].
+pub fn next_round(round: u64, summary: &Summary) -> Option<u64> {
+    (summary.left_for_next_run > 0 && round + 1 < MAX_ROUNDS).then_some(round + 1)
+}
+
+/// Invokes `function` asynchronously with the continuation payload.
+async fn continue_run(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    round: u64,
+) -> Result<(), String> {
+    lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            continuation_payload(round).to_string().into_bytes(),
+        ))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+}
 
 pub struct Refresher<K = KmsDataKeys> {
     inner: Arc<Inner<K>>,
@@ -199,12 +249,21 @@ impl<K: DataKeys + 'static> Refresher<K> {
         }
     }
 
-    /// Serves scheduled runs on the Lambda Runtime API: each invocation is one
-    /// run that stops before the invocation's deadline.
-    pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+    /// Serves runs on the Lambda Runtime API: each invocation (the schedule,
+    /// the connections function after a delete, or a continuation) is one
+    /// run that stops before the invocation's deadline. A run that had no
+    /// time for everything due invokes the function again for the rest
+    /// ([`next_round`]), so one daily schedule covers any number of
+    /// connections; if that invocation fails, the next scheduled run carries
+    /// on. `lambda: None` (tests) leaves the rest to the next run.
+    pub async fn serve(
+        &self,
+        lambda: Option<&aws_sdk_lambda::Client>,
+    ) -> Result<(), lambda_http::Error> {
         use lambda_http::lambda_runtime::{run, service_fn, LambdaEvent};
         run(service_fn(
             move |event: LambdaEvent<serde_json::Value>| async move {
+                let round = round_of(&event.payload);
                 let left = event
                     .context
                     .deadline()
@@ -212,6 +271,21 @@ impl<K: DataKeys + 'static> Refresher<K> {
                     .unwrap_or_default();
                 let summary = self.run(Instant::now() + left).await?;
                 summary.metrics().emit();
+                if let (Some(next), Some(lambda)) = (next_round(round, &summary), lambda) {
+                    let function = &event.context.invoked_function_arn;
+                    match continue_run(lambda, function, next).await {
+                        Ok(()) => tracing::info!(
+                            round = next,
+                            left = summary.left_for_next_run,
+                            "refresh continues in another invocation"
+                        ),
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            round = next,
+                            "could not continue the refresh run; the next scheduled run takes the rest"
+                        ),
+                    }
+                }
                 Ok::<_, RunError>(summary)
             },
         ))
@@ -227,10 +301,13 @@ impl<K: DataKeys + 'static> Refresher<K> {
         let unreadable_jobs = self.inner.finish_deletions(&secrets, stop_at).await;
         let due = self.inner.due_keys().await?;
         let unreadable_keys = due.unreadable.len();
+        let capped = due.capped;
         let (mut summary, left) = self
             .work_through(due.keys, &run_id, &secrets, stop_at)
             .await;
         summary.rows_skipped += unreadable_jobs + unreadable_keys;
+        // Past the index page a run loads, at least one more is due.
+        summary.left_for_next_run = if capped { left.max(1) } else { left };
         tracing::info!(
             examined = summary.examined,
             refreshed = summary.refreshed,
@@ -291,10 +368,60 @@ impl<K> Inner<K> {
             let due = self.store.due(bucket, until, MAX_PER_RUN).await?;
             all.keys.extend(due.keys);
             all.unreadable.extend(due.unreadable);
+            all.capped |= due.capped;
         }
         for row in &all.unreadable {
             tracing::error!(row = %row, "due entry is not a connection's keys; skipped");
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(left: usize) -> Summary {
+        Summary {
+            examined: 10,
+            refreshed: 4,
+            left_for_next_run: left,
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn a_run_with_work_left_continues_and_a_finished_one_does_not() {
+        assert_eq!(next_round(0, &ended(1)), Some(1));
+        assert_eq!(next_round(7, &ended(5_000)), Some(8));
+        // Everything due was examined (failures wait for their retry time).
+        let failed = Summary {
+            failed: 10,
+            ..ended(0)
+        };
+        assert_eq!(next_round(0, &failed), None);
+        assert_eq!(next_round(3, &ended(0)), None);
+    }
+
+    #[test]
+    fn a_chain_of_continuations_ends() {
+        assert_eq!(next_round(MAX_ROUNDS - 2, &ended(1)), Some(MAX_ROUNDS - 1));
+        assert_eq!(next_round(MAX_ROUNDS - 1, &ended(1)), None);
+        assert_eq!(next_round(u64::MAX - 1, &ended(1)), None);
+    }
+
+    #[test]
+    fn continuation_payloads_carry_their_round_and_anything_else_is_round_zero() {
+        assert_eq!(round_of(&continuation_payload(5)), 5);
+        // EventBridge Scheduler's input, a connections-function invocation,
+        // or junk: a fresh run.
+        for other in [
+            serde_json::json!({}),
+            serde_json::json!({"source": "aws.scheduler"}),
+            serde_json::json!({"refresh_continuation": {"round": "7"}}),
+            serde_json::json!("refresh"),
+        ] {
+            assert_eq!(round_of(&other), 0, "{other}");
+        }
     }
 }

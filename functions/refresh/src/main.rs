@@ -18,5 +18,7 @@ async fn main() -> Result<(), Error> {
         keys,
         Clock::system(),
     );
-    refresher.serve().await
+    refresher
+        .serve(Some(&aws_sdk_lambda::Client::new(&aws)))
+        .await
 }

@@ -69,6 +69,8 @@ pub struct DueKeys {
     pub keys: Vec<ConnectionKey>,
     /// Tags ([`key_tag`]) of index entries whose keys are not a connection's.
     pub unreadable: Vec<String>,
+    /// The query stopped at its limit: more may be due than were loaded.
+    pub capped: bool,
 }
 
 /// A row's keys as a log may show them: a short hash, never the values.

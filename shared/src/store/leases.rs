@@ -34,7 +34,9 @@ impl ConnectionStore {
             .expression_attribute_values(":b", s(bucket.as_str()))
             .expression_attribute_values(":until", epoch(until));
         let mut due = DueKeys::default();
-        for item in query_all(query, limit).await? {
+        let items = query_all(query, limit).await?;
+        due.capped = items.len() >= limit;
+        for item in items {
             let (pk, sk) = (get_s(&item, "pk"), get_s(&item, "sk"));
             let (pk, sk) = (pk.unwrap_or_default(), sk.unwrap_or_default());
             match ConnectionKey::parse(&pk, &sk) {
