@@ -256,3 +256,73 @@ fn the_refresh_continues_itself_at_the_concurrency_the_costs_were_measured_at() 
     let refresh = resource(&doc, "RefreshFunction");
     assert_eq!(refresh["Properties"]["Timeout"].as_u64(), Some(300));
 }
+
+/// The metric names each function writes, read from the code's own EMF
+/// documents (so an alarm on a name nobody emits fails here).
+fn emitted(function: &str) -> BTreeSet<String> {
+    let docs = match function {
+        "webhook" => vec![webhook::delivery::Delivery::Stored {
+            new: 1,
+            duplicates: 0,
+        }
+        .metrics()
+        .document(0)],
+        "refresh" => vec![refresh::Summary::default().metrics().document(0)],
+        other => panic!("no metrics known for {other}"),
+    };
+    docs.iter()
+        .flat_map(|d| {
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["Name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn alarms_watch_metrics_the_functions_emit_and_reach_someone() {
+    let doc = template();
+    let alarms = resources_of_type(&doc, "AWS::CloudWatch::Alarm");
+    let mut ours = BTreeSet::new();
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        if p["Namespace"].as_str() != Some(shared::metrics::NAMESPACE) {
+            continue;
+        }
+        let dims = p["Dimensions"].as_sequence().unwrap();
+        assert_eq!(
+            dims.len(),
+            1,
+            "{id}: by function only, as the EMF documents are"
+        );
+        assert_eq!(dims[0]["Name"].as_str(), Some("function"), "{id}");
+        let function = dims[0]["Value"].as_str().unwrap();
+        let metric = p["MetricName"].as_str().unwrap();
+        assert!(
+            emitted(function).contains(metric),
+            "{id}: {function} emits no {metric}"
+        );
+        assert!(
+            tagged_text(&p["AlarmActions"]).contains("AlarmTopic"),
+            "{id} notifies the alarm topic"
+        );
+        ours.insert(metric.to_string());
+    }
+    for metric in ["Retried", "BadSignature", "WebhooksRestored", "NeedsReauth"] {
+        assert!(ours.contains(metric), "an alarm on {metric}");
+    }
+    // CloudWatch can publish only to a topic whose key lets it.
+    let topic = resource(&doc, "AlarmTopic");
+    assert!(is_ref(
+        &topic["Properties"]["KmsMasterKeyId"],
+        "AlarmTopicKey"
+    ));
+    let policy = format!(
+        "{:?}",
+        resource(&doc, "AlarmTopicKey")["Properties"]["KeyPolicy"]
+    );
+    assert!(policy.contains("cloudwatch.amazonaws.com") && policy.contains("kms:GenerateDataKey*"));
+}

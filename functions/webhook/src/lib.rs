@@ -14,6 +14,7 @@
 //! This function holds no KMS permission: it can delete tokens, never read them.
 
 pub mod deletion;
+pub mod delivery;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use shared::webhook::{self, SignatureError, SignedRequest};
 use shared::{http, Clock, ConfigError, EnvReader, Provider};
 
 use deletion::{DeletionConfig, DeletionJob};
+use delivery::Delivery;
 
 /// Conditional puts in flight at once while storing a delivery.
 pub const STORE_CONCURRENCY: usize = 64;
@@ -246,15 +248,24 @@ impl Webhook {
         }
     }
 
-    /// `POST /webhook`.
+    /// `POST /webhook`, counted as metrics ([`Delivery`]).
     async fn notification(&self, req: &Request) -> Response<Body> {
+        let (response, delivery) = self.deliver(req).await;
+        delivery.metrics().emit();
+        response
+    }
+
+    async fn deliver(&self, req: &Request) -> (Response<Body>, Delivery) {
         let body = http::body_bytes(req);
         if body.len() > webhook::MAX_BODY_BYTES {
             tracing::warn!(bytes = body.len(), "webhook refused: too large");
-            return http::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "The body is over 2 MiB.",
+            return (
+                http::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "The body is over 2 MiB.",
+                ),
+                Delivery::Oversized,
             );
         }
         let values: Vec<&str> = req
@@ -265,21 +276,24 @@ impl Webhook {
             .collect();
         let signature = match webhook::parse_signature(&values) {
             Ok(sig) => sig,
-            Err(e) => return refuse(e),
+            Err(e) => return (refuse(e), Delivery::BadSignature),
         };
         match self.verified(body, &signature).await {
             Ok(true) => {}
-            Ok(false) => return refuse(SignatureError::Mismatch),
-            Err(()) => return unavailable(),
+            Ok(false) => return (refuse(SignatureError::Mismatch), Delivery::BadSignature),
+            Err(()) => return (unavailable(), Delivery::SecretsUnavailable),
         }
         let updates = match webhook::parse_notification(body) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook refused: not Meta's shape");
-                return http::error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_payload",
-                    "Not a Meta notification.",
+                return (
+                    http::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_payload",
+                        "Not a Meta notification.",
+                    ),
+                    Delivery::Malformed,
                 );
             }
         };
@@ -288,7 +302,7 @@ impl Webhook {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "webhook: owner lookup failed; Meta will retry");
-                return unavailable();
+                return (unavailable(), Delivery::StoreFailed);
             }
         };
         let now = self.clock.now();
@@ -301,13 +315,20 @@ impl Webhook {
                     duplicates = events.len() - new,
                     "webhook stored"
                 );
-                http::json(StatusCode::OK, &json!({"received": events.len()}))
+                let stored = Delivery::Stored {
+                    new,
+                    duplicates: events.len() - new,
+                };
+                (
+                    http::json(StatusCode::OK, &json!({"received": events.len()})),
+                    stored,
+                )
             }
             Err(e) => {
                 // Nothing is acknowledged that was not stored: Meta retries,
                 // and what did get stored is skipped then.
                 tracing::error!(error = %e, updates = events.len(), "webhook store failed; Meta will retry");
-                unavailable()
+                (unavailable(), Delivery::StoreFailed)
             }
         }
     }
