@@ -324,6 +324,78 @@ async fn a_dead_token_flips_the_connection_at_once_and_later_calls_stay_home() {
 }
 
 #[tokio::test]
+async fn a_sent_dm_replays_even_once_the_account_is_blocked_or_needs_reauth() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "replay.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let send = |key: &str| {
+        proxied("POST", &account, "me/messages")
+            .user("user-1")
+            .header("idempotency-key", key)
+            .json(&dm("9001", "Your order shipped"))
+            .into_request()
+    };
+    let first = graph.handle(send("evt-1")).await;
+    assert_eq!(first.status(), 200, "{}", first.body_text());
+
+    // Meta then blocks the account: a retry of the sent DM still gets its
+    // answer; a new send is a 429 and its key stays free.
+    h.stack.meta.throttle(&account, 80002, 5);
+    let blocked = graph
+        .handle(
+            proxied("GET", &account, "me/media")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(blocked.status(), 429);
+    let again = graph.handle(send("evt-1")).await;
+    assert_eq!(again.status(), 200, "{}", again.body_text());
+    assert_eq!(again.body_json(), first.body_json());
+    assert_eq!(
+        again.header_str("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    let new = graph.handle(send("evt-2")).await;
+    assert_eq!(new.status(), 429, "{}", new.body_text());
+    let invoked = graph
+        .handle_invocation(json!({"provider": "instagram", "account_id": account,
+            "method": "POST", "path": "me/messages", "body": dm("9001", "Your order shipped"),
+            "idempotency_key": "evt-1"}))
+        .await;
+    assert_eq!(invoked["status"], 200, "{invoked}");
+    assert_eq!(invoked["replayed"], true);
+
+    // Once the block is over, the refused key sends.
+    h.stack.meta.clear_throttles();
+    h.clock.advance(time::Duration::minutes(6));
+    let later = graph.handle(send("evt-2")).await;
+    assert_eq!(later.status(), 200, "{}", later.body_text());
+    assert_eq!(h.stack.meta.sent_messages().len(), 2);
+
+    // The token dies: the sent DMs still replay, nothing new is sent.
+    h.stack.meta.invalidate_account(&account);
+    let dead = graph
+        .handle(
+            proxied("GET", &account, "me/media")
+                .user("user-1")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(dead.status(), 409);
+    let again = graph.handle(send("evt-2")).await;
+    assert_eq!(again.status(), 200, "{}", again.body_text());
+    assert_eq!(
+        again.header_str("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    let refused = graph.handle(send("evt-3")).await;
+    assert_eq!(refused.status(), 409);
+    assert_eq!(refused.body_json()["error"], "connection_needs_reauth");
+    assert_eq!(h.stack.meta.sent_messages().len(), 2);
+}
+
+#[tokio::test]
 async fn revoked_connections_are_refused_without_meta() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "gone.one").await;

@@ -280,37 +280,28 @@ impl<K: DataKeys> Graph<K> {
             Err(answer) => return answer,
         };
         trace.path = policy::path_template(&segments);
-        match conn.status {
-            Status::Active => {}
-            Status::NeedsReauth => {
-                return ProxyAnswer::error(
-                    409,
-                    "connection_needs_reauth",
-                    "This connection must be connected again.",
-                )
-            }
-            Status::Revoked => {
-                return ProxyAnswer::error(
-                    409,
-                    "connection_revoked",
-                    "The person removed this app at Meta.",
-                )
-            }
-        }
-        match block {
-            Ok(Some(block)) => return rate_limited(&block, now),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the rate-limit state");
-                return ProxyAnswer::unavailable();
-            }
-        }
         let method = GraphMethod::parse(&req.method).expect("the policy checked the method");
+        // The idempotency key first: a send that already succeeded is
+        // answered as it was, even once the account is blocked or the
+        // connection needs the person again.
         let claim = match self.claim(req, provider, method).await {
             Ok(Some(claim)) => Some(claim),
             Ok(None) => None,
             Err(answer) => return answer,
         };
+        if let Some(refused) = refusal(conn.status, block, now) {
+            // Meta was not called: the key stays free for a later try.
+            if let Some((key, fingerprint)) = &claim {
+                if let Err(e) = self
+                    .store
+                    .release(provider, &conn.account_id, key, fingerprint)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not release the idempotency key");
+                }
+            }
+            return refused;
+        }
         let answer = self.call_meta(req, &found, method, &segments, trace).await;
         if let Some((key, fingerprint)) = claim {
             self.settle_claim(provider, &conn.account_id, &key, &fingerprint, &answer)
@@ -688,6 +679,41 @@ fn cache_key(conn: &Connection) -> CacheKey {
         user_id: conn.user_id.clone(),
         provider: conn.provider,
         account_id: conn.account_id.clone(),
+    }
+}
+
+/// Why a call is refused without reaching Meta: the connection's status
+/// (`409`), Meta's block on the account (`429`), or the block unreadable
+/// (`503`). `None`: go ahead.
+fn refusal(
+    status: Status,
+    block: Result<Option<Block>, shared::store::StoreError>,
+    now: shared::time::OffsetDateTime,
+) -> Option<ProxyAnswer> {
+    match status {
+        Status::Active => {}
+        Status::NeedsReauth => {
+            return Some(ProxyAnswer::error(
+                409,
+                "connection_needs_reauth",
+                "This connection must be connected again.",
+            ))
+        }
+        Status::Revoked => {
+            return Some(ProxyAnswer::error(
+                409,
+                "connection_revoked",
+                "The person removed this app at Meta.",
+            ))
+        }
+    }
+    match block {
+        Ok(Some(block)) => Some(rate_limited(&block, now)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the rate-limit state");
+            Some(ProxyAnswer::unavailable())
+        }
     }
 }
 
