@@ -25,6 +25,13 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::minutes(5);
 /// entries are swept first.
 const MAX_ENTRIES: usize = 10_000;
 
+/// Expired tokens are dropped (zeroized) at the first call at least this long
+/// after the last sweep, whichever connection it is for: an idle
+/// connection's token doesn't outlive [`TOKEN_CACHE_TTL`] by more than this
+/// while the container serves calls (a frozen container runs no code; its
+/// next call sweeps).
+const SWEEP_EVERY: Duration = Duration::seconds(30);
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub user_id: String,
@@ -41,8 +48,13 @@ struct Entry {
 type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 
 pub struct TokenCache {
-    slots: Mutex<HashMap<CacheKey, Slot>>,
+    slots: Mutex<Slots>,
     clock: Clock,
+}
+
+struct Slots {
+    map: HashMap<CacheKey, Slot>,
+    swept_at: OffsetDateTime,
 }
 
 /// A sealed token's identity: a new sealing (refresh, reconnect) differs.
@@ -57,7 +69,10 @@ fn fingerprint(sealed: &SealedToken) -> [u8; 32] {
 impl TokenCache {
     pub fn new(clock: Clock) -> Self {
         Self {
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                swept_at: clock.now(),
+            }),
             clock,
         }
     }
@@ -97,11 +112,11 @@ impl TokenCache {
 
     /// Forgets a connection's token (Meta said it is dead).
     pub fn evict(&self, key: &CacheKey) {
-        self.slots.lock().unwrap().remove(key);
+        self.slots.lock().unwrap().map.remove(key);
     }
 
     pub fn len(&self) -> usize {
-        self.slots.lock().unwrap().len()
+        self.slots.lock().unwrap().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -110,17 +125,19 @@ impl TokenCache {
 
     fn slot(&self, key: &CacheKey) -> Slot {
         let mut slots = self.slots.lock().unwrap();
-        if slots.len() >= MAX_ENTRIES && !slots.contains_key(key) {
-            let now = self.clock.now();
+        let now = self.clock.now();
+        let full = slots.map.len() >= MAX_ENTRIES && !slots.map.contains_key(key);
+        if full || now - slots.swept_at >= SWEEP_EVERY {
+            slots.swept_at = now;
             // Keep what is fresh or in use; an entry busy opening is in use.
-            slots.retain(|_, slot| match slot.try_lock() {
+            slots.map.retain(|_, slot| match slot.try_lock() {
                 Ok(e) => e
                     .as_ref()
                     .is_some_and(|e| now - e.opened_at < TOKEN_CACHE_TTL),
                 Err(_) => true,
             });
         }
-        slots.entry(key.clone()).or_default().clone()
+        slots.map.entry(key.clone()).or_default().clone()
     }
 }
 
@@ -176,6 +193,34 @@ mod tests {
             "t1-again"
         );
         assert_eq!(opened.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connections_token_is_dropped_soon_after_it_expires() {
+        let clock = Clock::fixed(datetime!(2026-11-21 12:00:00 UTC));
+        let cache = TokenCache::new(clock.clone());
+        let opened = AtomicUsize::new(0);
+        get(&cache, &sealed(1), &opened, "idle").await;
+        assert_eq!(cache.len(), 1);
+        let other = CacheKey {
+            account_id: "2".into(),
+            ..key()
+        };
+        let busy = sealed(2);
+        let open_other = || {
+            cache.get_or_open(&other, &busy, || async {
+                Ok::<_, ()>(SecretString::from("busy".to_string()))
+            })
+        };
+        // Still fresh: kept while other connections are called.
+        clock.advance(Duration::minutes(4));
+        open_other().await.unwrap();
+        assert_eq!(cache.len(), 2);
+        // Expired: the next call for any connection drops it (once the
+        // last sweep is SWEEP_EVERY old), though it is never called again.
+        clock.advance(Duration::minutes(1) + SWEEP_EVERY);
+        open_other().await.unwrap();
+        assert_eq!(cache.len(), 1, "only the connection in use is left");
     }
 
     #[tokio::test]
