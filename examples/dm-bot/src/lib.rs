@@ -77,12 +77,11 @@ pub fn reply_for(record: &Value) -> Option<Value> {
     }
     let sender = payload.pointer("/sender/id")?.as_str()?;
     let provider = attr(image, "provider")?;
-    let path = match provider {
-        // Instagram Login: the account itself sends.
-        "instagram" => "me/messages".to_string(),
-        // Facebook Login: the Page sends; its id is the message's recipient.
-        _ => format!("{}/messages", payload.pointer("/recipient/id")?.as_str()?),
-    };
+    // The connection's own token sends: for Instagram Login `me` is the
+    // account, for Facebook Login (a Page token) `me` is the Page, which is
+    // what sends Instagram messages there (the message's recipient is the
+    // Instagram account, not the Page).
+    let path = "me/messages";
     Some(json!({
         "provider": provider,
         "account_id": attr(image, "account_id")?,
@@ -179,6 +178,17 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Do you ship to Berlin?"));
+    }
+
+    #[test]
+    fn a_facebook_connection_answers_as_its_page() {
+        let mut rec = record("messages", message(json!({})));
+        rec["dynamodb"]["NewImage"]["provider"] = json!({"S": "facebook"});
+        let inv = reply_for(&rec).unwrap();
+        assert_eq!(inv["provider"], "facebook");
+        // Not the recipient (the Instagram account id 1784): the Page, as `me`.
+        assert_eq!(inv["path"], "me/messages");
+        assert_eq!(inv["body"]["recipient"]["id"], "9001");
     }
 
     #[test]
