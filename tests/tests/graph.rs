@@ -281,6 +281,65 @@ async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
 }
 
 #[tokio::test]
+async fn calls_refused_at_either_door_are_clear_errors_and_logged_too() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "door.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    // No user in the event (the authorizer let nothing through): 401.
+    let resp = graph
+        .handle(proxied("GET", &account, "me/media").into_request())
+        .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.body_json()["error"], "unauthenticated");
+    // A body that can't be read: 400, and nothing of it in the logs.
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("content-type", "application/json")
+                .body("{\"message\": secret-door-body")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.body_json()["error"], "invalid_request");
+    let resp = graph
+        .handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("content-type", "text/plain")
+                .body("secret-door-text")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    // An invocation that is not the documented shape.
+    let answer = graph
+        .handle_invocation(json!({"provider": "instagram", "method": "post",
+            "path": ["secret-door-path"]}))
+        .await;
+    assert_eq!(answer["status"], 400, "{answer}");
+    assert_eq!(answer["body"]["error"], "invalid_request");
+    assert_eq!(h.stack.meta.calls("graph"), 0);
+
+    let logs = logs();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("graph call")).collect();
+    assert!(lines.iter().any(|l| l.contains(r#""door":"http""#)
+        && l.contains(r#""status":401"#)
+        && l.contains(r#""error":"unauthenticated""#)));
+    assert!(lines.iter().any(|l| l.contains(r#""door":"http""#)
+        && l.contains(r#""status":400"#)
+        && l.contains(r#""error":"invalid_request""#)));
+    assert!(lines.iter().any(|l| l.contains(r#""door":"invoke""#)
+        && l.contains(r#""method":"POST""#)
+        && l.contains(r#""error":"invalid_request""#)));
+    assert!(
+        !logs.contains("secret-door"),
+        "nothing of a refused request is logged"
+    );
+}
+
+#[tokio::test]
 async fn a_dead_token_flips_the_connection_at_once_and_later_calls_stay_home() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "dying.one").await;

@@ -66,11 +66,20 @@ impl<K: DataKeys> Graph<K> {
     /// The HTTP door.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let Some(user_id) = http::user_id(&req) else {
+            refused_at_the_door("http", req.method().as_str(), 401, "unauthenticated");
             return http::unauthenticated();
         };
         let answer = match self.http_request(&req, user_id) {
             Ok(r) => self.proxy(r).await,
-            Err(answer) => answer,
+            Err(answer) => {
+                refused_at_the_door(
+                    "http",
+                    req.method().as_str(),
+                    answer.status,
+                    error_of(&answer),
+                );
+                answer
+            }
         };
         http_response(&answer)
     }
@@ -121,9 +130,18 @@ impl<K: DataKeys> Graph<K> {
 
     /// The invocation door: `{"status", "headers", "body", "replayed"}`.
     pub async fn handle_invocation(&self, payload: Value) -> Value {
+        let method = payload
+            .get("method")
+            .and_then(Value::as_str)
+            .filter(|m| m.len() <= 10 && m.bytes().all(|b| b.is_ascii_alphabetic()))
+            .unwrap_or("")
+            .to_ascii_uppercase();
         let answer = match invoke_request(payload) {
             Ok(r) => self.proxy(r).await,
-            Err(answer) => answer,
+            Err(answer) => {
+                refused_at_the_door("invoke", &method, answer.status, error_of(&answer));
+                answer
+            }
         };
         let headers: Map<String, Value> = answer
             .headers
@@ -153,6 +171,21 @@ impl<K: DataKeys> Graph<K> {
         }))
         .await
     }
+}
+
+fn error_of(answer: &ProxyAnswer) -> &str {
+    answer
+        .body
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The log line of a call refused before it became a proxy request (no
+/// caller, a body or payload that can't be read): every call writes one.
+/// Nothing of the request but its method is logged.
+fn refused_at_the_door(door: &str, method: &str, status: u16, error: &str) {
+    tracing::info!(door, method, status, error, "graph call");
 }
 
 fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
