@@ -68,6 +68,9 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let callback = start_function("callback", h.callback.serve()).await;
     let webhook = start_function("webhook", h.webhook.serve()).await;
     let refresh = start_function("refresh", h.refresher.serve(None)).await;
+    let (graph, _) = infra::graph_proxy::graph(&h.stack, h.clock.clone());
+    let graph: &'static _ = Box::leak(Box::new(graph));
+    let graph_fn = start_function("graph", graph.serve()).await;
 
     // The frontend starts a flow; API Gateway passes the JWT on in the event.
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLW9mLXRoZS1qd3Q";
@@ -143,6 +146,29 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let summary = http_response(refresh.invoke(scheduled).await);
     assert_eq!(summary["refreshed"], 1, "{summary}");
 
+    // The product acts with the connection through the Graph proxy: both
+    // doors, through the runtime (an API Gateway event, then an invocation).
+    let graph_text = "my secret reply body 91c2";
+    let event = ApiRequest::post(&format!(
+        "/connections/instagram/{account}/graph/me/messages"
+    ))
+    .user("user-1")
+    .header("authorization", &format!("Bearer {jwt}"))
+    .header("idempotency-key", "reply-1")
+    .json(&json!({"recipient": {"id": "9001"}, "message": {"text": graph_text}}))
+    .event();
+    let resp = http_response(graph_fn.invoke(event).await);
+    assert_eq!(resp["statusCode"], 200, "{resp}");
+    assert_eq!(header(&resp, "cache-control"), "no-store");
+    let answer = http_response(
+        graph_fn
+            .invoke(json!({"provider": "instagram", "account_id": account,
+                "method": "GET", "path": "me/media", "query": {"fields": "id,caption"}}))
+            .await,
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert!(answer["body"]["data"].is_array(), "{answer}");
+
     // Meta deauthorizes the person, with a signed_request.
     let signed_request = make_signed_request(
         ig_secret.as_bytes(),
@@ -157,7 +183,7 @@ async fn connect_webhook_refresh_through_the_runtime() {
 
     // The capture saw the functions at work, through the runtime.
     let logs = logs();
-    for line in ["authorization started", "connected"] {
+    for line in ["authorization started", "connected", "graph call"] {
         assert!(logs.contains(line), "the capture sees {line:?}");
     }
     let mut secrets = h.stack.meta.issued_secrets();
@@ -167,6 +193,7 @@ async fn connect_webhook_refresh_through_the_runtime() {
         cookie_value,
         jwt.to_string(),
         dm_text.to_string(),
+        graph_text.to_string(),
         signature,
         verify_token,
         signed_request.clone(),

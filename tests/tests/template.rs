@@ -326,3 +326,84 @@ fn alarms_watch_metrics_the_functions_emit_and_reach_someone() {
     );
     assert!(policy.contains("cloudwatch.amazonaws.com") && policy.contains("kms:GenerateDataKey*"));
 }
+
+#[test]
+fn the_graph_proxy_may_open_tokens_only_with_their_context_and_touch_little_else() {
+    let doc = template();
+    let f = resource(&doc, "GraphFunction");
+    assert_eq!(
+        f["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("graph")
+    );
+    let statements = f["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let actions = |s: &Value| -> Vec<String> {
+        match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Sequence(v) => v.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let all: Vec<String> = statements.iter().flat_map(actions).collect();
+    // No listing of anyone's connections, no scans, no key generation.
+    for never in [
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "kms:GenerateDataKey",
+        "kms:Encrypt",
+        "dynamodb:BatchGetItem",
+    ] {
+        assert!(!all.iter().any(|a| a == never), "{never} in {all:?}");
+    }
+    for s in statements {
+        let acts = actions(s);
+        let resource = tagged_text(&s["Resource"]);
+        if acts.iter().any(|a| a == "kms:Decrypt") {
+            assert_eq!(acts, ["kms:Decrypt"]);
+            assert_eq!(
+                s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
+                Some("connection-token"),
+                "only with the token's encryption context"
+            );
+        }
+        if acts.iter().any(|a| a == "dynamodb:UpdateItem") && resource.contains("ConnectionsTable")
+        {
+            let attrs = &s["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"];
+            let attrs: Vec<&str> = attrs
+                .as_sequence()
+                .expect("connection updates limited to named attributes")
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            for never in [
+                "token",
+                "sealed_token",
+                "ciphertext",
+                "user_id",
+                "account_id",
+            ] {
+                assert!(!attrs.contains(&never), "{never} writable: {attrs:?}");
+            }
+            assert!(attrs.contains(&"status"));
+        }
+    }
+    // Its three routes are behind the JWT authorizer; the backend door is
+    // the output ARN.
+    let events = f["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 3);
+    for (_, e) in events {
+        assert_eq!(
+            e["Properties"]["Path"].as_str(),
+            Some("/connections/{provider}/{account_id}/graph/{path+}")
+        );
+        assert_eq!(
+            e["Properties"]["Auth"]["Authorizer"].as_str(),
+            Some("FrontendJwt")
+        );
+    }
+    assert_eq!(
+        tagged_text(&doc["Outputs"]["GraphFunctionArn"]["Value"]),
+        "!GetAtt GraphFunction.Arn"
+    );
+}
