@@ -531,6 +531,36 @@ async fn throttling_is_a_429_and_every_container_stops_calling_meta_until_regain
 }
 
 #[tokio::test]
+async fn an_answer_at_full_app_usage_pauses_the_account_before_meta_throttles() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "usage.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let get = || {
+        proxied("GET", &account, "me/media")
+            .user("user-1")
+            .into_request()
+    };
+    // Meta answers, but says the app has used all of its calls.
+    h.stack.meta.set_app_usage(100);
+    let resp = graph.handle(get()).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    assert_eq!(h.stack.meta.calls("graph"), 1);
+    // The next call waits without reaching Meta.
+    let resp = graph.handle(get()).await;
+    assert_eq!(resp.status(), 429, "{}", resp.body_text());
+    assert_eq!(resp.body_json()["error"], "meta_rate_limited");
+    let wait: i64 = resp.header_str("retry-after").unwrap().parse().unwrap();
+    assert!(wait >= 1, "{wait}");
+    assert_eq!(h.stack.meta.calls("graph"), 1);
+    // Once the pause is over, calls go through again.
+    h.stack.meta.set_app_usage(12);
+    h.clock.advance(time::Duration::seconds(wait));
+    let resp = graph.handle(get()).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    assert_eq!(h.stack.meta.calls("graph"), 2);
+}
+
+#[tokio::test]
 async fn meta_failing_is_a_502_get_is_retried_post_is_not_and_a_key_can_try_again() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "flaky.one").await;
