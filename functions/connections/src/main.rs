@@ -1,14 +1,10 @@
 use connections::{Connections, ConnectionsConfig, Nudge};
 use lambda_http::Error;
-use shared::{Clock, EnvReader};
+use shared::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init();
-    let config = ConnectionsConfig::from_env(EnvReader::from_env()).inspect_err(|e| {
-        tracing::error!(error = %e, "refusing to start");
-    })?;
-    let aws = shared::aws_config().await;
+    let (config, aws) = shared::startup::start(ConnectionsConfig::from_env).await?;
     let nudge = if config.refresh_function.is_empty() {
         Nudge::None
     } else {

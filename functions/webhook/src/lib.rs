@@ -481,109 +481,102 @@ impl Webhook {
             Ok(r) => r,
             Err(resp) => return resp,
         };
+        let Ok(record) = self.deletion_for(&request).await else {
+            return unavailable();
+        };
+        http::json(
+            StatusCode::OK,
+            &json!({
+                "url": format!("{}{prefix}/meta/data-deletion/{}", self.config.meta_base_url, record.code),
+                "confirmation_code": record.code,
+                "status": record.status.as_str(),
+            }),
+        )
+    }
+
+    /// The deletion record that answers `request`: the one it already made
+    /// (Meta's retry, a replay), or a new one. `Err`: a store or the job's
+    /// start failed (logged); Meta retries and gets the same code.
+    async fn deletion_for(&self, request: &SignedRequest) -> Result<DeletionRecord, ()> {
         let meta_user = request.user_id.as_str();
-        let answer = |record: &DeletionRecord| {
-            http::json(
-                StatusCode::OK,
-                &json!({
-                    "url": format!("{}{prefix}/meta/data-deletion/{}", self.config.meta_base_url, record.code),
-                    "confirmation_code": record.code,
-                    "status": record.status.as_str(),
-                }),
-            )
-        };
-        let store_failed = |e: shared::store::StoreError| {
-            tracing::error!(error = %e, "data deletion: store failed; Meta will retry");
-        };
-        let Ok(person) = self
+        let person = self
             .connections
             .deletion_person(meta_user)
             .await
-            .map_err(store_failed)
-        else {
-            return unavailable();
-        };
-        // The same request again (Meta's retry, or a replay): the same answer.
-        if let Some(p) = person
-            .as_ref()
+            .map_err(deletion_store_failed)?;
+        if let Some(record) = self.deletion_again(request, person.as_ref()).await? {
+            tracing::info!(meta_user = %tag(meta_user), "data deletion requested again: same code");
+            return Ok(record);
+        }
+        self.new_deletion(request, person.as_ref()).await
+    }
+
+    /// The record of this very request (same person, same `issued_at`), its
+    /// job started again if still pending.
+    async fn deletion_again(
+        &self,
+        request: &SignedRequest,
+        person: Option<&DeletionPerson>,
+    ) -> Result<Option<DeletionRecord>, ()> {
+        let Some(p) = person
             .filter(|p| request.issued_at.is_some() && p.latest_issued_at == request.issued_at)
-        {
-            match self.connections.get_deletion(&p.latest_code).await {
-                Ok(Some(record)) => {
-                    if record.status == DeletionStatus::Pending
-                        && self.launch(&record.code).await.is_err()
-                    {
-                        return unavailable();
-                    }
-                    tracing::info!(meta_user = %tag(meta_user), "data deletion requested again: same code");
-                    return answer(&record);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    store_failed(e);
-                    return unavailable();
-                }
+        else {
+            return Ok(None);
+        };
+        let record = self
+            .connections
+            .get_deletion(&p.latest_code)
+            .await
+            .map_err(deletion_store_failed)?;
+        if let Some(record) = &record {
+            if record.status == DeletionStatus::Pending {
+                self.launch(&record.code).await?;
             }
         }
-        let issued_at = self.issued_at(&request);
-        let Ok(revoked) = self.revoke_granted_before(meta_user, issued_at).await else {
-            return unavailable();
-        };
+        Ok(record)
+    }
+
+    /// Revokes what the person granted before the request, records the
+    /// request, tells the product and starts the job.
+    async fn new_deletion(
+        &self,
+        request: &SignedRequest,
+        person: Option<&DeletionPerson>,
+    ) -> Result<DeletionRecord, ()> {
+        let meta_user = request.user_id.as_str();
+        let revoked = self
+            .revoke_granted_before(meta_user, self.issued_at(request))
+            .await?;
         let now = self.clock.now();
-        let mut accounts: Vec<DeletionAccount> = Vec::new();
-        for r in &revoked {
-            if !accounts.iter().any(|a| a.account_id == r.conn.account_id) {
-                accounts.push(DeletionAccount {
-                    provider: r.conn.provider,
-                    account_id: r.conn.account_id.clone(),
-                    user_id: r.conn.user_id.clone(),
-                });
-            }
-        }
-        let record = match self.deletion_record(person.as_ref(), accounts, now).await {
-            Ok(r) => r,
-            Err(e) => {
-                store_failed(e);
-                return unavailable();
-            }
-        };
+        let record = self
+            .deletion_record(person, deletion_accounts(&revoked), now)
+            .await
+            .map_err(deletion_store_failed)?;
         // Tell the product first: it must delete its own copies.
         for account in &record.accounts {
             let notice = deletion::notice(&record.code, account, now, self.config.event_retention);
-            if let Err(e) = self.events.put(&notice).await {
-                store_failed(e);
-                return unavailable();
-            }
+            self.events
+                .put(&notice)
+                .await
+                .map_err(deletion_store_failed)?;
         }
-        let count = match &person {
+        let count = match person {
             Some(p) if p.count >= DELETIONS_PER_PERSON => p.count,
             Some(p) => p.count + 1,
             None => 1,
         };
-        match self
+        let started = self
             .connections
-            .start_deletion(
-                meta_user,
-                request.issued_at,
-                &record,
-                person.as_ref(),
-                count,
-            )
+            .start_deletion(meta_user, request.issued_at, &record, person, count)
             .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(meta_user = %tag(meta_user), "data deletion: another request of this person at the same time; Meta will retry");
-                return unavailable();
-            }
-            Err(e) => {
-                store_failed(e);
-                return unavailable();
-            }
+            .map_err(deletion_store_failed)?;
+        if !started {
+            tracing::warn!(meta_user = %tag(meta_user), "data deletion: another request of this person at the same time; Meta will retry");
+            return Err(());
         }
-        if record.status == DeletionStatus::Pending && self.launch(&record.code).await.is_err() {
-            // The record is pending; Meta's retry finds it and starts the job.
-            return unavailable();
+        if record.status == DeletionStatus::Pending {
+            // On failure the record is pending; Meta's retry starts the job.
+            self.launch(&record.code).await?;
         }
         tracing::info!(
             meta_user = %tag(meta_user),
@@ -592,7 +585,7 @@ impl Webhook {
             status = record.status.as_str(),
             "data deletion requested"
         );
-        answer(&record)
+        Ok(record)
     }
 
     /// The record a new request writes: a new code, or, past the cap, the
@@ -692,6 +685,25 @@ impl Webhook {
 struct Revoked {
     conn: Connection,
     newly: bool,
+}
+
+fn deletion_store_failed(e: shared::store::StoreError) {
+    tracing::error!(error = %e, "data deletion: store failed; Meta will retry");
+}
+
+/// The accounts a deletion covers: each revoked connection's, once.
+fn deletion_accounts(revoked: &[Revoked]) -> Vec<DeletionAccount> {
+    let mut accounts: Vec<DeletionAccount> = Vec::new();
+    for r in revoked {
+        if !accounts.iter().any(|a| a.account_id == r.conn.account_id) {
+            accounts.push(DeletionAccount {
+                provider: r.conn.provider,
+                account_id: r.conn.account_id.clone(),
+                user_id: r.conn.user_id.clone(),
+            });
+        }
+    }
+    accounts
 }
 
 /// `503`: something this service needs is down for now. Meta retries a

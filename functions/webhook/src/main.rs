@@ -1,14 +1,10 @@
 use lambda_http::Error;
-use shared::{Clock, EnvReader};
+use shared::Clock;
 use webhook::{Launch, Webhook, WebhookConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init();
-    let config = WebhookConfig::from_env(EnvReader::from_env()).inspect_err(|e| {
-        tracing::error!(error = %e, "refusing to start");
-    })?;
-    let aws = shared::aws_config().await;
+    let (config, aws) = shared::startup::start(WebhookConfig::from_env).await?;
     // In AWS the template names the data-deletion function; without one (a
     // local run) the job runs in this process.
     let launch = if config.data_deletion_function.is_empty() {

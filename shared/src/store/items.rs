@@ -2,9 +2,12 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{get_b, get_n, get_s, get_time, n, s, Item};
+use time::OffsetDateTime;
+
+use super::{epoch, get_b, get_n, get_s, get_time, n, s, webhooks_attr, Item, UpdateExpr};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
+use crate::refresh::Due;
 use crate::vault::SealedToken;
 
 pub(crate) fn token_attr(t: &SealedToken) -> AttributeValue {
@@ -90,4 +93,84 @@ pub(crate) fn parse_connection(item: &Item) -> Option<Connection> {
         refresh_failures: get_n(item, "refresh_failures").unwrap_or(0) as u32,
         last_refresh_failure_at: get_time(item, "last_refresh_failure_at"),
     })
+}
+
+/// The connection row as connecting writes it: everything from `conn`, the
+/// refresh bookkeeping reset, its place in the refresh index.
+pub(super) fn connected_update(
+    conn: &Connection,
+    token: &SealedToken,
+    now: OffsetDateTime,
+) -> UpdateExpr {
+    let due = Due::when_connected(conn, now);
+    let mut u = UpdateExpr::default();
+    u.set("user_id = :user_id", ":user_id", s(&conn.user_id));
+    u.set(
+        "provider = :provider",
+        ":provider",
+        s(conn.provider.as_str()),
+    );
+    u.set(
+        "account_id = :account_id",
+        ":account_id",
+        s(&conn.account_id),
+    );
+    u.set("username = :username", ":username", s(&conn.username));
+    u.set("#status = :status", ":status", s(Status::Active.as_str()));
+    u.set(
+        "webhooks = :webhooks",
+        ":webhooks",
+        webhooks_attr(conn.webhooks_subscribed),
+    );
+    let scopes = AttributeValue::L(conn.scopes.iter().map(s).collect());
+    u.set("scopes = :scopes", ":scopes", scopes);
+    let connected_at = "connected_at = if_not_exists(connected_at, :connected_at)";
+    u.set(connected_at, ":connected_at", epoch(conn.connected_at));
+    u.set(
+        "token_issued_at = :issued_at",
+        ":issued_at",
+        epoch(conn.token_issued_at),
+    );
+    u.set(
+        "meta_user_id = :meta_user_id",
+        ":meta_user_id",
+        s(&conn.meta_user_id),
+    );
+    u.set("#token = :token", ":token", token_attr(token));
+    u.set(
+        "due_bucket = :due_bucket",
+        ":due_bucket",
+        s(due.bucket.as_str()),
+    );
+    u.set("due_at = :due_at", ":due_at", epoch(due.at));
+    u.set("updated_at = :now", ":now", epoch(now));
+    u.set("refresh_failures = :zero", ":zero", n(0));
+    u.set(
+        "version = if_not_exists(version, :zero) + :one",
+        ":one",
+        n(1),
+    );
+    u.name("#status", "status");
+    u.name("#token", "token");
+    u.remove("last_refreshed_at");
+    u.remove("last_refresh_failure_at");
+    let expires = conn.token_expires_at.map(epoch);
+    u.set_or_remove(
+        "token_expires_at = :expires",
+        ":expires",
+        "token_expires_at",
+        expires,
+    );
+    match &conn.page_id {
+        Some(id) => {
+            u.set("page_id = :page_id", ":page_id", s(id));
+            let name = conn.page_name.clone().unwrap_or_default();
+            u.set("page_name = :page_name", ":page_name", s(name));
+        }
+        None => {
+            u.remove("page_id");
+            u.remove("page_name");
+        }
+    }
+    u
 }

@@ -1,5 +1,6 @@
 //! DynamoDB stores. Keys and attribute names live here and nowhere else.
 
+mod batch;
 mod cleanup;
 pub mod connections;
 mod deletions;

@@ -2,16 +2,12 @@
 //! asynchronously (see `webhook::deletion`).
 
 use lambda_http::Error;
-use shared::{Clock, EnvReader};
+use shared::Clock;
 use webhook::deletion::{DeletionConfig, DeletionJob};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::logging::init();
-    let config = DeletionConfig::from_env(EnvReader::from_env()).inspect_err(|e| {
-        tracing::error!(error = %e, "refusing to start");
-    })?;
-    let aws = shared::aws_config().await;
+    let (config, aws) = shared::startup::start(DeletionConfig::from_env).await?;
     let job = DeletionJob::new(
         &config,
         shared::aws_sdk_dynamodb::Client::new(&aws),
