@@ -333,6 +333,26 @@ pub fn table(env: &mut EnvReader, name: &str) -> String {
     env.required(name)
 }
 
+/// Where connections and their events are stored, and how long events are
+/// kept: what every function that writes a connection or an event reads.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub connections_table: String,
+    pub events_table: String,
+    pub event_retention: Duration,
+}
+
+impl StoreConfig {
+    /// `CONNECTIONS_TABLE`, `EVENTS_TABLE`, `EVENT_RETENTION_DAYS`.
+    pub fn read(env: &mut EnvReader) -> Self {
+        Self {
+            connections_table: table(env, "CONNECTIONS_TABLE"),
+            events_table: table(env, "EVENTS_TABLE"),
+            event_retention: event_retention(env),
+        }
+    }
+}
+
 /// `STATE_TTL_SECONDS`: how long a person has to approve at Meta.
 pub fn state_ttl(env: &mut EnvReader) -> Duration {
     Duration::from_secs(env.number_or("STATE_TTL_SECONDS", 600, 60, 3600))

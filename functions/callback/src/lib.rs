@@ -8,15 +8,13 @@
 
 mod decide;
 
-use std::time::Duration;
-
 pub use decide::Reason;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
-use shared::config::{self, MetaAppConfig, SiteConfig};
+use shared::config::{self, MetaAppConfig, SiteConfig, StoreConfig};
 use shared::connection::Connection;
 use shared::logging::tag;
 use shared::meta::{FacebookPage, LinkedInstagram, MetaClient, MetaError, WebhookTarget};
@@ -30,26 +28,22 @@ use shared::{http, secrecy, Clock, ConfigError, EnvReader, Provider};
 #[derive(Clone, Debug)]
 pub struct CallbackConfig {
     pub states_table: String,
-    pub connections_table: String,
-    pub events_table: String,
+    pub store: StoreConfig,
     pub token_key_id: String,
     pub meta_secret_id: String,
     pub meta: MetaAppConfig,
     pub site: SiteConfig,
-    pub event_retention: Duration,
 }
 
 impl CallbackConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
             states_table: config::table(&mut env, "STATES_TABLE"),
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            store: StoreConfig::read(&mut env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(&mut env),
             site: SiteConfig::read(&mut env),
-            event_retention: config::event_retention(&mut env),
         };
         env.finish().map(|()| config)
     }
@@ -83,8 +77,8 @@ impl<K: DataKeys> Callback<K> {
             states: StateStore::new(dynamodb.clone(), &config.states_table),
             connections: ConnectionStore::new(
                 dynamodb,
-                &config.connections_table,
-                &config.events_table,
+                &config.store.connections_table,
+                &config.store.events_table,
             ),
             meta: MetaClient::new(config.meta.clone()),
             vault: TokenVault::new(keys),
@@ -456,7 +450,7 @@ impl<K: DataKeys> Callback<K> {
             "connection.connected",
             &conn,
             now,
-            self.config.event_retention,
+            self.config.store.event_retention,
         );
         match self
             .connections

@@ -6,12 +6,10 @@
 //! which is nudged at once; the sealed token waits for it in a cleanup job
 //! and is destroyed right after.
 
-use std::time::Duration;
-
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use shared::config;
+use shared::config::StoreConfig;
 use shared::connection::Connection;
 use shared::logging::tag;
 use shared::store::{ConnectionStore, Event};
@@ -19,9 +17,7 @@ use shared::{http, Clock, ConfigError, EnvReader, Provider};
 
 #[derive(Clone, Debug)]
 pub struct ConnectionsConfig {
-    pub connections_table: String,
-    pub events_table: String,
-    pub event_retention: Duration,
+    pub store: StoreConfig,
     /// The refresh function, invoked asynchronously after a delete.
     pub refresh_function: String,
 }
@@ -29,9 +25,7 @@ pub struct ConnectionsConfig {
 impl ConnectionsConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
-            event_retention: config::event_retention(&mut env),
+            store: StoreConfig::read(&mut env),
             refresh_function: env.optional("REFRESH_FUNCTION"),
         };
         env.finish().map(|()| config)
@@ -61,7 +55,11 @@ impl Connections {
         clock: Clock,
     ) -> Self {
         Self {
-            store: ConnectionStore::new(dynamodb, &config.connections_table, &config.events_table),
+            store: ConnectionStore::new(
+                dynamodb,
+                &config.store.connections_table,
+                &config.store.events_table,
+            ),
             config,
             nudge,
             clock,
@@ -137,7 +135,7 @@ impl Connections {
             "connection.deleted",
             &conn,
             now,
-            self.config.event_retention,
+            self.config.store.event_retention,
         );
         match self.store.delete(&conn, token.as_ref(), &event, now).await {
             Ok(true) => {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde_json::{json, Value};
-use shared::config::{self, MetaAppConfig};
+use shared::config::{self, MetaAppConfig, StoreConfig};
 use shared::connection::{Connection, Status};
 use shared::graph::policy::{self, GraphMethod, Subject};
 use shared::graph::ratelimit::{self, MetaAnswerLimits};
@@ -45,25 +45,21 @@ const RETRY_BUDGET: Duration = Duration::from_secs(12);
 
 #[derive(Clone, Debug)]
 pub struct GraphConfig {
-    pub connections_table: String,
-    pub events_table: String,
+    pub store: StoreConfig,
     pub graph_table: String,
     pub token_key_id: String,
     pub meta_secret_id: String,
     pub meta: MetaAppConfig,
-    pub event_retention: std::time::Duration,
 }
 
 impl GraphConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            store: StoreConfig::read(&mut env),
             graph_table: config::table(&mut env, "GRAPH_TABLE"),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(&mut env),
-            event_retention: config::event_retention(&mut env),
         };
         env.finish().map(|()| config)
     }
@@ -194,14 +190,14 @@ impl<K: DataKeys> Graph<K> {
         Self {
             connections: ConnectionStore::new(
                 dynamodb.clone(),
-                &config.connections_table,
-                &config.events_table,
+                &config.store.connections_table,
+                &config.store.events_table,
             ),
             store: GraphStore::new(
                 dynamodb,
                 &config.graph_table,
-                &config.connections_table,
-                &config.events_table,
+                &config.store.connections_table,
+                &config.store.events_table,
             ),
             meta: MetaClient::new(config.meta.clone()),
             vault: TokenVault::new(keys),
@@ -631,7 +627,7 @@ impl<K: DataKeys> Graph<K> {
             "connection.needs_reauth",
             &after,
             now,
-            self.config.event_retention,
+            self.config.store.event_retention,
         );
         match self.store.mark_needs_reauth(conn, &event, now).await {
             Ok(true) => tracing::warn!(

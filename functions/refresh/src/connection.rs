@@ -278,7 +278,7 @@ impl<K: DataKeys> Inner<K> {
         new_token: Option<&SealedToken>,
         now: OffsetDateTime,
     ) -> bool {
-        let retention = self.config.event_retention;
+        let retention = self.config.store.event_retention;
         let after = outcome.applied_to(conn);
         let events: Vec<Event> = outcome
             .events()

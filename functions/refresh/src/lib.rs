@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use lambda_http::lambda_runtime::Diagnostic;
 use rand::Rng;
 use serde::Serialize;
-use shared::config::{self, MetaAppConfig};
+use shared::config::{MetaAppConfig, StoreConfig};
 use shared::meta::MetaClient;
 use shared::metrics::Metrics;
 use shared::refresh::{due_until, RefreshOutcome, Rules, Tally};
@@ -33,29 +33,25 @@ use shared::{time, Clock, ConfigError, EnvReader, Provider};
 
 #[derive(Clone, Debug)]
 pub struct RefreshConfig {
-    pub connections_table: String,
-    pub events_table: String,
+    pub store: StoreConfig,
     pub token_key_id: String,
     pub meta_secret_id: String,
     pub meta: MetaAppConfig,
     pub window: time::Duration,
     pub concurrency: usize,
     pub max_failure_days: u32,
-    pub event_retention: Duration,
 }
 
 impl RefreshConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            store: StoreConfig::read(&mut env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(&mut env),
             window: time::Duration::days(env.number_or("REFRESH_WINDOW_DAYS", 7, 1, 50) as i64),
             concurrency: env.number_or("REFRESH_CONCURRENCY", 64, 1, 256) as usize,
             max_failure_days: env.number_or("REFRESH_MAX_FAILURE_DAYS", 3, 1, 30) as u32,
-            event_retention: config::event_retention(&mut env),
         };
         env.finish().map(|()| config)
     }
@@ -237,8 +233,8 @@ impl<K: DataKeys + 'static> Refresher<K> {
             inner: Arc::new(Inner {
                 store: ConnectionStore::new(
                     dynamodb,
-                    &config.connections_table,
-                    &config.events_table,
+                    &config.store.connections_table,
+                    &config.store.events_table,
                 ),
                 meta: MetaClient::new(config.meta.clone()),
                 vault: TokenVault::new(keys),

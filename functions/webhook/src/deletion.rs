@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use shared::config::StoreConfig;
 use shared::logging::tag;
 use shared::store::{
     ConnectionStore, DeletionAccount, DeletionRecord, DeletionStatus, Event, EventStore, StoreError,
 };
-use shared::{config, Clock, ConfigError, EnvReader};
+use shared::{Clock, ConfigError, EnvReader};
 
 /// Event ids read per page of an account's events.
 pub const PAGE: i32 = 1000;
@@ -39,17 +40,13 @@ pub const MAX_ROUNDS: u64 = 500;
 
 #[derive(Clone, Debug)]
 pub struct DeletionConfig {
-    pub connections_table: String,
-    pub events_table: String,
-    pub event_retention: Duration,
+    pub store: StoreConfig,
 }
 
 impl DeletionConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
-            event_retention: config::event_retention(&mut env),
+            store: StoreConfig::read(&mut env),
         };
         env.finish().map(|()| config)
     }
@@ -125,11 +122,11 @@ impl DeletionJob {
         Self {
             connections: ConnectionStore::new(
                 dynamodb.clone(),
-                &config.connections_table,
-                &config.events_table,
+                &config.store.connections_table,
+                &config.store.events_table,
             ),
-            events: EventStore::new(dynamodb, &config.events_table),
-            retention: config.event_retention,
+            events: EventStore::new(dynamodb, &config.store.events_table),
+            retention: config.store.event_retention,
             clock,
             backoff: shared::store::events::backoff(
                 Duration::from_millis(50),

@@ -26,7 +26,7 @@ use lambda_http::{Body, Request, Response};
 use rand::RngExt;
 use serde_json::json;
 use shared::clock::rfc3339;
-use shared::config::{self};
+use shared::config::StoreConfig;
 use shared::connection::Connection;
 use shared::logging::tag;
 use shared::secrets::{AppSecrets, SecretsCache};
@@ -46,14 +46,12 @@ pub const STORE_CONCURRENCY: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
-    pub connections_table: String,
-    pub events_table: String,
+    pub store: StoreConfig,
     pub meta_secret_id: String,
     pub public_base_url: String,
     /// Where Meta reaches these routes (the base of the status URL handed
     /// out); `PUBLIC_BASE_URL` when `META_BASE_URL` is unset.
     pub meta_base_url: String,
-    pub event_retention: Duration,
     /// The `data-deletion` function, invoked asynchronously for each request.
     pub data_deletion_function: String,
 }
@@ -61,12 +59,10 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self {
-            connections_table: config::table(&mut env, "CONNECTIONS_TABLE"),
-            events_table: config::table(&mut env, "EVENTS_TABLE"),
+            store: StoreConfig::read(&mut env),
             meta_secret_id: env.required("META_SECRET_ID"),
             public_base_url: env.base_url("PUBLIC_BASE_URL", None),
             meta_base_url: String::new(),
-            event_retention: config::event_retention(&mut env),
             data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
         };
         let meta_base_url = env.base_url("META_BASE_URL", Some(&config.public_base_url));
@@ -78,9 +74,7 @@ impl WebhookConfig {
 
     fn deletion(&self) -> DeletionConfig {
         DeletionConfig {
-            connections_table: self.connections_table.clone(),
-            events_table: self.events_table.clone(),
-            event_retention: self.event_retention,
+            store: self.store.clone(),
         }
     }
 }
@@ -158,15 +152,15 @@ impl Webhook {
         Self {
             connections: ConnectionStore::new(
                 dynamodb.clone(),
-                &config.connections_table,
-                &config.events_table,
+                &config.store.connections_table,
+                &config.store.events_table,
             ),
             job: Arc::new(DeletionJob::new(
                 &config.deletion(),
                 dynamodb.clone(),
                 clock.clone(),
             )),
-            events: EventStore::new(dynamodb, &config.events_table),
+            events: EventStore::new(dynamodb, &config.store.events_table),
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),
             config,
             clock,
@@ -306,7 +300,7 @@ impl Webhook {
             }
         };
         let now = self.clock.now();
-        let events = to_events(&updates, &owners, now, self.config.event_retention);
+        let events = to_events(&updates, &owners, now, self.config.store.event_retention);
         match self.events.put_all(&events, STORE_CONCURRENCY).await {
             Ok(new) => {
                 tracing::info!(
@@ -423,7 +417,7 @@ impl Webhook {
                 "connection.revoked",
                 &revoked,
                 now,
-                self.config.event_retention,
+                self.config.store.event_retention,
             );
             let store_failed = |e: shared::store::StoreError| {
                 tracing::error!(error = %e, "could not revoke a connection");
@@ -554,7 +548,12 @@ impl Webhook {
             .map_err(deletion_store_failed)?;
         // Tell the product first: it must delete its own copies.
         for account in &record.accounts {
-            let notice = deletion::notice(&record.code, account, now, self.config.event_retention);
+            let notice = deletion::notice(
+                &record.code,
+                account,
+                now,
+                self.config.store.event_retention,
+            );
             self.events
                 .put(&notice)
                 .await
