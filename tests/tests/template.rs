@@ -407,3 +407,46 @@ fn the_graph_proxy_may_open_tokens_only_with_their_context_and_touch_little_else
         "!GetAtt GraphFunction.Arn"
     );
 }
+
+#[test]
+fn state_survives_mistakes_and_every_checkov_skip_says_why() {
+    let doc = template();
+    for table in ["ConnectionsTable", "EventsTable"] {
+        let t = resource(&doc, table);
+        assert_eq!(t["DeletionPolicy"].as_str(), Some("Retain"), "{table}");
+        let p = &t["Properties"];
+        assert_eq!(p["DeletionProtectionEnabled"], Value::Bool(true), "{table}");
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+            Value::Bool(true),
+            "{table}"
+        );
+    }
+    // The key that opens the stored tokens outlives the stack, as they do.
+    let key = resource(&doc, "TokenKey");
+    assert_eq!(key["DeletionPolicy"].as_str(), Some("Retain"));
+    assert_eq!(key["Properties"]["EnableKeyRotation"], Value::Bool(true));
+    assert!(key["Properties"]["PendingWindowInDays"].as_u64().unwrap() >= 7);
+    // Every log group has a retention.
+    for (id, group) in resources_of_type(&doc, "AWS::Logs::LogGroup") {
+        assert!(
+            group["Properties"].get("RetentionInDays").is_some(),
+            "{id} keeps logs forever"
+        );
+    }
+    // A suppressed checkov finding carries its reason.
+    let mut skipped = 0;
+    for (id, r) in doc["Resources"].as_mapping().unwrap() {
+        let Some(skips) = r["Metadata"]["checkov"]["skip"].as_sequence() else {
+            continue;
+        };
+        for skip in skips {
+            let check = skip["id"].as_str().unwrap_or_default();
+            assert!(check.starts_with("CKV_"), "{id:?}: {skip:?}");
+            let why = skip["comment"].as_str().unwrap_or_default();
+            assert!(why.len() >= 20, "{id:?} skips {check} without a reason");
+            skipped += 1;
+        }
+    }
+    assert!(skipped > 0);
+}
