@@ -450,3 +450,51 @@ fn state_survives_mistakes_and_every_checkov_skip_says_why() {
     }
     assert!(skipped > 0);
 }
+
+#[test]
+fn new_events_also_reach_an_event_bus_with_their_kind_as_detail_type() {
+    let doc = template();
+    let pipe = resource(&doc, "EventsPipe");
+    assert_eq!(pipe["Type"].as_str(), Some("AWS::Pipes::Pipe"));
+    let p = &pipe["Properties"];
+    assert_eq!(tagged_text(&p["Source"]), "!GetAtt EventsTable.StreamArn");
+    assert_eq!(tagged_text(&p["Target"]), "!GetAtt EventBus.Arn");
+    let bus = &p["TargetParameters"]["EventBridgeEventBusParameters"];
+    assert_eq!(bus["Source"].as_str(), Some("ig-connect"));
+    // The kind attribute the events table's items carry (shared::store::events).
+    assert_eq!(
+        bus["DetailType"].as_str(),
+        Some("$.dynamodb.NewImage.kind.S")
+    );
+    let source = &p["SourceParameters"];
+    let filter = source["FilterCriteria"]["Filters"][0]["Pattern"]
+        .as_str()
+        .unwrap();
+    let filter: serde_json::Value = serde_json::from_str(filter).unwrap();
+    assert_eq!(
+        filter,
+        serde_json::json!({"eventName": ["INSERT"]}),
+        "new events only, not TTL removals"
+    );
+    let stream = &source["DynamoDBStreamParameters"];
+    assert!(stream["MaximumRetryAttempts"].as_u64().unwrap() > 0);
+    assert_eq!(
+        tagged_text(&stream["DeadLetterConfig"]["Arn"]),
+        "!GetAtt EventsPipeDeadLetters.Arn"
+    );
+    // The stream stays for direct consumers, with the image they read.
+    let events = resource(&doc, "EventsTable");
+    assert_eq!(
+        events["Properties"]["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("NEW_IMAGE")
+    );
+    assert!(doc["Outputs"].get("EventsStreamArn").is_some());
+    assert!(doc["Outputs"].get("EventBusName").is_some());
+    // The pipe may read the stream and put on the bus, nothing else.
+    let role = format!(
+        "{:?}",
+        resource(&doc, "EventsPipeRole")["Properties"]["Policies"]
+    );
+    assert!(role.contains("events:PutEvents") && role.contains("dynamodb:GetRecords"));
+    assert!(!role.contains("dynamodb:PutItem") && !role.contains("\"*\""));
+}
