@@ -498,3 +498,63 @@ fn new_events_also_reach_an_event_bus_with_their_kind_as_detail_type() {
     assert!(role.contains("events:PutEvents") && role.contains("dynamodb:GetRecords"));
     assert!(!role.contains("dynamodb:PutItem") && !role.contains("\"*\""));
 }
+
+/// Every statement of a function's inline policy that allows `action` on
+/// `table`, with its `dynamodb:LeadingKeys` patterns (`None`: unrestricted).
+fn leading_keys(
+    doc: &Value,
+    function: &str,
+    action: &str,
+    table: &str,
+) -> Vec<Option<Vec<String>>> {
+    let statements = resource(doc, function)["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap();
+    statements
+        .iter()
+        .filter(|s| {
+            let actions = match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Sequence(v) => v.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+                _ => vec![],
+            };
+            let resource = tagged_text(&s["Resource"]);
+            actions.iter().any(|a| a == action)
+                && resource.contains(&format!("{table}.Arn"))
+                && !resource.contains("index")
+        })
+        .map(|s| {
+            s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                .as_sequence()
+                .map(|v| v.iter().map(|k| k.as_str().unwrap().to_string()).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn meta_facing_functions_cannot_write_owner_claims_or_page_routing() {
+    let doc = template();
+    for (function, action) in [
+        ("WebhookFunction", "dynamodb:UpdateItem"),
+        ("WebhookFunction", "dynamodb:PutItem"),
+        ("DataDeletionFunction", "dynamodb:UpdateItem"),
+    ] {
+        let grants = leading_keys(&doc, function, action, "ConnectionsTable");
+        assert!(!grants.is_empty(), "{function} may {action}");
+        for keys in grants {
+            let keys = keys.unwrap_or_else(|| panic!("{function} {action} on any key"));
+            for k in &keys {
+                assert!(
+                    !k.starts_with("ACCOUNT#") && !k.starts_with("PAGE#") && k != "*",
+                    "{function} may {action} {k}"
+                );
+            }
+        }
+    }
+    for action in ["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"] {
+        assert!(
+            leading_keys(&doc, "WebhookFunction", action, "ConnectionsTable").is_empty(),
+            "the webhook function may not {action} connections"
+        );
+    }
+}
