@@ -107,6 +107,31 @@ pub trait DataKeys: Send + Sync {
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Zeroizing<Vec<u8>>, VaultError>> + Send;
+
+    /// KMS requests made and failed since the last call (and resets the
+    /// counts): what a function reports as metrics after an invocation.
+    fn take_usage(&self) -> KmsUsage {
+        KmsUsage::default()
+    }
+}
+
+/// KMS requests counted by [`KmsDataKeys`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmsUsage {
+    /// `GenerateDataKey` and `Decrypt` requests sent.
+    pub calls: u64,
+    /// Those that failed for a reason other than a ciphertext that doesn't
+    /// open (KMS unreachable, throttled, access denied, a disabled key).
+    pub errors: u64,
+}
+
+impl KmsUsage {
+    /// Adds the counts as `KmsCalls` and `KmsErrors` to `metrics`.
+    pub fn add_to(self, metrics: crate::metrics::Metrics) -> crate::metrics::Metrics {
+        metrics
+            .count("KmsCalls", self.calls)
+            .count("KmsErrors", self.errors)
+    }
 }
 
 /// Data keys from AWS KMS.
@@ -114,6 +139,8 @@ pub trait DataKeys: Send + Sync {
 pub struct KmsDataKeys {
     client: aws_sdk_kms::Client,
     key_id: String,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    errors: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl KmsDataKeys {
@@ -121,12 +148,52 @@ impl KmsDataKeys {
         Self {
             client,
             key_id: key_id.into(),
+            calls: Default::default(),
+            errors: Default::default(),
+        }
+    }
+
+    fn counted<T>(&self, result: &Result<T, VaultError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        if let Err(VaultError::Kms(_)) = result {
+            self.errors.fetch_add(1, Relaxed);
         }
     }
 }
 
 impl DataKeys for KmsDataKeys {
     async fn generate(&self, context: &BTreeMap<String, String>) -> Result<DataKey, VaultError> {
+        let result = self.generate_uncounted(context).await;
+        self.counted(&result);
+        result
+    }
+
+    async fn unwrap_key(
+        &self,
+        wrapped: &[u8],
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let result = self.unwrap_uncounted(wrapped, key_id, context).await;
+        self.counted(&result);
+        result
+    }
+
+    fn take_usage(&self) -> KmsUsage {
+        use std::sync::atomic::Ordering::Relaxed;
+        KmsUsage {
+            calls: self.calls.swap(0, Relaxed),
+            errors: self.errors.swap(0, Relaxed),
+        }
+    }
+}
+
+impl KmsDataKeys {
+    async fn generate_uncounted(
+        &self,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, VaultError> {
         let out = self
             .client
             .generate_data_key()
@@ -152,7 +219,7 @@ impl DataKeys for KmsDataKeys {
         })
     }
 
-    async fn unwrap_key(
+    async fn unwrap_uncounted(
         &self,
         wrapped: &[u8],
         key_id: &str,
@@ -187,6 +254,11 @@ pub struct TokenVault<K> {
 impl<K: DataKeys> TokenVault<K> {
     pub fn new(keys: K) -> Self {
         Self { keys }
+    }
+
+    /// KMS requests since the last call ([`DataKeys::take_usage`]).
+    pub fn take_usage(&self) -> KmsUsage {
+        self.keys.take_usage()
     }
 
     pub async fn seal(

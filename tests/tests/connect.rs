@@ -1084,3 +1084,32 @@ async fn a_leaked_facebook_code_cannot_be_redeemed_with_another_state() {
     assert!(h.connections_of("attacker").await.is_empty());
     assert!(h.scan("CONNECTIONS_TABLE").await.is_empty());
 }
+
+#[tokio::test]
+async fn kms_requests_and_failures_are_counted_for_the_metrics() {
+    let h = Harness::new().await;
+    let owner = shared::vault::TokenOwner {
+        user_id: "user-kms".into(),
+        provider: shared::Provider::Instagram,
+        account_id: "17841499999999999".into(),
+    };
+    let vault = TokenVault::new(KmsDataKeys::new(
+        h.stack.kms.clone(),
+        h.stack.var("TOKEN_KEY_ID"),
+    ));
+    let token = shared::secrecy::SecretString::from("IGQ-kms-count".to_string());
+    let sealed = vault.seal(&token, &owner).await.unwrap();
+    vault.open(&sealed, &owner).await.unwrap();
+    let usage = vault.take_usage();
+    assert_eq!((usage.calls, usage.errors), (2, 0));
+    assert_eq!(vault.take_usage().calls, 0, "taking the counts resets them");
+
+    // A key KMS doesn't know: a KMS error, counted.
+    let broken = TokenVault::new(KmsDataKeys::new(
+        h.stack.kms.clone(),
+        "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+    ));
+    assert!(broken.seal(&token, &owner).await.is_err());
+    let usage = broken.take_usage();
+    assert_eq!((usage.calls, usage.errors), (1, 1));
+}

@@ -268,9 +268,25 @@ fn emitted(function: &str) -> BTreeSet<String> {
         .metrics()
         .document(0)],
         "refresh" => vec![refresh::Summary::default().metrics().document(0)],
+        "callback" => {
+            vec![callback::decide::connect_metrics(shared::Provider::Instagram, Ok(1)).document(0)]
+        }
+        "graph" => {
+            return graph::CALL_METRICS
+                .iter()
+                .chain(&["KmsCalls", "KmsErrors"])
+                .map(|s| s.to_string())
+                .collect()
+        }
         other => panic!("no metrics known for {other}"),
     };
+    let kms = ["callback", "refresh"].contains(&function).then(|| {
+        shared::vault::KmsUsage::default()
+            .add_to(shared::metrics::Metrics::new("x"))
+            .document(0)
+    });
     docs.iter()
+        .chain(kms.iter())
         .flat_map(|d| {
             d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
                 .as_array()
@@ -289,6 +305,32 @@ fn alarms_watch_metrics_the_functions_emit_and_reach_someone() {
     let mut ours = BTreeSet::new();
     for (id, alarm) in &alarms {
         let p = &alarm["Properties"];
+        // Metric math: each metric it reads must be one a function writes.
+        if let Some(metrics) = p["Metrics"].as_sequence() {
+            for m in metrics {
+                let Some(stat) = m.get("MetricStat") else {
+                    continue;
+                };
+                let metric = &stat["Metric"];
+                assert_eq!(
+                    metric["Namespace"].as_str(),
+                    Some(shared::metrics::NAMESPACE)
+                );
+                let dims = metric["Dimensions"].as_sequence().unwrap();
+                let function = dims[0]["Value"].as_str().unwrap();
+                let name = metric["MetricName"].as_str().unwrap();
+                assert!(
+                    emitted(function).contains(name),
+                    "{id}: {function} emits no {name}"
+                );
+                ours.insert(name.to_string());
+            }
+            assert!(
+                tagged_text(&p["AlarmActions"]).contains("AlarmTopic"),
+                "{id}"
+            );
+            continue;
+        }
         if p["Namespace"].as_str() != Some(shared::metrics::NAMESPACE) {
             continue;
         }
@@ -311,7 +353,15 @@ fn alarms_watch_metrics_the_functions_emit_and_reach_someone() {
         );
         ours.insert(metric.to_string());
     }
-    for metric in ["Retried", "BadSignature", "WebhooksRestored", "NeedsReauth"] {
+    for metric in [
+        "Retried",
+        "BadSignature",
+        "WebhooksRestored",
+        "NeedsReauth",
+        "Answers5xx",
+        "MetaThrottled",
+        "KmsErrors",
+    ] {
         assert!(ours.contains(metric), "an alarm on {metric}");
     }
     // CloudWatch can publish only to a topic whose key lets it.

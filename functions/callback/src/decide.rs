@@ -4,6 +4,7 @@
 
 use lambda_http::http::StatusCode;
 use shared::connection::{Connection, Status};
+use shared::metrics::Metrics;
 use shared::time::OffsetDateTime;
 use shared::Provider;
 
@@ -41,6 +42,19 @@ impl Reason {
             Self::NoInstagramAccount => "no_instagram_account",
             Self::AccountAlreadyLinked => "account_already_linked",
             Self::ServerError => "server_error",
+        }
+    }
+
+    /// The reason's metric name (CamelCase, as CloudWatch shows it).
+    pub fn metric(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "AccessDenied",
+            Self::InvalidState => "InvalidState",
+            Self::BrowserMismatch => "BrowserMismatch",
+            Self::ExchangeFailed => "ExchangeFailed",
+            Self::NoInstagramAccount => "NoInstagramAccount",
+            Self::AccountAlreadyLinked => "AccountAlreadyLinked",
+            Self::ServerError => "ServerError",
         }
     }
 
@@ -90,6 +104,22 @@ pub(crate) fn reason_for_meta_error(error: &str) -> Reason {
     } else {
         Reason::ExchangeFailed
     }
+}
+
+/// One finished connect attempt as metrics (EMF, `function=callback`, by
+/// provider): `Attempts` 1, `Connected` (the accounts it connected, 0 on
+/// failure), `Failed` 0 or 1, and every reason's count, 0 or 1, so a
+/// dashboard shows zeros rather than gaps.
+pub fn connect_metrics(provider: Provider, outcome: Result<usize, Reason>) -> Metrics {
+    let mut m = Metrics::new("callback")
+        .provider(provider.as_str())
+        .count("Attempts", 1)
+        .count("Connected", *outcome.as_ref().unwrap_or(&0) as u64)
+        .count("Failed", u64::from(outcome.is_err()));
+    for reason in Reason::ALL {
+        m = m.count(reason.metric(), u64::from(outcome == Err(reason)));
+    }
+    m
 }
 
 /// The query of the redirect back to `return_to`.
@@ -191,6 +221,34 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(Reason::InvalidState.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn each_attempt_counts_once_with_its_reason_and_zero_for_the_others() {
+        let ok = connect_metrics(Provider::Facebook, Ok(2)).document(1_795_260_000_000);
+        assert_eq!(ok["function"], "callback");
+        assert_eq!(ok["provider"], "facebook");
+        assert_eq!(
+            (
+                ok["Attempts"].as_f64(),
+                ok["Connected"].as_f64(),
+                ok["Failed"].as_f64()
+            ),
+            (Some(1.0), Some(2.0), Some(0.0))
+        );
+        for reason in Reason::ALL {
+            assert_eq!(ok[reason.metric()], 0.0);
+            let failed = connect_metrics(Provider::Instagram, Err(reason)).document(0);
+            assert_eq!(failed["Failed"], 1.0);
+            assert_eq!(failed["Connected"], 0.0);
+            for other in Reason::ALL {
+                let want = if other == reason { 1.0 } else { 0.0 };
+                assert_eq!(failed[other.metric()], want, "{reason} {other}");
+            }
+        }
+        // Metric names are distinct.
+        let names: std::collections::BTreeSet<_> = Reason::ALL.iter().map(|r| r.metric()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! and the `connection.connected` event are written in one transaction, so a
 //! failure never leaves half a connection.
 
-mod decide;
+pub mod decide;
 
 pub use decide::Reason;
 
@@ -113,6 +113,7 @@ impl<K: DataKeys> Callback<K> {
             Ok((return_to, conns)) => (Some(return_to), Ok(conns)),
             Err((return_to, reason)) => (return_to, Err(reason)),
         };
+        self.count(provider, outcome.as_ref().map(Vec::len).map_err(|r| *r));
         let base = return_to.unwrap_or_else(|| self.config.site.frontend_url.clone());
         let params = decide::redirect_params(provider, outcome.as_deref().map_err(|r| *r));
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -202,6 +203,7 @@ impl<K: DataKeys> Callback<K> {
             self.connect(&state, &code).await
         }
         .await;
+        self.count(provider, result.as_ref().map(Vec::len).map_err(|r| *r));
         match result {
             Ok(conns) => http::json(
                 StatusCode::OK,
@@ -240,6 +242,14 @@ impl<K: DataKeys> Callback<K> {
                 Err(Reason::ServerError)
             }
         }
+    }
+
+    /// The attempt's metrics, with the KMS requests it made.
+    fn count(&self, provider: Provider, outcome: Result<usize, Reason>) {
+        self.vault
+            .take_usage()
+            .add_to(decide::connect_metrics(provider, outcome))
+            .emit();
     }
 
     fn log_failure(&self, provider: Provider, reason: Reason, user_id: &str) {

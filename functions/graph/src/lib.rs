@@ -241,7 +241,10 @@ impl<K: DataKeys> Graph<K> {
             latency_ms = trace.latency.as_millis() as u64,
             "graph call"
         );
-        call_metrics(&req, &answer, &trace).emit();
+        self.vault
+            .take_usage()
+            .add_to(call_metrics(&req, &answer, &trace))
+            .emit();
         (answer, trace)
     }
 
@@ -643,6 +646,17 @@ impl<K: DataKeys> Graph<K> {
 
 /// The call's metrics (EMF): answers by status class, Meta's throttling,
 /// idempotent replays, Meta's latency, KMS decryptions.
+/// Every metric name [`call_metrics`] may write (alarms name these).
+pub const CALL_METRICS: [&str; 7] = [
+    "Answers2xx",
+    "Answers4xx",
+    "Answers5xx",
+    "MetaThrottled",
+    "IdempotentReplays",
+    "KmsDecrypts",
+    "MetaLatency",
+];
+
 fn call_metrics(req: &ProxyRequest, answer: &ProxyAnswer, trace: &CallTrace) -> Metrics {
     let provider = match Provider::parse(&req.provider) {
         Some(Provider::Facebook) => "facebook",
@@ -778,5 +792,26 @@ mod tests {
         assert_eq!(doc["Answers2xx"], 1.0);
         assert_eq!(doc["IdempotentReplays"], 1.0);
         assert!(doc.get("MetaLatency").is_none());
+    }
+
+    #[test]
+    fn every_name_written_is_listed_for_the_alarms() {
+        let trace = CallTrace {
+            token_from_cache: Some(false),
+            meta_latency: Some(Duration::from_millis(3)),
+            ..CallTrace::default()
+        };
+        for status in [200, 404, 429, 502] {
+            let mut answer = ProxyAnswer::error(status, "x", "y");
+            answer.replayed = status == 200;
+            let doc = call_metrics(&req("instagram"), &answer, &trace).document(1);
+            for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+            {
+                let name = m["Name"].as_str().unwrap();
+                assert!(CALL_METRICS.contains(&name), "{name}");
+            }
+        }
     }
 }

@@ -266,7 +266,11 @@ impl<K: DataKeys + 'static> Refresher<K> {
                     .duration_since(std::time::SystemTime::now())
                     .unwrap_or_default();
                 let summary = self.run(Instant::now() + left).await?;
-                summary.metrics().emit();
+                self.inner
+                    .vault
+                    .take_usage()
+                    .add_to(summary.metrics())
+                    .emit();
                 if let (Some(next), Some(lambda)) = (next_round(round, &summary), lambda) {
                     let function = &event.context.invoked_function_arn;
                     match continue_run(lambda, function, next).await {
