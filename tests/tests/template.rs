@@ -608,3 +608,69 @@ fn meta_facing_functions_cannot_write_owner_claims_or_page_routing() {
         );
     }
 }
+
+/// `METHOD /path` of every operation in docs/openapi.yaml, with the Graph
+/// route's greedy parameter written as API Gateway writes it.
+fn openapi_routes() -> BTreeSet<String> {
+    let path = infra::template::template_path()
+        .parent()
+        .unwrap()
+        .join("docs/openapi.yaml");
+    let text = std::fs::read_to_string(&path).expect("docs/openapi.yaml");
+    let doc: Value = infra::template::serde_yaml::from_str(&text).expect("it parses");
+    assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
+    let mut routes = BTreeSet::new();
+    for (p, item) in doc["paths"].as_mapping().unwrap() {
+        let p = p
+            .as_str()
+            .unwrap()
+            .replace("/graph/{path}", "/graph/{path+}");
+        for (method, _) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                routes.insert(format!("{} {p}", method.to_uppercase()));
+            }
+        }
+    }
+    routes
+}
+
+/// `METHOD /path` of every route the template deploys, on either API.
+fn template_routes(doc: &Value) -> BTreeSet<String> {
+    let mut routes = BTreeSet::new();
+    for (_, f) in resources_of_type(doc, "AWS::Serverless::Function") {
+        let Some(events) = f["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, e) in events {
+            if e["Type"].as_str() == Some("HttpApi") {
+                let p = &e["Properties"];
+                routes.insert(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap().to_uppercase(),
+                    p["Path"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    for (_, r) in resources_of_type(doc, "AWS::ApiGatewayV2::Route") {
+        routes.insert(r["Properties"]["RouteKey"].as_str().unwrap().to_string());
+    }
+    routes
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_the_deployed_routes() {
+    let documented = openapi_routes();
+    assert_eq!(documented.len(), ROUTES.len());
+    let deployed = template_routes(&template());
+    assert_eq!(
+        documented, deployed,
+        "docs/openapi.yaml and template.yaml differ"
+    );
+    let local: BTreeSet<String> = ROUTES.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    assert_eq!(
+        documented, local,
+        "docs/openapi.yaml and the local gateway differ"
+    );
+}
