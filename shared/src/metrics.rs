@@ -115,10 +115,50 @@ impl Metrics {
         let _ = writeln!(out, "{line}");
     }
 
-    /// Writes the document to stdout, where Lambda sends it to CloudWatch.
+    /// Writes the document to stdout, where Lambda sends it to CloudWatch
+    /// (or to the [`Capture`] a test holds).
     pub fn emit(&self) {
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        self.write_to(&mut std::io::stdout().lock(), now_ms as i64);
+        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        match captured.as_mut() {
+            Some(lines) => self.write_to(lines, now_ms as i64),
+            None => self.write_to(&mut std::io::stdout().lock(), now_ms as i64),
+        }
+    }
+}
+
+/// Where emitted documents go while a [`Capture`] is held (tests).
+static CAPTURED: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+
+/// Collects every document emitted in this process from now on, instead of
+/// printing it: tests parse what CloudWatch would read. Documents of tests
+/// running at the same time land here too: filter by what yours emits.
+pub struct Capture(());
+
+impl Capture {
+    pub fn start() -> Self {
+        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        captured.get_or_insert_with(Vec::new);
+        Capture(())
+    }
+
+    /// Every document emitted so far, parsed.
+    pub fn documents(&self) -> Vec<Value> {
+        let captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(captured.as_deref().unwrap_or_default()).into_owned();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one EMF document per line"))
+            .collect()
+    }
+
+    /// The sum of metric `name` over the documents of `function` emitted so
+    /// far.
+    pub fn total(&self, function: &str, name: &str) -> f64 {
+        self.documents()
+            .iter()
+            .filter(|d| d["function"] == function)
+            .filter_map(|d| d[name].as_f64())
+            .sum()
     }
 }
 

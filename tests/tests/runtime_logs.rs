@@ -72,6 +72,9 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let graph: &'static _ = Box::leak(Box::new(graph));
     let graph_fn = start_function("graph", graph.serve()).await;
 
+    // What CloudWatch would count from these functions' EMF lines.
+    let metrics = shared::metrics::Capture::start();
+
     // The frontend starts a flow; API Gateway passes the JWT on in the event.
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLW9mLXRoZS1qd3Q";
     let event = ApiRequest::post("/connect/instagram")
@@ -145,6 +148,22 @@ async fn connect_webhook_refresh_through_the_runtime() {
         "region": "us-east-1", "resources": [], "detail": {}});
     let summary = http_response(refresh.invoke(scheduled).await);
     assert_eq!(summary["refreshed"], 1, "{summary}");
+    // One test in this binary: the totals are this test's alone.
+    assert_eq!(metrics.total("callback", "Connected"), 1.0);
+    assert_eq!(metrics.total("callback", "Failed"), 0.0);
+    assert_eq!(
+        metrics.total("callback", "KmsCalls"),
+        1.0,
+        "one GenerateDataKey"
+    );
+    assert_eq!(metrics.total("webhook", "NewEvents"), 1.0);
+    assert_eq!(metrics.total("refresh", "Refreshed"), 1.0);
+    assert_eq!(
+        metrics.total("refresh", "KmsCalls"),
+        2.0,
+        "one Decrypt, one GenerateDataKey"
+    );
+    assert_eq!(metrics.total("refresh", "KmsErrors"), 0.0);
 
     // The product acts with the connection through the Graph proxy: both
     // doors, through the runtime (an API Gateway event, then an invocation).
@@ -168,6 +187,8 @@ async fn connect_webhook_refresh_through_the_runtime() {
     );
     assert_eq!(answer["status"], 200, "{answer}");
     assert!(answer["body"]["data"].is_array(), "{answer}");
+    assert_eq!(metrics.total("graph", "Answers2xx"), 2.0);
+    assert_eq!(metrics.total("graph", "Answers5xx"), 0.0);
 
     // Meta deauthorizes the person, with a signed_request.
     let signed_request = make_signed_request(

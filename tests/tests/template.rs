@@ -674,3 +674,29 @@ fn the_openapi_document_describes_exactly_the_deployed_routes() {
         "docs/openapi.yaml and the local gateway differ"
     );
 }
+
+#[test]
+fn every_alarm_has_a_runbook_section() {
+    let doc = template();
+    let runbook = std::fs::read_to_string(
+        infra::template::template_path()
+            .parent()
+            .unwrap()
+            .join("docs/runbook.md"),
+    )
+    .expect("docs/runbook.md");
+    let alarms = resources_of_type(&doc, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 10);
+    for (id, alarm) in alarms {
+        assert!(
+            runbook.contains(&format!("## {id}")),
+            "docs/runbook.md has no section for {id}"
+        );
+        assert!(
+            alarm["Properties"]["AlarmDescription"]
+                .as_str()
+                .is_some_and(|d| d.len() > 20),
+            "{id} says what it means"
+        );
+    }
+}
