@@ -700,3 +700,43 @@ fn every_alarm_has_a_runbook_section() {
         );
     }
 }
+
+#[test]
+fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
+    let doc = template();
+    let statements = resource(&doc, "TokenKey")["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let deny = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"].as_str() == Some(sid))
+            .unwrap_or_else(|| panic!("statement {sid}"))
+            .clone()
+    };
+    let context = deny("CryptoOnlyWithTokenContext");
+    assert_eq!(context["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        context["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
+        Some("connection-token")
+    );
+    let roles = deny("CryptoOnlyForTokenFunctions");
+    assert_eq!(roles["Effect"].as_str(), Some("Deny"));
+    let actions = format!("{:?}", roles["Action"]);
+    assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey*"));
+    assert_eq!(
+        roles["Condition"]["StringNotEquals"]["aws:PrincipalTag/ig-connect-token-access"].as_str(),
+        Some("true")
+    );
+    // The tag is on exactly the functions that need the key, propagated to
+    // their roles (scripts/check_role_tags.py checks SAM's translation).
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let p = &f["Properties"];
+        let tagged = p["Tags"]["ig-connect-token-access"].as_str() == Some("true");
+        let wants = ["CallbackFunction", "RefreshFunction", "GraphFunction"].contains(&id);
+        assert_eq!(tagged, wants, "{id}");
+        if wants {
+            assert_eq!(p["PropagateTags"], Value::Bool(true), "{id}");
+        }
+    }
+}
