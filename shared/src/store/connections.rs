@@ -234,11 +234,15 @@ impl ConnectionStore {
     }
 
     /// Deletes the connection's token and marks it `revoked`, writing `event`
-    /// in the same transaction. Idempotent: an already revoked connection
-    /// without a token is left alone (`Ok(false)`).
-    pub async fn revoke(
+    /// in the same transaction, only if Meta issued the connection's current
+    /// token at or before `issued_at` (seconds): a `signed_request` older than
+    /// the grant it would touch never undoes it, even when the person connects
+    /// again while it is being handled. `Ok(false)`: nothing was changed
+    /// (already revoked without a token, gone, or granted after `issued_at`).
+    pub async fn revoke_granted_before(
         &self,
         conn: &Connection,
+        issued_at: OffsetDateTime,
         event: &Event,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
@@ -250,13 +254,15 @@ impl ConnectionStore {
                  REMOVE #token, due_bucket, due_at",
             )
             .condition_expression(
-                "attribute_exists(pk) AND (#status <> :revoked OR attribute_exists(#token))",
+                "attribute_exists(pk) AND (#status <> :revoked OR attribute_exists(#token)) \
+                 AND token_issued_at <= :issued",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#token", "token")
             .expression_attribute_values(":revoked", s(Status::Revoked.as_str()))
             .expression_attribute_values(":now", epoch(now))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":issued", epoch(issued_at))
             .build()
             .expect("revoke update is complete");
         let items = vec![

@@ -1,7 +1,7 @@
 //! Data deletion: the request's record (what the status page shows and what
 //! the asynchronous job works through), a per-person counter that bounds how
-//! many records one person can have, and the revoke that never touches a
-//! grant newer than Meta's request.
+//! many records one person can have. (The revoke that never touches a grant
+//! newer than Meta's request is `ConnectionStore::revoke_granted_before`.)
 //!
 //! Items, in the connections table:
 //! - `pk = DELETION#<code>`, `sk = REQUEST`: `status` (`pending`, `complete`),
@@ -15,8 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::connections::is_condition_failure;
 use super::StoreError;
-use super::{epoch, get_n, get_s, get_time, n, s, ConnectionKey, ConnectionStore, Event, Item};
-use crate::connection::{Connection, Status};
+use super::{epoch, get_n, get_s, get_time, n, s, ConnectionStore, Item};
 use crate::provider::Provider;
 
 /// How long a deletion record (and the per-person counter) is kept: the
@@ -276,55 +275,6 @@ impl ConnectionStore {
             .await
             .map_err(StoreError::from_sdk)?;
         Ok(())
-    }
-
-    /// Deletes the connection's token and marks it `revoked`, writing `event`
-    /// in the same transaction, only if Meta issued the connection's current
-    /// token at or before `issued_at` (seconds): a `signed_request` older than
-    /// the grant it would touch never undoes it, even when the person connects
-    /// again while it is being handled. `Ok(false)`: nothing was changed
-    /// (already revoked without a token, gone, or granted after `issued_at`).
-    pub async fn revoke_granted_before(
-        &self,
-        conn: &Connection,
-        issued_at: OffsetDateTime,
-        event: &Event,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(ConnectionKey::of(conn).item()))
-            .update_expression(
-                "SET #status = :revoked, updated_at = :now, version = version + :one \
-                 REMOVE #token, due_bucket, due_at",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND (#status <> :revoked OR attribute_exists(#token)) \
-                 AND token_issued_at <= :issued",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":revoked", s(Status::Revoked.as_str()))
-            .expression_attribute_values(":now", epoch(now))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":issued", epoch(issued_at))
-            .build()
-            .expect("revoke update is complete");
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.event_item(event),
-        ];
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
     }
 }
 
