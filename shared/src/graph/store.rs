@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::store::connections::{conn_sk, user_pk};
-use crate::store::{epoch, get_n, get_s, n, s, Event, Item, StoreError};
+use crate::store::{epoch, get_n, get_s, n, s, transacted, written, Event, Item, StoreError};
 
 /// How long an idempotency record (and the answer it keeps) lives.
 pub const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
@@ -66,11 +66,6 @@ fn rate_pk(provider: Provider, account_id: &str) -> String {
 fn idem_pk(provider: Provider, account_id: &str, key: &str) -> String {
     let h = hex::encode(Sha256::digest(key.as_bytes()));
     format!("IDEM#{provider}#{account_id}#{h}")
-}
-
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ConditionalCheckFailedException")
-        || e.code() == Some("TransactionCanceledException")
 }
 
 impl GraphStore {
@@ -133,11 +128,7 @@ impl GraphStore {
             .expression_attribute_values(":until", epoch(block.until))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        written(result).map(drop)
     }
 
     /// Claims `(connection, key)` for a request with `fingerprint`. An
@@ -173,10 +164,8 @@ impl GraphStore {
             .expression_attribute_values(":fp", s(fingerprint))
             .send()
             .await;
-        match result {
-            Ok(_) => return Ok(Claim::Started),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {}
-            Err(e) => return Err(StoreError::from_sdk(e)),
+        if written(result)? {
+            return Ok(Claim::Started);
         }
         let out = self
             .client
@@ -246,11 +235,7 @@ impl GraphStore {
             .expression_attribute_values(":fp", s(fingerprint))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        written(result).map(drop)
     }
 
     /// Marks an `active` connection `needs_reauth` at once, with its event,
@@ -287,11 +272,7 @@ impl GraphStore {
             .transact_items(TransactWriteItem::builder().put(put).build())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        transacted(result)
     }
 }
 

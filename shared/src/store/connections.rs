@@ -17,7 +17,10 @@ use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
 use super::items::{connected_update, parse_connection, parse_token};
-use super::{cleanup, epoch, get_s, n, owners, query_all, s, Event, Item, StoreError};
+use super::{
+    cleanup, epoch, get_consistent, get_s, is_condition_failure, item_key, n, owners, query_all, s,
+    transacted, Event, Item, StoreError,
+};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::vault::SealedToken;
@@ -110,10 +113,10 @@ impl ConnectionKey {
     }
 
     pub(crate) fn item(&self) -> Item {
-        Item::from([
-            ("pk".into(), s(user_pk(&self.user_id))),
-            ("sk".into(), s(conn_sk(self.provider, &self.account_id))),
-        ])
+        item_key(
+            user_pk(&self.user_id),
+            &conn_sk(self.provider, &self.account_id),
+        )
     }
 }
 
@@ -189,24 +192,10 @@ impl ConnectionStore {
             provider,
             account_id: account_id.to_string(),
         };
-        Ok(self
-            .read(key.item())
-            .await?
+        let item = get_consistent(&self.client, &self.table, key.item()).await?;
+        Ok(item
             .as_ref()
             .and_then(|i| Some((parse_connection(i)?, parse_token(i)))))
-    }
-
-    async fn read(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(out.item)
     }
 
     /// The connections of a Meta person (deauthorize and data-deletion
@@ -226,7 +215,11 @@ impl ConnectionStore {
                 continue;
             };
             let key = Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]);
-            if let Some(c) = self.read(key).await?.as_ref().and_then(parse_connection) {
+            if let Some(c) = get_consistent(&self.client, &self.table, key)
+                .await?
+                .as_ref()
+                .and_then(parse_connection)
+            {
                 out.push(c);
             }
         }
@@ -324,11 +317,7 @@ impl ConnectionStore {
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<bool, StoreError> {
-        match self.transact(items).await {
-            Ok(()) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        transacted(self.transact(items).await)
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
@@ -364,16 +353,6 @@ fn condition_failed_only_at<R>(
             if c.cancellation_reasons().iter().enumerate().all(|(i, r)| {
                 (r.code() == Some("ConditionalCheckFailed")) == (i == index)
             })
-    )
-}
-
-pub(super) fn is_condition_failure<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
-) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(TransactWriteItemsError::TransactionCanceledException(c))
-            if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
     )
 }
 

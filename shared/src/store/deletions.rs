@@ -13,9 +13,10 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use time::{Duration, OffsetDateTime};
 
-use super::connections::is_condition_failure;
-use super::StoreError;
-use super::{epoch, get_n, get_s, get_time, n, s, ConnectionStore, Item};
+use super::{
+    epoch, get_consistent, get_n, get_s, get_time, item_key, n, s, transacted, ConnectionStore,
+    Item, StoreError,
+};
 use crate::provider::Provider;
 
 /// How long a deletion record (and the per-person counter) is kept: the
@@ -81,17 +82,11 @@ pub struct DeletionPerson {
 }
 
 fn deletion_key(code: &str) -> Item {
-    Item::from([
-        ("pk".into(), s(format!("DELETION#{code}"))),
-        ("sk".into(), s("REQUEST")),
-    ])
+    item_key(format!("DELETION#{code}"), "REQUEST")
 }
 
 fn person_key(meta_user_id: &str) -> Item {
-    Item::from([
-        ("pk".into(), s(format!("DELETIONS#{meta_user_id}"))),
-        ("sk".into(), s("PERSON")),
-    ])
+    item_key(format!("DELETIONS#{meta_user_id}"), "PERSON")
 }
 
 fn account_attr(a: &DeletionAccount) -> AttributeValue {
@@ -136,16 +131,8 @@ impl ConnectionStore {
         &self,
         meta_user_id: &str,
     ) -> Result<Option<DeletionPerson>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(person_key(meta_user_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(out.item.as_ref().map(|i| DeletionPerson {
+        let item = get_consistent(&self.client, &self.table, person_key(meta_user_id)).await?;
+        Ok(item.as_ref().map(|i| DeletionPerson {
             count: get_n(i, "count").unwrap_or_default(),
             latest_code: get_s(i, "latest_code").unwrap_or_default(),
             latest_issued_at: get_n(i, "latest_issued_at"),
@@ -205,24 +192,12 @@ impl ConnectionStore {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        transacted(result)
     }
 
     pub async fn get_deletion(&self, code: &str) -> Result<Option<DeletionRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(deletion_key(code)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(out.item.as_ref().and_then(|i| {
+        let item = get_consistent(&self.client, &self.table, deletion_key(code)).await?;
+        Ok(item.as_ref().and_then(|i| {
             Some(DeletionRecord {
                 code: code.to_string(),
                 status: DeletionStatus::parse(&get_s(i, "status")?)?,

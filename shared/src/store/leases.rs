@@ -5,8 +5,9 @@
 use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem, Update};
 use time::OffsetDateTime;
 
-use super::connections::{is_condition_failure, key_tag, DueKeys, Lease};
+use super::connections::{key_tag, DueKeys, Lease};
 use super::items::{parse_connection, parse_token, token_attr, unreadable_attribute};
+use super::transacted;
 use super::{
     epoch, get_s, n, query_all, s, webhooks_attr, ConnectionKey, ConnectionStore, Event,
     StoreError, UpdateExpr,
@@ -125,11 +126,7 @@ impl ConnectionStore {
                     .build(),
             );
         }
-        match tx.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        transacted(tx.send().await)
     }
 }
 

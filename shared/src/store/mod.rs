@@ -13,6 +13,7 @@ mod update;
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use cleanup::CleanupJob;
@@ -40,6 +41,72 @@ impl StoreError {
 }
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The `pk`/`sk` key of an item in the connections table.
+pub(crate) fn item_key(pk: String, sk: &str) -> Item {
+    Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
+}
+
+/// One item, read strongly consistent.
+pub(crate) async fn get_consistent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(StoreError::from_sdk)?;
+    Ok(out.item)
+}
+
+/// A conditional single-item write: `Ok(true)` written, `Ok(false)` its
+/// condition did not hold.
+pub(crate) fn written<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.code() == Some("ConditionalCheckFailedException")) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(StoreError::from_sdk(e)),
+    }
+}
+
+/// A transaction: `Ok(true)` written, `Ok(false)` one of its conditions did
+/// not hold (a conflict or any other cancellation is an error).
+pub(crate) fn transacted<T, R: std::fmt::Debug>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>>,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(StoreError::from_sdk(e)),
+    }
+}
+
+/// Whether a transaction was cancelled because a condition failed.
+pub(crate) fn is_condition_failure<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(TransactWriteItemsError::TransactionCanceledException(c))
+            if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+    )
+}
 
 /// Every item a query returns, following its pages, up to `limit`.
 pub(crate) async fn query_all(

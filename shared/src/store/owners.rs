@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use time::OffsetDateTime;
 
 use super::batch::jittered;
-use super::{epoch, get_s, s, ConnectionStore, Item, StoreError};
+use super::{epoch, get_consistent, get_s, item_key, s, ConnectionStore, Item, StoreError};
 use crate::connection::Connection;
 use crate::logging::tag;
 use crate::provider::Provider;
@@ -37,17 +37,11 @@ pub struct Owner {
 }
 
 fn claim_key(account_id: &str) -> Item {
-    Item::from([
-        ("pk".into(), s(format!("ACCOUNT#{account_id}"))),
-        ("sk".into(), s("OWNER")),
-    ])
+    item_key(format!("ACCOUNT#{account_id}"), "OWNER")
 }
 
 fn alias_key(page_id: &str) -> Item {
-    Item::from([
-        ("pk".into(), s(format!("PAGE#{page_id}"))),
-        ("sk".into(), s("ACCOUNT")),
-    ])
+    item_key(format!("PAGE#{page_id}"), "ACCOUNT")
 }
 
 fn providers_attr(provider: Provider) -> AttributeValue {
@@ -145,7 +139,7 @@ const CLAIM_DELETE_PAUSE: std::time::Duration = std::time::Duration::from_millis
 impl ConnectionStore {
     /// Who owns the account, if anyone (a released claim is nobody's).
     pub async fn owner_of(&self, account_id: &str) -> Result<Option<String>, StoreError> {
-        let item = self.get_consistent(claim_key(account_id)).await?;
+        let item = get_consistent(&self.client, &self.table, claim_key(account_id)).await?;
         Ok(item
             .as_ref()
             .and_then(owner_from)
@@ -197,7 +191,7 @@ impl ConnectionStore {
         let Some(page) = conn.page_id.as_deref() else {
             return Ok(false);
         };
-        let item = self.get_consistent(alias_key(page)).await?;
+        let item = get_consistent(&self.client, &self.table, alias_key(page)).await?;
         Ok(item.is_some_and(|i| alias_is_of(&i, conn)))
     }
 
@@ -211,7 +205,7 @@ impl ConnectionStore {
         account_id: &str,
         page_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let claim = self.get_consistent(claim_key(account_id)).await?;
+        let claim = get_consistent(&self.client, &self.table, claim_key(account_id)).await?;
         let held = claim
             .as_ref()
             .and_then(owner_from)
@@ -221,23 +215,12 @@ impl ConnectionStore {
         }
         match (provider, page_id) {
             (Provider::Facebook, Some(page)) => {
-                Ok(self.get_consistent(alias_key(page)).await?.is_some())
+                Ok(get_consistent(&self.client, &self.table, alias_key(page))
+                    .await?
+                    .is_some())
             }
             _ => Ok(false),
         }
-    }
-
-    async fn get_consistent(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        Ok(out.item)
     }
 
     /// The owners of webhook entry ids (Instagram accounts or Pages), in one
