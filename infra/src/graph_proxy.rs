@@ -5,6 +5,7 @@ use aws_sdk_kms::config::Builder as KmsConfig;
 use graph::{Graph, GraphConfig};
 use shared::vault::KmsDataKeys;
 use shared::Clock;
+use shared::FromEnv;
 
 use crate::calls::Calls;
 use crate::stack::Stack;

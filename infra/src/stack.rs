@@ -1,6 +1,7 @@
 //! The whole service against moto (DynamoDB, KMS, Secrets Manager) and the
 //! emulated Meta: used by the integration tests and by the local stack.
 
+use shared::FromEnv;
 use std::collections::HashMap;
 
 use authorize::{Authorize, AuthorizeConfig};

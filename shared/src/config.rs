@@ -182,6 +182,17 @@ impl MetaUrls {
     }
 }
 
+/// A function's configuration, read from its environment. Every variable is
+/// read before anything is reported, so one start names every problem.
+pub trait FromEnv: Sized {
+    fn read(env: &mut EnvReader) -> Self;
+
+    fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
+        let config = Self::read(&mut env);
+        env.finish().map(|()| config)
+    }
+}
+
 /// What the service knows about the Meta app(s): ids, scopes, fields, hosts.
 #[derive(Clone, Debug)]
 pub struct MetaAppConfig {
@@ -350,6 +361,20 @@ impl StoreConfig {
             events_table: table(env, "EVENTS_TABLE"),
             event_retention: event_retention(env),
         }
+    }
+
+    /// The connections store on these tables.
+    pub fn connections(&self, client: &aws_sdk_dynamodb::Client) -> crate::store::ConnectionStore {
+        crate::store::ConnectionStore::new(
+            client.clone(),
+            &self.connections_table,
+            &self.events_table,
+        )
+    }
+
+    /// The events store on the events table.
+    pub fn events(&self, client: &aws_sdk_dynamodb::Client) -> crate::store::EventStore {
+        crate::store::EventStore::new(client.clone(), &self.events_table)
     }
 }
 

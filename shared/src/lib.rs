@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod graph;
 pub mod http;
+pub mod invoke;
 pub mod logging;
 pub mod meta;
 pub mod metrics;
@@ -25,12 +26,13 @@ pub mod vault;
 pub mod webhook;
 
 pub use clock::Clock;
-pub use config::{ConfigError, EnvReader};
+pub use config::{ConfigError, EnvReader, FromEnv};
 pub use provider::Provider;
 
 // Re-exported so every function builds against the same versions.
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_kms;
+pub use aws_sdk_lambda;
 pub use aws_sdk_secretsmanager;
 pub use secrecy;
 pub use time;

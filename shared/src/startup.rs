@@ -3,14 +3,12 @@
 //! naming every problem), and the AWS SDK configuration, built once per
 //! container.
 
-use crate::config::{ConfigError, EnvReader};
+use crate::config::{ConfigError, EnvReader, FromEnv};
 
 /// Logs on, configuration read, AWS configured.
-pub async fn start<C>(
-    read: fn(EnvReader) -> Result<C, ConfigError>,
-) -> Result<(C, aws_config::SdkConfig), ConfigError> {
+pub async fn start<C: FromEnv>() -> Result<(C, aws_config::SdkConfig), ConfigError> {
     crate::logging::init();
-    let config = read(EnvReader::from_env()).inspect_err(|e| {
+    let config = C::from_env(EnvReader::from_env()).inspect_err(|e| {
         tracing::error!(error = %e, "refusing to start");
     })?;
     Ok((config, crate::aws_config().await))

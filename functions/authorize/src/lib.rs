@@ -15,7 +15,7 @@ use shared::http;
 use shared::meta::MetaClient;
 use shared::oauth_state::{self, Mode, OAuthState, PkceVerifier, StateToken};
 use shared::store::StateStore;
-use shared::{Clock, ConfigError, EnvReader, Provider};
+use shared::{Clock, EnvReader, FromEnv, Provider};
 
 #[derive(Clone, Debug)]
 pub struct AuthorizeConfig {
@@ -25,15 +25,14 @@ pub struct AuthorizeConfig {
     pub state_ttl: Duration,
 }
 
-impl AuthorizeConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            states_table: config::table(&mut env, "STATES_TABLE"),
-            meta: MetaAppConfig::read(&mut env),
-            site: SiteConfig::read(&mut env),
-            state_ttl: config::state_ttl(&mut env),
-        };
-        env.finish().map(|()| config)
+impl FromEnv for AuthorizeConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            states_table: config::table(env, "STATES_TABLE"),
+            meta: MetaAppConfig::read(env),
+            site: SiteConfig::read(env),
+            state_ttl: config::state_ttl(env),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use shared::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(AuthorizeConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<AuthorizeConfig>().await?;
     Authorize::new(config, DynamoDb::new(&aws), Clock::system())
         .serve()
         .await

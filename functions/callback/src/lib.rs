@@ -23,7 +23,7 @@ use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{ConnectionStore, Event, SaveError, StateStore};
 use shared::url::Url;
 use shared::vault::{DataKeys, TokenOwner, TokenVault};
-use shared::{http, secrecy, Clock, ConfigError, EnvReader, Provider};
+use shared::{http, secrecy, Clock, EnvReader, FromEnv, Provider};
 
 #[derive(Clone, Debug)]
 pub struct CallbackConfig {
@@ -35,17 +35,16 @@ pub struct CallbackConfig {
     pub site: SiteConfig,
 }
 
-impl CallbackConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            states_table: config::table(&mut env, "STATES_TABLE"),
-            store: StoreConfig::read(&mut env),
+impl FromEnv for CallbackConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            states_table: config::table(env, "STATES_TABLE"),
+            store: StoreConfig::read(env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
-            meta: MetaAppConfig::read(&mut env),
-            site: SiteConfig::read(&mut env),
-        };
-        env.finish().map(|()| config)
+            meta: MetaAppConfig::read(env),
+            site: SiteConfig::read(env),
+        }
     }
 }
 
@@ -75,11 +74,7 @@ impl<K: DataKeys> Callback<K> {
     ) -> Self {
         Self {
             states: StateStore::new(dynamodb.clone(), &config.states_table),
-            connections: ConnectionStore::new(
-                dynamodb,
-                &config.store.connections_table,
-                &config.store.events_table,
-            ),
+            connections: config.store.connections(&dynamodb),
             meta: MetaClient::new(config.meta.clone()),
             vault: TokenVault::new(keys),
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),

@@ -5,7 +5,7 @@ use shared::{aws_sdk_dynamodb, aws_sdk_kms, aws_sdk_secretsmanager, Clock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(CallbackConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<CallbackConfig>().await?;
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);

@@ -11,9 +11,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::config::StoreConfig;
 use shared::connection::Connection;
+use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::store::{ConnectionStore, Event};
-use shared::{http, Clock, ConfigError, EnvReader, Provider};
+use shared::{http, Clock, EnvReader, FromEnv, Provider};
 
 #[derive(Clone, Debug)]
 pub struct ConnectionsConfig {
@@ -22,20 +23,19 @@ pub struct ConnectionsConfig {
     pub refresh_function: String,
 }
 
-impl ConnectionsConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            store: StoreConfig::read(&mut env),
+impl FromEnv for ConnectionsConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            store: StoreConfig::read(env),
             refresh_function: env.optional("REFRESH_FUNCTION"),
-        };
-        env.finish().map(|()| config)
+        }
     }
 }
 
 /// How `refresh` learns there is a deleted connection to finish.
 pub enum Nudge {
     /// Async Lambda invoke (in AWS).
-    Lambda(aws_sdk_lambda::Client, String),
+    Lambda(AsyncInvoke),
     /// Nothing: the next scheduled run finishes it (tests, local stack).
     None,
 }
@@ -55,11 +55,7 @@ impl Connections {
         clock: Clock,
     ) -> Self {
         Self {
-            store: ConnectionStore::new(
-                dynamodb,
-                &config.store.connections_table,
-                &config.store.events_table,
-            ),
+            store: config.store.connections(&dynamodb),
             config,
             nudge,
             clock,
@@ -158,19 +154,11 @@ impl Connections {
     }
 
     async fn nudge_refresh(&self) {
-        if let Nudge::Lambda(client, name) = &self.nudge {
-            let result = client
-                .invoke()
-                .function_name(name)
-                .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-                .payload(aws_sdk_lambda::primitives::Blob::new(
-                    br#"{"source":"connections.delete"}"#.to_vec(),
-                ))
-                .send()
-                .await;
-            if let Err(e) = result {
+        if let Nudge::Lambda(refresh) = &self.nudge {
+            let payload = serde_json::json!({"source": "connections.delete"});
+            if let Err(e) = refresh.send(&payload).await {
                 // The scheduled run will finish it.
-                tracing::warn!(error = %aws_sdk_lambda::error::DisplayErrorContext(e), "could not nudge refresh");
+                tracing::warn!(error = %e, "could not nudge refresh");
             }
         }
     }

@@ -1,18 +1,14 @@
 use connections::{Connections, ConnectionsConfig, Nudge};
 use lambda_http::Error;
+use shared::invoke::AsyncInvoke;
 use shared::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(ConnectionsConfig::from_env).await?;
-    let nudge = if config.refresh_function.is_empty() {
-        Nudge::None
-    } else {
-        Nudge::Lambda(
-            aws_sdk_lambda::Client::new(&aws),
-            config.refresh_function.clone(),
-        )
-    };
+    let (config, aws) = shared::startup::start::<ConnectionsConfig>().await?;
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    let nudge =
+        AsyncInvoke::named(&lambda, &config.refresh_function).map_or(Nudge::None, Nudge::Lambda);
     let handler = Connections::new(
         config,
         shared::aws_sdk_dynamodb::Client::new(&aws),

@@ -31,7 +31,7 @@ use shared::secrecy::SecretString;
 use shared::secrets::SecretsCache;
 use shared::store::{ConnectionStore, Event};
 use shared::vault::{DataKeys, SealedToken, TokenOwner, TokenVault};
-use shared::{Clock, ConfigError, EnvReader, Provider};
+use shared::{Clock, EnvReader, FromEnv, Provider};
 
 /// Bodies above this are refused with `413`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -52,16 +52,15 @@ pub struct GraphConfig {
     pub meta: MetaAppConfig,
 }
 
-impl GraphConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            store: StoreConfig::read(&mut env),
-            graph_table: config::table(&mut env, "GRAPH_TABLE"),
+impl FromEnv for GraphConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            store: StoreConfig::read(env),
+            graph_table: config::table(env, "GRAPH_TABLE"),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
-            meta: MetaAppConfig::read(&mut env),
-        };
-        env.finish().map(|()| config)
+            meta: MetaAppConfig::read(env),
+        }
     }
 }
 
@@ -188,11 +187,7 @@ impl<K: DataKeys> Graph<K> {
         clock: Clock,
     ) -> Self {
         Self {
-            connections: ConnectionStore::new(
-                dynamodb.clone(),
-                &config.store.connections_table,
-                &config.store.events_table,
-            ),
+            connections: config.store.connections(&dynamodb),
             store: GraphStore::new(
                 dynamodb,
                 &config.graph_table,

@@ -8,7 +8,7 @@ use shared::{aws_sdk_dynamodb, aws_sdk_kms, aws_sdk_secretsmanager, Clock};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(GraphConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<GraphConfig>().await?;
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     Graph::new(

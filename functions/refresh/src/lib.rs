@@ -22,6 +22,7 @@ use lambda_http::lambda_runtime::Diagnostic;
 use rand::Rng;
 use serde::Serialize;
 use shared::config::{MetaAppConfig, StoreConfig};
+use shared::invoke::AsyncInvoke;
 use shared::meta::MetaClient;
 use shared::metrics::Metrics;
 use shared::refresh::{due_until, RefreshOutcome, Rules, Tally};
@@ -29,7 +30,7 @@ use shared::secrets::{AppSecrets, SecretsCache, SecretsError};
 use shared::store::connections::DueKeys;
 use shared::store::{ConnectionKey, ConnectionStore, StoreError};
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
-use shared::{time, Clock, ConfigError, EnvReader, Provider};
+use shared::{time, Clock, EnvReader, FromEnv, Provider};
 
 #[derive(Clone, Debug)]
 pub struct RefreshConfig {
@@ -42,20 +43,21 @@ pub struct RefreshConfig {
     pub max_failure_days: u32,
 }
 
-impl RefreshConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            store: StoreConfig::read(&mut env),
+impl FromEnv for RefreshConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            store: StoreConfig::read(env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
-            meta: MetaAppConfig::read(&mut env),
+            meta: MetaAppConfig::read(env),
             window: time::Duration::days(env.number_or("REFRESH_WINDOW_DAYS", 7, 1, 50) as i64),
             concurrency: env.number_or("REFRESH_CONCURRENCY", 64, 1, 256) as usize,
             max_failure_days: env.number_or("REFRESH_MAX_FAILURE_DAYS", 3, 1, 30) as u32,
-        };
-        env.finish().map(|()| config)
+        }
     }
+}
 
+impl RefreshConfig {
     fn rules(&self) -> Rules {
         Rules {
             window: self.window,
@@ -168,25 +170,6 @@ pub fn next_round(round: u64, summary: &Summary) -> Option<u64> {
     (summary.left_for_next_run > 0 && round + 1 < MAX_ROUNDS).then_some(round + 1)
 }
 
-/// Invokes `function` asynchronously with the continuation payload.
-async fn continue_run(
-    lambda: &aws_sdk_lambda::Client,
-    function: &str,
-    round: u64,
-) -> Result<(), String> {
-    lambda
-        .invoke()
-        .function_name(function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(
-            continuation_payload(round).to_string().into_bytes(),
-        ))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
-}
-
 pub struct Refresher<K = KmsDataKeys> {
     inner: Arc<Inner<K>>,
 }
@@ -233,11 +216,7 @@ impl<K: DataKeys + 'static> Refresher<K> {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store: ConnectionStore::new(
-                    dynamodb,
-                    &config.store.connections_table,
-                    &config.store.events_table,
-                ),
+                store: config.store.connections(&dynamodb),
                 meta: MetaClient::new(config.meta.clone()),
                 vault: TokenVault::new(keys),
                 secrets: SecretsCache::new(secrets, &config.meta_secret_id),
@@ -274,8 +253,8 @@ impl<K: DataKeys + 'static> Refresher<K> {
                     .add_to(summary.metrics())
                     .emit();
                 if let (Some(next), Some(lambda)) = (next_round(round, &summary), lambda) {
-                    let function = &event.context.invoked_function_arn;
-                    match continue_run(lambda, function, next).await {
+                    let itself = AsyncInvoke::new(lambda, &event.context.invoked_function_arn);
+                    match itself.send(&continuation_payload(next)).await {
                         Ok(()) => tracing::info!(
                             round = next,
                             left = summary.left_for_next_run,

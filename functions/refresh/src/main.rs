@@ -5,7 +5,7 @@ use shared::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(RefreshConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<RefreshConfig>().await?;
     let keys = KmsDataKeys::new(shared::aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let refresher = Refresher::new(
         config,

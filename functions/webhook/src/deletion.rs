@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::config::StoreConfig;
+use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::store::{
     ConnectionStore, DeletionAccount, DeletionRecord, DeletionStatus, Event, EventStore, StoreError,
 };
-use shared::{Clock, ConfigError, EnvReader};
+use shared::{Clock, EnvReader, FromEnv};
 
 /// Event ids read per page of an account's events.
 pub const PAGE: i32 = 1000;
@@ -43,12 +44,11 @@ pub struct DeletionConfig {
     pub store: StoreConfig,
 }
 
-impl DeletionConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            store: StoreConfig::read(&mut env),
-        };
-        env.finish().map(|()| config)
+impl FromEnv for DeletionConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        Self {
+            store: StoreConfig::read(env),
+        }
     }
 }
 
@@ -120,12 +120,8 @@ impl DeletionJob {
         clock: Clock,
     ) -> Self {
         Self {
-            connections: ConnectionStore::new(
-                dynamodb.clone(),
-                &config.store.connections_table,
-                &config.store.events_table,
-            ),
-            events: EventStore::new(dynamodb, &config.store.events_table),
+            connections: config.store.connections(&dynamodb),
+            events: config.store.events(&dynamodb),
             retention: config.store.event_retention,
             clock,
             backoff: shared::store::events::backoff(
@@ -225,24 +221,9 @@ pub fn parse_job(payload: &Value) -> Option<(String, u64)> {
     Some((code.to_string(), round))
 }
 
-/// Starts the job asynchronously with an `Event` invocation of `function`.
-pub async fn invoke(
-    client: &aws_sdk_lambda::Client,
-    function: &str,
-    code: &str,
-    round: u64,
-) -> Result<(), String> {
-    client
-        .invoke()
-        .function_name(function)
-        .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-        .payload(aws_sdk_lambda::primitives::Blob::new(
-            job_payload(code, round).to_string().into_bytes(),
-        ))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+/// Starts round `round` of the job for `code` asynchronously.
+pub async fn invoke(job: &AsyncInvoke, code: &str, round: u64) -> Result<(), String> {
+    job.send(&job_payload(code, round)).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +273,8 @@ impl DeletionJob {
                     Err(JobError::TooManyRounds(round + 1))
                 }
                 JobOutcome::Unfinished { events_deleted } => {
-                    invoke(lambda, &event.context.invoked_function_arn, &code, round + 1)
+                    let itself = AsyncInvoke::new(lambda, &event.context.invoked_function_arn);
+                    invoke(&itself, &code, round + 1)
                         .await
                         .map_err(JobError::Continue)?;
                     Ok(json!({"status": "continued", "events_deleted": events_deleted}))

@@ -28,6 +28,7 @@ use serde_json::json;
 use shared::clock::rfc3339;
 use shared::config::StoreConfig;
 use shared::connection::Connection;
+use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{
@@ -36,7 +37,7 @@ use shared::store::{
 };
 use shared::time::OffsetDateTime;
 use shared::webhook::{self, SignatureError, SignedRequest};
-use shared::{http, Clock, ConfigError, EnvReader, Provider};
+use shared::{http, Clock, EnvReader, FromEnv, Provider};
 
 use deletion::{DeletionConfig, DeletionJob};
 use delivery::Delivery;
@@ -56,22 +57,20 @@ pub struct WebhookConfig {
     pub data_deletion_function: String,
 }
 
-impl WebhookConfig {
-    pub fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
-        let config = Self {
-            store: StoreConfig::read(&mut env),
+impl FromEnv for WebhookConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        let public_base_url = env.base_url("PUBLIC_BASE_URL", None);
+        Self {
+            store: StoreConfig::read(env),
             meta_secret_id: env.required("META_SECRET_ID"),
-            public_base_url: env.base_url("PUBLIC_BASE_URL", None),
-            meta_base_url: String::new(),
+            meta_base_url: env.base_url("META_BASE_URL", Some(&public_base_url)),
+            public_base_url,
             data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
-        };
-        let meta_base_url = env.base_url("META_BASE_URL", Some(&config.public_base_url));
-        env.finish().map(|()| Self {
-            meta_base_url,
-            ..config
-        })
+        }
     }
+}
 
+impl WebhookConfig {
     fn deletion(&self) -> DeletionConfig {
         DeletionConfig {
             store: self.store.clone(),
@@ -82,7 +81,7 @@ impl WebhookConfig {
 /// How a data-deletion request's job is started.
 pub enum Launch {
     /// An asynchronous invocation of the `data-deletion` function (AWS).
-    Lambda(aws_sdk_lambda::Client, String),
+    Lambda(AsyncInvoke),
     /// A task in this process (the local stack).
     InProcess,
     /// Not at all: the caller runs [`Webhook::deletion_job`] itself (tests).
@@ -150,17 +149,13 @@ impl Webhook {
         clock: Clock,
     ) -> Self {
         Self {
-            connections: ConnectionStore::new(
-                dynamodb.clone(),
-                &config.store.connections_table,
-                &config.store.events_table,
-            ),
+            connections: config.store.connections(&dynamodb),
             job: Arc::new(DeletionJob::new(
                 &config.deletion(),
                 dynamodb.clone(),
                 clock.clone(),
             )),
-            events: EventStore::new(dynamodb, &config.store.events_table),
+            events: config.store.events(&dynamodb),
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),
             config,
             clock,
@@ -627,7 +622,7 @@ impl Webhook {
     /// Starts the job for `code`.
     async fn launch(&self, code: &str) -> Result<(), ()> {
         match &self.launch {
-            Launch::Lambda(client, function) => deletion::invoke(client, function, code, 0)
+            Launch::Lambda(job) => deletion::invoke(job, code, 0)
                 .await
                 .map_err(|e| tracing::error!(error = %e, "could not start the data-deletion job")),
             Launch::InProcess => {

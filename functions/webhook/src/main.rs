@@ -1,20 +1,16 @@
 use lambda_http::Error;
+use shared::invoke::AsyncInvoke;
 use shared::Clock;
 use webhook::{Launch, Webhook, WebhookConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(WebhookConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<WebhookConfig>().await?;
     // In AWS the template names the data-deletion function; without one (a
     // local run) the job runs in this process.
-    let launch = if config.data_deletion_function.is_empty() {
-        Launch::InProcess
-    } else {
-        Launch::Lambda(
-            aws_sdk_lambda::Client::new(&aws),
-            config.data_deletion_function.clone(),
-        )
-    };
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    let launch = AsyncInvoke::named(&lambda, &config.data_deletion_function)
+        .map_or(Launch::InProcess, Launch::Lambda);
     let handler = Webhook::new(
         config,
         shared::aws_sdk_dynamodb::Client::new(&aws),

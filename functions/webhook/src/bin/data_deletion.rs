@@ -7,7 +7,7 @@ use webhook::deletion::{DeletionConfig, DeletionJob};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (config, aws) = shared::startup::start(DeletionConfig::from_env).await?;
+    let (config, aws) = shared::startup::start::<DeletionConfig>().await?;
     let job = DeletionJob::new(
         &config,
         shared::aws_sdk_dynamodb::Client::new(&aws),
