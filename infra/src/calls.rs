@@ -34,6 +34,18 @@ impl Intercept for Calls {
 }
 
 impl Calls {
+    /// A DynamoDB client on `aws` whose calls are counted here.
+    pub fn dynamodb(&self, aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(aws).interceptor(self.clone());
+        aws_sdk_dynamodb::Client::from_conf(conf.build())
+    }
+
+    /// A KMS client on `aws` whose calls are counted here.
+    pub fn kms(&self, aws: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::config::Builder::from(aws).interceptor(self.clone());
+        aws_sdk_kms::Client::from_conf(conf.build())
+    }
+
     /// How often `operation` (e.g. `Decrypt`, `GetItem`) was called so far.
     pub fn count(&self, operation: &str) -> usize {
         self.0.lock().unwrap().get(operation).copied().unwrap_or(0)

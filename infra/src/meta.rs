@@ -81,6 +81,47 @@ impl Default for IgPerson {
     }
 }
 
+impl FbPerson {
+    /// `name` (app-scoped id `id`), administering `pages`.
+    pub fn new(id: &str, name: &str, pages: Vec<FbPage>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            pages,
+        }
+    }
+}
+
+impl FbPerson {
+    /// The default person, administering just `page`.
+    pub fn with_page(page: FbPage) -> Self {
+        Self {
+            pages: vec![page],
+            ..Self::default()
+        }
+    }
+}
+
+impl FbPage {
+    /// A Page linked to the Instagram professional account `account_id`.
+    pub fn linked(id: &str, name: &str, account_id: &str, username: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            instagram: Some((account_id.into(), username.into())),
+        }
+    }
+
+    /// A Page with no Instagram account.
+    pub fn unlinked(id: &str, name: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            instagram: None,
+        }
+    }
+}
+
 impl Default for FbPerson {
     fn default() -> Self {
         Self {

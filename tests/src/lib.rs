@@ -116,28 +116,32 @@ impl Harness {
         self.seen.lock().unwrap().push(text);
     }
 
-    pub async fn call_authorize(&self, req: ApiRequest) -> Response<Body> {
-        let resp = self.authorize.handle(req.into_request()).await;
+    async fn recorded(
+        &self,
+        answer: impl std::future::Future<Output = Response<Body>>,
+    ) -> Response<Body> {
+        let resp = answer.await;
         self.record(&resp);
         resp
+    }
+
+    pub async fn call_authorize(&self, req: ApiRequest) -> Response<Body> {
+        self.recorded(self.authorize.handle(req.into_request()))
+            .await
     }
 
     pub async fn call_callback(&self, req: ApiRequest) -> Response<Body> {
-        let resp = self.callback.handle(req.into_request()).await;
-        self.record(&resp);
-        resp
+        self.recorded(self.callback.handle(req.into_request()))
+            .await
     }
 
     pub async fn call_webhook(&self, req: ApiRequest) -> Response<Body> {
-        let resp = self.webhook.handle(req.into_request()).await;
-        self.record(&resp);
-        resp
+        self.recorded(self.webhook.handle(req.into_request())).await
     }
 
     pub async fn call_connections(&self, req: ApiRequest) -> Response<Body> {
-        let resp = self.connections.handle(req.into_request()).await;
-        self.record(&resp);
-        resp
+        self.recorded(self.connections.handle(req.into_request()))
+            .await
     }
 
     /// One scheduled refresh run with a generous deadline.
@@ -158,6 +162,13 @@ impl Harness {
         let loc = resp.location();
         assert_eq!(param(&loc, "status").as_deref(), Some("connected"), "{loc}");
         param(&loc, "account_id").unwrap()
+    }
+
+    /// Connects through Facebook Login for `user`, `person` approving.
+    pub async fn connect_facebook_as(&self, user: &str, person: FbPerson) {
+        self.stack.meta.set_facebook_person(person);
+        let loc = self.connect("facebook", user).await.location();
+        assert_eq!(param(&loc, "status").as_deref(), Some("connected"), "{loc}");
     }
 
     /// `POST /webhook` with `body`, signed as Meta signs it with `secret`.

@@ -228,27 +228,15 @@ async fn instagram_flat_exchange_shape_also_connects() {
 async fn facebook_connects_every_page_with_instagram() {
     let h = Harness::new().await;
     // Three Pages (more than the emulator's page size: paging is followed), two linked.
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000009".into(),
-        name: "Ada".into(),
-        pages: vec![
-            FbPage {
-                id: "p1".into(),
-                name: "Acme".into(),
-                instagram: Some(("17841400000000021".into(), "acme".into())),
-            },
-            FbPage {
-                id: "p2".into(),
-                name: "Blog".into(),
-                instagram: None,
-            },
-            FbPage {
-                id: "p3".into(),
-                name: "Shop".into(),
-                instagram: Some(("17841400000000023".into(), "acme.shop".into())),
-            },
+    h.stack.meta.set_facebook_person(FbPerson::new(
+        "10160000000000009",
+        "Ada",
+        vec![
+            FbPage::linked("p1", "Acme", "17841400000000021", "acme"),
+            FbPage::unlinked("p2", "Blog"),
+            FbPage::linked("p3", "Shop", "17841400000000023", "acme.shop"),
         ],
-    });
+    ));
     let started = h.start("facebook", "user-7", json!({})).await;
     let url = Url::parse(&started.authorize_url).unwrap();
     assert!(
@@ -300,15 +288,11 @@ async fn facebook_connects_every_page_with_instagram() {
 #[tokio::test]
 async fn facebook_grant_without_instagram_account() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "1".into(),
-        name: "No IG".into(),
-        pages: vec![FbPage {
-            id: "p9".into(),
-            name: "Blog".into(),
-            instagram: None,
-        }],
-    });
+    h.stack.meta.set_facebook_person(FbPerson::new(
+        "1",
+        "No IG",
+        vec![FbPage::unlinked("p9", "Blog")],
+    ));
     let resp = h.connect("facebook", "user-1").await;
     assert_error_redirect(&resp, FRONTEND, "facebook", "no_instagram_account");
     assert!(h.connections_of("user-1").await.is_empty());
@@ -503,15 +487,16 @@ async fn an_account_belongs_to_one_user_and_its_owner_can_reconnect() {
     );
 
     // ... also through the other provider and in complete mode (409).
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "5".into(),
-        name: "Bob".into(),
-        pages: vec![FbPage {
-            id: "pb".into(),
-            name: "Bob's".into(),
-            instagram: Some(("17841400000000001".into(), "acme.studio".into())),
-        }],
-    });
+    h.stack.meta.set_facebook_person(FbPerson::new(
+        "5",
+        "Bob",
+        vec![FbPage::linked(
+            "pb",
+            "Bob's",
+            "17841400000000001",
+            "acme.studio",
+        )],
+    ));
     let started = h
         .start("facebook", "bob", json!({"mode": "complete"}))
         .await;

@@ -170,20 +170,9 @@ async fn only_the_owner_may_act_through_either_door() {
 #[tokio::test]
 async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_facebook() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000009".into(),
-        name: "Pat".into(),
-        pages: vec![FbPage {
-            id: "p1".into(),
-            name: "Acme".into(),
-            instagram: Some(("17841400000000021".into(), "acme.fb".into())),
-        }],
-    });
-    let resp = h.connect("facebook", "user-7").await;
-    assert_eq!(
-        param(&resp.location(), "status").as_deref(),
-        Some("connected")
-    );
+    let page = FbPage::linked("p1", "Acme", "17841400000000021", "acme.fb");
+    h.connect_facebook_as("user-7", FbPerson::with_page(page))
+        .await;
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
     let answer = graph
         .handle_invocation(

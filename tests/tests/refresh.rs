@@ -304,19 +304,9 @@ async fn missing_webhook_subscriptions_are_restored() {
 #[tokio::test]
 async fn facebook_tokens_are_checked_daily() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000042".into(),
-        name: "Ada".into(),
-        pages: vec![FbPage {
-            id: "p1".into(),
-            name: "Acme".into(),
-            instagram: Some(("17841400000000042".into(), "acme".into())),
-        }],
-    });
-    assert_eq!(
-        param(&h.connect("facebook", "user-1").await.location(), "status").as_deref(),
-        Some("connected")
-    );
+    let page = FbPage::linked("p1", "Acme", "17841400000000042", "acme");
+    h.connect_facebook_as("user-1", FbPerson::with_page(page))
+        .await;
     assert_eq!(h.refresh().await, Summary::default(), "not before a day");
     h.clock.advance(DAY);
     assert_eq!(h.refresh().await, Summary { skipped: 1, ..ONE });
@@ -440,26 +430,18 @@ async fn deleting_a_connection() {
 #[tokio::test]
 async fn deleting_a_facebook_connection_revokes_when_it_is_the_last() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000077".into(),
-        name: "Ada".into(),
-        pages: vec![
-            FbPage {
-                id: "p1".into(),
-                name: "One".into(),
-                instagram: Some(("17841400000000071".into(), "one".into())),
-            },
-            FbPage {
-                id: "p2".into(),
-                name: "Two".into(),
-                instagram: Some(("17841400000000072".into(), "two".into())),
-            },
-        ],
-    });
-    assert_eq!(
-        param(&h.connect("facebook", "user-1").await.location(), "status").as_deref(),
-        Some("connected")
-    );
+    h.connect_facebook_as(
+        "user-1",
+        FbPerson::new(
+            "10160000000000077",
+            "Ada",
+            vec![
+                FbPage::linked("p1", "One", "17841400000000071", "one"),
+                FbPage::linked("p2", "Two", "17841400000000072", "two"),
+            ],
+        ),
+    )
+    .await;
     let del = |account: &'static str| {
         ApiRequest::new("DELETE", &format!("/connections/facebook/{account}")).user("user-1")
     };
@@ -485,19 +467,9 @@ async fn deleting_a_facebook_connection_revokes_when_it_is_the_last() {
 #[tokio::test]
 async fn subscriptions_meta_dropped_are_noticed_and_restored() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000051".into(),
-        name: "Ada".into(),
-        pages: vec![FbPage {
-            id: "p51".into(),
-            name: "Acme".into(),
-            instagram: Some(("17841400000000051".into(), "acme".into())),
-        }],
-    });
-    assert_eq!(
-        param(&h.connect("facebook", "user-1").await.location(), "status").as_deref(),
-        Some("connected")
-    );
+    let page = FbPage::linked("p51", "Acme", "17841400000000051", "acme");
+    h.connect_facebook_as("user-1", FbPerson::with_page(page))
+        .await;
     let account = h.connect_instagram_as("user-2", "dropped").await;
     // Meta gives up on our endpoint and unsubscribes the app from both.
     h.stack.meta.drop_subscription("p51");
@@ -598,21 +570,11 @@ fn person(id: &str, pages: &[(&str, &str, &str)]) -> FbPerson {
         name: "Ada".into(),
         pages: pages
             .iter()
-            .map(|(page, account, username)| FbPage {
-                id: (*page).into(),
-                name: format!("Page {page}"),
-                instagram: Some(((*account).into(), (*username).into())),
+            .map(|(page, account, username)| {
+                FbPage::linked(page, &format!("Page {page}"), account, username)
             })
             .collect(),
     }
-}
-
-async fn connect_facebook(h: &Harness, user: &str) {
-    let resp = h.connect("facebook", user).await;
-    assert_eq!(
-        param(&resp.location(), "status").as_deref(),
-        Some("connected")
-    );
 }
 
 async fn delete(h: &Harness, user: &str, provider: &str, account: &str) {
@@ -658,13 +620,13 @@ async fn finishing_a_delete_leaves_a_newer_instagram_connection_alone() {
 #[tokio::test]
 async fn finishing_a_delete_leaves_a_newer_page_connection_and_its_grant_alone() {
     let h = Harness::new().await;
-    h.stack.meta.set_facebook_person(person(
+    let ada = person(
         "10160000000000091",
         &[("p91", "17841400000000091", "again")],
-    ));
-    connect_facebook(&h, "user-1").await;
+    );
+    h.connect_facebook_as("user-1", ada.clone()).await;
     delete(&h, "user-1", "facebook", "17841400000000091").await;
-    connect_facebook(&h, "user-1").await;
+    h.connect_facebook_as("user-1", ada).await;
 
     h.refresh().await;
     assert_eq!(h.stack.meta.calls("fb_unsubscribe"), 0);
@@ -682,17 +644,23 @@ async fn finishing_a_delete_leaves_a_newer_page_connection_and_its_grant_alone()
 async fn one_users_delete_never_removes_anothers_page_routing() {
     let h = Harness::new().await;
     // Alice connects her account through Page p92...
-    h.stack.meta.set_facebook_person(person(
-        "10160000000000092",
-        &[("p92", "17841400000000921", "alice.ig")],
-    ));
-    connect_facebook(&h, "alice").await;
+    h.connect_facebook_as(
+        "alice",
+        person(
+            "10160000000000092",
+            &[("p92", "17841400000000921", "alice.ig")],
+        ),
+    )
+    .await;
     // ...then the Page is linked to Bob's account, and Bob connects it.
-    h.stack.meta.set_facebook_person(person(
-        "10160000000000093",
-        &[("p92", "17841400000000922", "bob.ig")],
-    ));
-    connect_facebook(&h, "bob").await;
+    h.connect_facebook_as(
+        "bob",
+        person(
+            "10160000000000093",
+            &[("p92", "17841400000000922", "bob.ig")],
+        ),
+    )
+    .await;
     let alias =
         |items: &[std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>]| {
             items

@@ -5,6 +5,7 @@ use infra::apigw::{ApiRequest, ResponseExt};
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::webhook::{make_signed_request, signature_header};
+use shared::FromEnv;
 
 const IG_ACCOUNT: &str = "17841400000000001";
 
@@ -153,19 +154,20 @@ fn is_rfc3339_utc_millis(t: &str) -> bool {
 async fn comments_and_page_payloads_are_routed() {
     let h = Harness::new().await;
     // A Facebook-Login connection: Page p1 linked to account ...21.
-    h.stack.meta.set_facebook_person(FbPerson {
-        id: "10160000000000009".into(),
-        name: "Ada".into(),
-        pages: vec![FbPage {
-            id: "110000000000001".into(),
-            name: "Acme".into(),
-            instagram: Some(("17841400000000021".into(), "acme".into())),
-        }],
-    });
-    assert_eq!(
-        param(&h.connect("facebook", "user-7").await.location(), "status").as_deref(),
-        Some("connected")
-    );
+    h.connect_facebook_as(
+        "user-7",
+        FbPerson::new(
+            "10160000000000009",
+            "Ada",
+            vec![FbPage::linked(
+                "110000000000001",
+                "Acme",
+                "17841400000000021",
+                "acme",
+            )],
+        ),
+    )
+    .await;
 
     let comments = json!({"object": "instagram", "entry": [{"id": "17841400000000021", "time": 1795260000u64, "changes": [
         {"field": "comments", "value": {"id": "17990000000000001", "text": "love it", "from": {"id": "55", "username": "fan"}, "media": {"id": "1801"}}},

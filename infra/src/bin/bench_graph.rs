@@ -6,6 +6,7 @@
 //!
 //! Run: `scripts/bench-graph [REQUESTS]` (default 2000 for the throughput run).
 
+use shared::FromEnv;
 use std::time::{Duration, Instant};
 
 use graph::{Caller, Graph, GraphConfig, ProxyRequest};
@@ -168,21 +169,10 @@ async fn main() {
     let ddb_calls = Calls::default();
     let kms_calls = Calls::default();
     let config = GraphConfig::from_env(stack.env_reader()).unwrap();
-    let keys = KmsDataKeys::new(
-        aws_sdk_kms::Client::from_conf(
-            aws_sdk_kms::config::Builder::from(&stack.aws)
-                .interceptor(kms_calls.clone())
-                .build(),
-        ),
-        &config.token_key_id,
-    );
+    let keys = KmsDataKeys::new(kms_calls.kms(&stack.aws), &config.token_key_id);
     let graph = Graph::new(
         config,
-        aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&stack.aws)
-                .interceptor(ddb_calls.clone())
-                .build(),
-        ),
+        ddb_calls.dynamodb(&stack.aws),
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         keys,
         clock.clone(),

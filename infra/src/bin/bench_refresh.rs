@@ -12,6 +12,7 @@
 //! Run: `scripts/bench-refresh [SIZES] [CONCURRENCY] [refresh|check]`
 //! (defaults: 1000,10000, 8 and refresh).
 
+use shared::FromEnv;
 use std::time::{Duration as StdDuration, Instant};
 
 use infra::calls::Calls;
@@ -141,21 +142,10 @@ async fn main() {
         let ddb_calls = Calls::default();
         let kms_calls = Calls::default();
         let config = refresh::RefreshConfig::from_env(stack.env_reader()).unwrap();
-        let keys = KmsDataKeys::new(
-            aws_sdk_kms::Client::from_conf(
-                aws_sdk_kms::config::Builder::from(&stack.aws)
-                    .interceptor(kms_calls.clone())
-                    .build(),
-            ),
-            &config.token_key_id,
-        );
+        let keys = KmsDataKeys::new(kms_calls.kms(&stack.aws), &config.token_key_id);
         let refresher = refresh::Refresher::new(
             config,
-            aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&stack.aws)
-                    .interceptor(ddb_calls.clone())
-                    .build(),
-            ),
+            ddb_calls.dynamodb(&stack.aws),
             aws_sdk_secretsmanager::Client::new(&stack.aws),
             keys,
             clock.clone(),

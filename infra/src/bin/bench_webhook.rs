@@ -4,6 +4,7 @@
 //!
 //! Run: `scripts/bench-webhook` (starts moto; release build).
 
+use shared::FromEnv;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -85,11 +86,7 @@ async fn main() {
     })
     .await;
     let calls = Calls::default();
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&stack.aws)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let dynamodb = calls.dynamodb(&stack.aws);
     let config = webhook::WebhookConfig::from_env(stack.env_reader()).unwrap();
     let handler = webhook::Webhook::new(
         config,
