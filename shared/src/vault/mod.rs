@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 
 use crate::provider::Provider;
 
+mod kms;
+pub use kms::{KmsDataKeys, KmsUsage};
+
 /// The envelope format version written today.
 pub const SCHEME_VERSION: u8 = 1;
 const PURPOSE: &str = "connection-token";
@@ -112,136 +115,6 @@ pub trait DataKeys: Send + Sync {
     /// counts): what a function reports as metrics after an invocation.
     fn take_usage(&self) -> KmsUsage {
         KmsUsage::default()
-    }
-}
-
-/// KMS requests counted by [`KmsDataKeys`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KmsUsage {
-    /// `GenerateDataKey` and `Decrypt` requests sent.
-    pub calls: u64,
-    /// Those that failed for a reason other than a ciphertext that doesn't
-    /// open (KMS unreachable, throttled, access denied, a disabled key).
-    pub errors: u64,
-}
-
-impl KmsUsage {
-    /// Adds the counts as `KmsCalls` and `KmsErrors` to `metrics`.
-    pub fn add_to(self, metrics: crate::metrics::Metrics) -> crate::metrics::Metrics {
-        metrics
-            .count("KmsCalls", self.calls)
-            .count("KmsErrors", self.errors)
-    }
-}
-
-/// Data keys from AWS KMS.
-#[derive(Clone)]
-pub struct KmsDataKeys {
-    client: aws_sdk_kms::Client,
-    key_id: String,
-    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    errors: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl KmsDataKeys {
-    pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            key_id: key_id.into(),
-            calls: Default::default(),
-            errors: Default::default(),
-        }
-    }
-
-    fn counted<T>(&self, result: &Result<T, VaultError>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.calls.fetch_add(1, Relaxed);
-        if let Err(VaultError::Kms(_)) = result {
-            self.errors.fetch_add(1, Relaxed);
-        }
-    }
-}
-
-impl DataKeys for KmsDataKeys {
-    async fn generate(&self, context: &BTreeMap<String, String>) -> Result<DataKey, VaultError> {
-        let result = self.generate_uncounted(context).await;
-        self.counted(&result);
-        result
-    }
-
-    async fn unwrap_key(
-        &self,
-        wrapped: &[u8],
-        key_id: &str,
-        context: &BTreeMap<String, String>,
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let result = self.unwrap_uncounted(wrapped, key_id, context).await;
-        self.counted(&result);
-        result
-    }
-
-    fn take_usage(&self) -> KmsUsage {
-        use std::sync::atomic::Ordering::Relaxed;
-        KmsUsage {
-            calls: self.calls.swap(0, Relaxed),
-            errors: self.errors.swap(0, Relaxed),
-        }
-    }
-}
-
-impl KmsDataKeys {
-    async fn generate_uncounted(
-        &self,
-        context: &BTreeMap<String, String>,
-    ) -> Result<DataKey, VaultError> {
-        let out = self
-            .client
-            .generate_data_key()
-            .key_id(&self.key_id)
-            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
-            .set_encryption_context(Some(context.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| VaultError::Kms("no plaintext key returned".into()))?
-                .into_inner(),
-        );
-        let wrapped = out
-            .ciphertext_blob
-            .ok_or_else(|| VaultError::Kms("no wrapped key returned".into()))?
-            .into_inner();
-        Ok(DataKey {
-            plaintext,
-            wrapped,
-            key_id: out.key_id.unwrap_or_else(|| self.key_id.clone()),
-        })
-    }
-
-    async fn unwrap_uncounted(
-        &self,
-        wrapped: &[u8],
-        key_id: &str,
-        context: &BTreeMap<String, String>,
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let out = self
-            .client
-            .decrypt()
-            .key_id(key_id)
-            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-            .set_encryption_context(Some(context.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_invalid_ciphertext_exception() => VaultError::Unopenable,
-                _ => VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()),
-            })?;
-        Ok(Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| VaultError::Kms("no plaintext key returned".into()))?
-                .into_inner(),
-        ))
     }
 }
 
