@@ -34,6 +34,32 @@ impl Status {
     }
 }
 
+/// What happened to a connection: the kind of the lifecycle event written
+/// with the change (webhook events take theirs from Meta's field instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Connected,
+    Refreshed,
+    WebhooksRestored,
+    NeedsReauth,
+    Deleted,
+    Revoked,
+}
+
+impl Lifecycle {
+    /// The event's `kind`, as `docs/contract.md` lists it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Connected => "connection.connected",
+            Self::Refreshed => "connection.refreshed",
+            Self::WebhooksRestored => "connection.webhooks_restored",
+            Self::NeedsReauth => "connection.needs_reauth",
+            Self::Deleted => "connection.deleted",
+            Self::Revoked => "connection.revoked",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connection {
     pub user_id: String,
@@ -121,5 +147,28 @@ pub(crate) fn test_connection(provider: Provider, issued: OffsetDateTime) -> Con
         version: 1,
         refresh_failures: 0,
         last_refresh_failure_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lifecycle;
+
+    #[test]
+    fn every_lifecycle_kind_is_in_the_event_contract() {
+        let contract = include_str!("../../docs/contract.md");
+        let all = [
+            Lifecycle::Connected,
+            Lifecycle::Refreshed,
+            Lifecycle::WebhooksRestored,
+            Lifecycle::NeedsReauth,
+            Lifecycle::Deleted,
+            Lifecycle::Revoked,
+        ];
+        for kind in all.map(Lifecycle::kind) {
+            assert!(contract.contains(&format!("`{kind}`")), "{kind}");
+        }
+        let distinct: std::collections::HashSet<_> = all.map(Lifecycle::kind).into();
+        assert_eq!(distinct.len(), all.len());
     }
 }

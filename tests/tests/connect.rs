@@ -812,7 +812,7 @@ async fn the_transaction_alone_keeps_one_owner_per_account() {
     bobs.user_id = "bob".into();
     let now = h.clock.now();
     let event = shared::store::Event::lifecycle(
-        "connection.connected",
+        shared::connection::Lifecycle::Connected,
         &bobs,
         now,
         std::time::Duration::from_secs(60),

@@ -15,7 +15,7 @@ use lambda_http::{Body, Request, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig, StoreConfig};
-use shared::connection::Connection;
+use shared::connection::{Connection, Lifecycle};
 use shared::logging::tag;
 use shared::meta::{FacebookPage, LinkedInstagram, MetaClient, MetaError, WebhookTarget};
 use shared::oauth_state::{self, AuthCode, Binding, Mode, OAuthState, StateToken};
@@ -452,7 +452,7 @@ impl<K: DataKeys> Callback<K> {
             })?;
         let now = self.clock.now();
         let event = Event::lifecycle(
-            "connection.connected",
+            Lifecycle::Connected,
             &conn,
             now,
             self.config.store.event_retention,

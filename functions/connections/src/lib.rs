@@ -10,7 +10,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::config::StoreConfig;
-use shared::connection::Connection;
+use shared::connection::{Connection, Lifecycle};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::store::{ConnectionStore, Event};
@@ -128,7 +128,7 @@ impl Connections {
         };
         let now = self.clock.now();
         let event = Event::lifecycle(
-            "connection.deleted",
+            Lifecycle::Deleted,
             &conn,
             now,
             self.config.store.event_retention,

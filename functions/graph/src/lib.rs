@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use serde_json::{json, Value};
 use shared::config::{self, MetaAppConfig, StoreConfig};
-use shared::connection::{Connection, Status};
+use shared::connection::{Connection, Lifecycle, Status};
 use shared::graph::policy::{self, GraphMethod, Subject};
 use shared::graph::ratelimit::{self, MetaAnswerLimits};
 use shared::graph::store::{request_fingerprint, Block, Claim, GraphStore, StoredAnswer};
@@ -622,7 +622,7 @@ impl<K: DataKeys> Graph<K> {
         let mut after = conn.clone();
         after.status = Status::NeedsReauth;
         let event = Event::lifecycle(
-            "connection.needs_reauth",
+            Lifecycle::NeedsReauth,
             &after,
             now,
             self.config.store.event_retention,

@@ -27,7 +27,7 @@ use rand::RngExt;
 use serde_json::json;
 use shared::clock::rfc3339;
 use shared::config::StoreConfig;
-use shared::connection::Connection;
+use shared::connection::{Connection, Lifecycle};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::secrets::{AppSecrets, SecretsCache};
@@ -409,7 +409,7 @@ impl Webhook {
             let mut revoked = c.clone();
             revoked.status = shared::connection::Status::Revoked;
             let event = Event::lifecycle(
-                "connection.revoked",
+                Lifecycle::Revoked,
                 &revoked,
                 now,
                 self.config.store.event_retention,

@@ -84,7 +84,7 @@ async fn seed(stack: &Stack, n: usize, clock: &Clock, check_only: bool) {
             };
             let sealed = vault.seal(&token, &owner).await.expect("seal");
             let event = Event::lifecycle(
-                "connection.connected",
+                shared::connection::Lifecycle::Connected,
                 &conn,
                 now,
                 StdDuration::from_secs(86400),

@@ -5,7 +5,7 @@
 use time::{Duration, OffsetDateTime};
 
 use super::{after_failure, Due, Plan, FACEBOOK_CHECK_EVERY, RETRY_AFTER};
-use crate::connection::{Connection, Status};
+use crate::connection::{Connection, Lifecycle, Status};
 
 /// The run's settings that shape a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,7 @@ pub struct RefreshOutcome {
     pub refreshed: Option<Refreshed>,
     pub webhooks_subscribed: Option<bool>,
     /// The lifecycle event to write with the outcome.
-    pub event: Option<&'static str>,
+    pub event: Option<Lifecycle>,
     /// The webhook subscription was missing and is subscribed again: written
     /// with `connection.webhooks_restored` (see [`RefreshOutcome::events`]).
     pub webhooks_restored: bool,
@@ -131,7 +131,7 @@ impl RefreshOutcome {
         Self {
             tally: Tally::NeedsReauth,
             status: Some(Status::NeedsReauth),
-            event: Some("connection.needs_reauth"),
+            event: Some(Lifecycle::NeedsReauth),
             reauth_reason: Some(why),
             ..Self::skip(None)
         }
@@ -155,10 +155,10 @@ impl RefreshOutcome {
     }
 
     /// The lifecycle events to write with the outcome, in order.
-    pub fn events(&self) -> impl Iterator<Item = &'static str> {
+    pub fn events(&self) -> impl Iterator<Item = Lifecycle> {
         let restored = self
             .webhooks_restored
-            .then_some("connection.webhooks_restored");
+            .then_some(Lifecycle::WebhooksRestored);
         self.event.into_iter().chain(restored)
     }
 
@@ -211,7 +211,7 @@ pub fn decide(
                 at: now,
                 expires_at,
             }),
-            event: Some("connection.refreshed"),
+            event: Some(Lifecycle::Refreshed),
             ..RefreshOutcome::skip(None)
         },
         (_, Some(Answer::NotSealed)) => {
@@ -221,7 +221,7 @@ pub fn decide(
             let recovered = conn.refresh_failures > 0;
             RefreshOutcome {
                 failures: recovered.then_some(Failures::NONE),
-                event: recovered.then_some("connection.refreshed"),
+                event: recovered.then_some(Lifecycle::Refreshed),
                 ..RefreshOutcome::skip(act_at(now + FACEBOOK_CHECK_EVERY))
             }
         }

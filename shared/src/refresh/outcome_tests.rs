@@ -67,7 +67,7 @@ fn a_refreshed_token_is_stored_and_due_at_the_next_subscription_check() {
             expires_at
         })
     );
-    assert_eq!(o.event, Some("connection.refreshed"));
+    assert_eq!(o.event, Some(Lifecycle::Refreshed));
     assert_eq!(o.status, None);
     assert!(!o.resubscribe);
     let after = o.applied_to(&c);
@@ -106,7 +106,7 @@ fn a_healthy_page_is_checked_again_tomorrow_and_recovers_from_failures() {
     c.refresh_failures = 2;
     let o = decide(&c, Plan::Check, asked(Answer::Healthy), NOW, RULES);
     assert_eq!(o.failures, Some(Failures::NONE));
-    assert_eq!(o.event, Some("connection.refreshed"));
+    assert_eq!(o.event, Some(Lifecycle::Refreshed));
     assert_eq!(o.applied_to(&c), c);
 }
 
@@ -122,7 +122,7 @@ fn dead_expired_or_missing_tokens_need_the_person() {
         assert_eq!(o.tally, Tally::NeedsReauth);
         assert_eq!(o.status, Some(Status::NeedsReauth));
         assert_eq!(o.due, None);
-        assert_eq!(o.event, Some("connection.needs_reauth"));
+        assert_eq!(o.event, Some(Lifecycle::NeedsReauth));
         assert_eq!(o.reauth_reason, Some(why));
         assert!(!o.resubscribe);
         assert_eq!(o.applied_to(&c).status, Status::NeedsReauth);
@@ -226,7 +226,7 @@ fn a_restored_subscription_is_an_event_and_a_failed_one_is_tried_again_within_a_
     assert!(o.webhooks_restored);
     assert_eq!(
         o.events().collect::<Vec<_>>(),
-        ["connection.webhooks_restored"]
+        [Lifecycle::WebhooksRestored]
     );
     assert_eq!(o.due, next_check(Provider::Facebook));
     // With a refresh in the same run: both events.
@@ -236,7 +236,7 @@ fn a_restored_subscription_is_an_event_and_a_failed_one_is_tried_again_within_a_
     o.subscribed(true, &ig, NOW, RULES.window);
     assert_eq!(
         o.events().collect::<Vec<_>>(),
-        ["connection.refreshed", "connection.webhooks_restored"]
+        [Lifecycle::Refreshed, Lifecycle::WebhooksRestored]
     );
     // The event shows the connection subscribed.
     let mut unsubscribed = c.clone();

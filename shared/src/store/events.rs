@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::{epoch, s, Item, StoreError};
 use crate::clock::rfc3339_millis;
-use crate::connection::Connection;
+use crate::connection::{Connection, Lifecycle};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +31,7 @@ pub struct Event {
 impl Event {
     /// A lifecycle event (`connection.connected`, ...) about `conn`.
     pub fn lifecycle(
-        kind: &str,
+        kind: Lifecycle,
         conn: &Connection,
         now: OffsetDateTime,
         retention: std::time::Duration,
@@ -40,7 +40,7 @@ impl Event {
         rand::rng().fill_bytes(&mut id);
         Self {
             event_id: format!("lc_{}", hex::encode(id)),
-            kind: kind.to_string(),
+            kind: kind.kind().to_string(),
             provider: Some(conn.provider.as_str().to_string()),
             account_id: conn.account_id.clone(),
             user_id: Some(conn.user_id.clone()),

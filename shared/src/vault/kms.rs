@@ -44,20 +44,50 @@ impl KmsDataKeys {
         }
     }
 
-    fn counted<T>(&self, result: &Result<T, VaultError>) {
+    /// Counts one request, and an error that was KMS's own.
+    fn counted<T>(&self, result: Result<T, VaultError>) -> Result<T, VaultError> {
         use std::sync::atomic::Ordering::Relaxed;
         self.calls.fetch_add(1, Relaxed);
         if let Err(VaultError::Kms(_)) = result {
             self.errors.fetch_add(1, Relaxed);
         }
+        result
     }
+}
+
+fn kms_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: aws_sdk_kms::error::SdkError<E, R>,
+) -> VaultError {
+    VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string())
+}
+
+fn plaintext_of(
+    blob: Option<aws_sdk_kms::primitives::Blob>,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    blob.map(|b| Zeroizing::new(b.into_inner()))
+        .ok_or_else(|| VaultError::Kms("no plaintext key returned".into()))
 }
 
 impl DataKeys for KmsDataKeys {
     async fn generate(&self, context: &BTreeMap<String, String>) -> Result<DataKey, VaultError> {
-        let result = self.generate_uncounted(context).await;
-        self.counted(&result);
-        result
+        let sent = self
+            .client
+            .generate_data_key()
+            .key_id(&self.key_id)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .set_encryption_context(Some(context.clone().into_iter().collect()))
+            .send()
+            .await;
+        self.counted(sent.map_err(kms_error).and_then(|out| {
+            Ok(DataKey {
+                plaintext: plaintext_of(out.plaintext)?,
+                wrapped: out
+                    .ciphertext_blob
+                    .ok_or_else(|| VaultError::Kms("no wrapped key returned".into()))?
+                    .into_inner(),
+                key_id: out.key_id.unwrap_or_else(|| self.key_id.clone()),
+            })
+        }))
     }
 
     async fn unwrap_key(
@@ -66,9 +96,19 @@ impl DataKeys for KmsDataKeys {
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let result = self.unwrap_uncounted(wrapped, key_id, context).await;
-        self.counted(&result);
-        result
+        let sent = self
+            .client
+            .decrypt()
+            .key_id(key_id)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
+            .set_encryption_context(Some(context.clone().into_iter().collect()))
+            .send()
+            .await;
+        let opened = sent.map_err(|e| match e.as_service_error() {
+            Some(se) if se.is_invalid_ciphertext_exception() => VaultError::Unopenable,
+            _ => kms_error(e),
+        });
+        self.counted(opened.and_then(|out| plaintext_of(out.plaintext)))
     }
 
     fn take_usage(&self) -> KmsUsage {
@@ -77,61 +117,5 @@ impl DataKeys for KmsDataKeys {
             calls: self.calls.swap(0, Relaxed),
             errors: self.errors.swap(0, Relaxed),
         }
-    }
-}
-
-impl KmsDataKeys {
-    async fn generate_uncounted(
-        &self,
-        context: &BTreeMap<String, String>,
-    ) -> Result<DataKey, VaultError> {
-        let out = self
-            .client
-            .generate_data_key()
-            .key_id(&self.key_id)
-            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
-            .set_encryption_context(Some(context.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()))?;
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| VaultError::Kms("no plaintext key returned".into()))?
-                .into_inner(),
-        );
-        let wrapped = out
-            .ciphertext_blob
-            .ok_or_else(|| VaultError::Kms("no wrapped key returned".into()))?
-            .into_inner();
-        Ok(DataKey {
-            plaintext,
-            wrapped,
-            key_id: out.key_id.unwrap_or_else(|| self.key_id.clone()),
-        })
-    }
-
-    async fn unwrap_uncounted(
-        &self,
-        wrapped: &[u8],
-        key_id: &str,
-        context: &BTreeMap<String, String>,
-    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let out = self
-            .client
-            .decrypt()
-            .key_id(key_id)
-            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-            .set_encryption_context(Some(context.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_invalid_ciphertext_exception() => VaultError::Unopenable,
-                _ => VaultError::Kms(aws_sdk_kms::error::DisplayErrorContext(e).to_string()),
-            })?;
-        Ok(Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| VaultError::Kms("no plaintext key returned".into()))?
-                .into_inner(),
-        ))
     }
 }

@@ -217,16 +217,18 @@ pub mod fake {
     #[derive(Default)]
     pub struct FakeDataKeys {
         keys: Mutex<Vec<IssuedKey>>,
+        /// Unwraps under any context (a careless key service).
+        ignores_context: bool,
     }
 
     impl FakeDataKeys {
-        /// (wrapped, plaintext) pairs, for tests that play a careless key service.
+        /// A key service that ignores the encryption context.
         #[cfg(test)]
-        pub(crate) fn keys_for_test(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-            let keys = self.keys.lock().unwrap();
-            keys.iter()
-                .map(|(w, _, k)| (w.clone(), k.clone()))
-                .collect()
+        pub(crate) fn ignoring_context() -> Self {
+            Self {
+                ignores_context: true,
+                ..Self::default()
+            }
         }
     }
 
@@ -260,7 +262,7 @@ pub mod fake {
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|(w, c, _)| w == wrapped && c == context)
+                .find(|(w, c, _)| w == wrapped && (self.ignores_context || c == context))
                 .map(|(_, _, k)| Zeroizing::new(k.clone()))
                 .ok_or(VaultError::Unopenable)
         }
@@ -335,25 +337,7 @@ mod tests {
     #[tokio::test]
     async fn gcm_also_binds_the_owner_when_the_key_service_does_not() {
         // A key service that ignores the context: the AAD alone must refuse.
-        struct Careless(FakeDataKeys);
-        impl DataKeys for Careless {
-            async fn generate(&self, c: &BTreeMap<String, String>) -> Result<DataKey, VaultError> {
-                self.0.generate(c).await
-            }
-            async fn unwrap_key(
-                &self,
-                w: &[u8],
-                k: &str,
-                _c: &BTreeMap<String, String>,
-            ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-                let keys = self.0.keys_for_test();
-                keys.into_iter()
-                    .find(|(ww, _)| ww == w)
-                    .map(|(_, key)| Zeroizing::new(key))
-                    .ok_or_else(|| VaultError::Kms(k.to_string()))
-            }
-        }
-        let vault = TokenVault::new(Careless(FakeDataKeys::default()));
+        let vault = TokenVault::new(FakeDataKeys::ignoring_context());
         let token = SecretString::from("tok".to_string());
         let sealed = vault.seal(&token, &owner("u1", "a1")).await.unwrap();
         assert!(vault.open(&sealed, &owner("u1", "a1")).await.is_ok());
