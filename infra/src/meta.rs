@@ -355,6 +355,12 @@ impl MetaEmulator {
         self.with(|i| i.subscriptions.remove(id));
     }
 
+    /// The app is subscribed to `id`'s webhooks (`fields`, comma-separated),
+    /// as after a connect: for seeding many connections at once.
+    pub fn set_subscription(&self, id: &str, fields: &str) {
+        self.with(|i| i.subscriptions.insert(id.to_string(), fields.to_string()));
+    }
+
     /// The webhook fields an account (Instagram) or Page (Facebook) is subscribed to.
     pub fn subscription(&self, id: &str) -> Option<String> {
         self.with(|i| i.subscriptions.get(id).cloned())

@@ -808,3 +808,58 @@ async fn rows_that_cannot_be_read_are_counted_and_logged_without_their_content()
         assert!(!logs.contains(secret), "{secret} is in the logs");
     }
 }
+
+#[tokio::test]
+async fn an_outcome_without_events_is_one_conditional_write_over_the_leased_version() {
+    use shared::store::connections::Lease;
+    use shared::store::{ConnectionKey, ConnectionStore};
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "leased").await;
+    let calls = infra::calls::Calls::default();
+    let store = ConnectionStore::new(
+        calls.dynamodb(&h.stack.aws),
+        h.stack.var("CONNECTIONS_TABLE"),
+        h.stack.var("EVENTS_TABLE"),
+    );
+    let key = ConnectionKey {
+        user_id: "user-1".into(),
+        provider: shared::Provider::Instagram,
+        account_id: account,
+    };
+    let now = h.clock.now();
+    let lease = |owner: &'static str, at| store.take_lease(&key, owner, at, Duration::minutes(5));
+    let leased = |lease: Lease| match lease {
+        Lease::Taken(taken) => taken.0,
+        other => panic!("not leased: {other:?}"),
+    };
+    let outcome = |conn: &shared::connection::Connection| {
+        shared::refresh::RefreshOutcome::retry(conn, now, DAY * 7, shared::refresh::Tally::Skipped)
+    };
+
+    // The person connects again while a run holds the lease: the run's
+    // outcome is not written over the newer connection.
+    let conn = leased(lease("run-a", now).await.unwrap());
+    assert_eq!(outcome(&conn).events().count(), 0);
+    h.connect_instagram_as("user-1", "leased").await;
+    assert!(!store
+        .settle(&conn, "run-a", &outcome(&conn), None, &[], now)
+        .await
+        .unwrap());
+
+    // Once run-a's lease has lapsed, run-b writes its outcome.
+    let later = now + Duration::minutes(6);
+    calls.take();
+    let conn = leased(lease("run-b", later).await.unwrap());
+    assert!(store
+        .settle(&conn, "run-b", &outcome(&conn), None, &[], later)
+        .await
+        .unwrap());
+    // Half a transaction's write units: two single-item writes, no transaction.
+    assert_eq!(calls.count("UpdateItem"), 2);
+    assert_eq!(calls.count("TransactWriteItems"), 0);
+    // The lease is released with it: the next run may take it.
+    assert!(matches!(
+        lease("run-c", later).await.unwrap(),
+        Lease::Taken(_)
+    ));
+}

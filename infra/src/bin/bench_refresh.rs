@@ -58,6 +58,8 @@ async fn seed(stack: &Stack, n: usize, clock: &Clock, check_only: bool) {
             let account = format!("1784149{i:010}");
             let token =
                 SecretString::from(meta.mint_instagram_token(&account, &format!("bench{i}")));
+            // Subscribed, as after a connect: a healthy check finds it so.
+            meta.set_subscription(&account, "messages,comments");
             let conn = Connection {
                 user_id: format!("bench-user-{i}"),
                 provider: Provider::Instagram,
@@ -170,6 +172,11 @@ async fn main() {
             assert_eq!((summary.refreshed, refreshes), (n, n), "{summary:?}");
         }
         assert_eq!(checks, n, "one subscription check per connection");
+        assert_eq!(
+            (summary.resubscribed, stack.meta.calls("ig_subscribe")),
+            (0, 0),
+            "healthy subscriptions are left alone: {summary:?}"
+        );
         let meta = if check_only {
             format!("{:.2} GET subscribed_apps", checks as f64 / n as f64)
         } else {

@@ -7,11 +7,11 @@ use time::OffsetDateTime;
 
 use super::connections::{key_tag, DueKeys, Lease};
 use super::items::{parse_connection, parse_token, token_attr, unreadable_attribute};
-use super::transacted;
 use super::{
     epoch, get_s, n, query_all, s, webhooks_attr, ConnectionKey, ConnectionStore, Event,
     StoreError, UpdateExpr,
 };
+use super::{transacted, update_alone, written};
 use crate::connection::Connection;
 use crate::provider::Provider;
 use crate::refresh::RefreshOutcome;
@@ -115,6 +115,11 @@ impl ConnectionStore {
             .expression_attribute_values(":o", s(lease_owner))
             .build()
             .expect("complete");
+        if events.is_empty() {
+            // Nothing to write with it (a daily check that found all well):
+            // one conditional UpdateItem, half a transaction's write units.
+            return written(update_alone(&self.client, update).send().await);
+        }
         let mut tx = self
             .client
             .transact_write_items()

@@ -85,6 +85,22 @@ where
     }
 }
 
+/// `update` (built for a transaction) as a single UpdateItem, with the same
+/// key, expressions and condition.
+pub(crate) fn update_alone(
+    client: &aws_sdk_dynamodb::Client,
+    update: aws_sdk_dynamodb::types::Update,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    client
+        .update_item()
+        .table_name(update.table_name())
+        .set_key(Some(update.key().clone()))
+        .update_expression(update.update_expression())
+        .set_condition_expression(update.condition_expression().map(str::to_string))
+        .set_expression_attribute_names(update.expression_attribute_names().cloned())
+        .set_expression_attribute_values(update.expression_attribute_values().cloned())
+}
+
 /// A transaction: `Ok(true)` written, `Ok(false)` one of its conditions did
 /// not hold (a conflict or any other cancellation is an error).
 pub(crate) fn transacted<T, R: std::fmt::Debug>(
