@@ -846,16 +846,21 @@ async fn an_outcome_without_events_is_one_conditional_write_over_the_leased_vers
         .await
         .unwrap());
 
-    // Once run-a's lease has lapsed, run-b writes its outcome.
+    // Once run-a's lease has lapsed, run-b takes it; run-a, late, may no
+    // longer write over the same version.
     let later = now + Duration::minutes(6);
     calls.take();
     let conn = leased(lease("run-b", later).await.unwrap());
+    assert!(!store
+        .settle(&conn, "run-a", &outcome(&conn), None, &[], later)
+        .await
+        .unwrap());
     assert!(store
         .settle(&conn, "run-b", &outcome(&conn), None, &[], later)
         .await
         .unwrap());
-    // Half a transaction's write units: two single-item writes, no transaction.
-    assert_eq!(calls.count("UpdateItem"), 2);
+    // Half a transaction's write units: single-item writes, no transaction.
+    assert_eq!(calls.count("UpdateItem"), 3);
     assert_eq!(calls.count("TransactWriteItems"), 0);
     // The lease is released with it: the next run may take it.
     assert!(matches!(

@@ -13,7 +13,7 @@ use shared::config::StoreConfig;
 use shared::connection::{Connection, Lifecycle};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
-use shared::store::{ConnectionStore, Event};
+use shared::store::{ConnectionStore, Event, UserConnections};
 use shared::{http, Clock, EnvReader, FromEnv, Provider};
 
 #[derive(Clone, Debug)]
@@ -40,9 +40,9 @@ pub enum Nudge {
     None,
 }
 
-pub struct Connections {
+pub struct Connections<S = ConnectionStore> {
     config: ConnectionsConfig,
-    store: ConnectionStore,
+    store: S,
     nudge: Nudge,
     clock: Clock,
 }
@@ -54,9 +54,17 @@ impl Connections {
         nudge: Nudge,
         clock: Clock,
     ) -> Self {
+        let store = config.store.connections(&dynamodb);
+        Self::with_store(config, store, nudge, clock)
+    }
+}
+
+impl<S: UserConnections> Connections<S> {
+    /// The handler over any store (an in-memory one in unit tests).
+    pub fn with_store(config: ConnectionsConfig, store: S, nudge: Nudge, clock: Clock) -> Self {
         Self {
-            store: config.store.connections(&dynamodb),
             config,
+            store,
             nudge,
             clock,
         }
@@ -164,7 +172,7 @@ impl Connections {
     }
 }
 
-impl Connections {
+impl<S: UserConnections> Connections<S> {
     /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
@@ -173,5 +181,263 @@ impl Connections {
             Ok::<_, std::convert::Infallible>(self.handle(req).await)
         }))
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The handler's decisions with an in-memory store: no server. The
+    //! DynamoDB side (the delete's transaction, the owner claim) is tested
+    //! against moto in `tests/tests/refresh.rs`.
+
+    use std::sync::Mutex;
+
+    use serde_json::Value;
+    use shared::connection::Status;
+    use shared::store::{StoreError, Stored};
+    use shared::vault::SealedToken;
+    use time::{macros::datetime, Duration, OffsetDateTime};
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-21 10:00 UTC);
+
+    /// Connections in memory; `down` makes every call fail as a store outage.
+    #[derive(Default)]
+    struct Memory {
+        rows: Mutex<Vec<Stored>>,
+        events: Mutex<Vec<Event>>,
+        down: bool,
+        /// `delete` finds the row gone (deleted meanwhile by another request).
+        gone_meanwhile: bool,
+    }
+
+    impl Memory {
+        fn with(rows: Vec<Stored>) -> Self {
+            Self {
+                rows: Mutex::new(rows),
+                ..Self::default()
+            }
+        }
+
+        fn check(&self) -> Result<(), StoreError> {
+            match self.down {
+                true => Err(StoreError("the table is down".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl UserConnections for Memory {
+        async fn list_for_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
+            self.check()?;
+            let rows = self.rows.lock().unwrap();
+            let mine = rows.iter().filter(|(c, _)| c.user_id == user_id);
+            Ok(mine.map(|(c, _)| c.clone()).collect())
+        }
+
+        async fn get(
+            &self,
+            user_id: &str,
+            provider: Provider,
+            account_id: &str,
+        ) -> Result<Option<Stored>, StoreError> {
+            self.check()?;
+            let rows = self.rows.lock().unwrap();
+            Ok(rows
+                .iter()
+                .find(|(c, _)| {
+                    (c.user_id.as_str(), c.provider, c.account_id.as_str())
+                        == (user_id, provider, account_id)
+                })
+                .cloned())
+        }
+
+        async fn delete(
+            &self,
+            conn: &Connection,
+            _token: Option<&SealedToken>,
+            event: &Event,
+            _now: OffsetDateTime,
+        ) -> Result<bool, StoreError> {
+            self.check()?;
+            if self.gone_meanwhile {
+                return Ok(false);
+            }
+            self.rows.lock().unwrap().retain(|(c, _)| c != conn);
+            self.events.lock().unwrap().push(event.clone());
+            Ok(true)
+        }
+    }
+
+    fn conn(user: &str, account: &str, connected_at: OffsetDateTime) -> Stored {
+        let conn = Connection {
+            user_id: user.into(),
+            provider: Provider::Instagram,
+            account_id: account.into(),
+            username: format!("name.{account}"),
+            status: Status::Active,
+            webhooks_subscribed: true,
+            scopes: vec!["instagram_business_basic".into()],
+            connected_at,
+            token_expires_at: Some(connected_at + Duration::days(60)),
+            token_issued_at: connected_at,
+            last_refreshed_at: None,
+            meta_user_id: format!("26{account}"),
+            page_id: None,
+            page_name: None,
+            version: 1,
+            refresh_failures: 0,
+            last_refresh_failure_at: None,
+        };
+        let sealed = SealedToken {
+            version: 1,
+            key_id: "key".into(),
+            wrapped_key: vec![1; 8],
+            nonce: vec![2; 12],
+            ciphertext: b"never shown".to_vec(),
+        };
+        (conn, Some(sealed))
+    }
+
+    fn handler(store: Memory) -> Connections<Memory> {
+        let config = ConnectionsConfig {
+            store: StoreConfig {
+                connections_table: "connections".into(),
+                events_table: "events".into(),
+                event_retention: std::time::Duration::from_secs(86_400),
+            },
+            refresh_function: String::new(),
+        };
+        Connections::with_store(config, store, Nudge::None, Clock::fixed(NOW))
+    }
+
+    /// An API Gateway (HTTP API, v2) request, signed in as `user` if any.
+    fn request(method: &str, path: &str, user: Option<&str>) -> Request {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": format!("{method} {path}"),
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {},
+            "requestContext": {
+                "accountId": "1", "apiId": "unit", "domainName": "api.example.com",
+                "domainPrefix": "api", "requestId": "r", "routeKey": "-", "stage": "$default",
+                "time": "21/Nov/2026:10:00:00 +0000", "timeEpoch": 0,
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "unit"}
+            },
+            "isBase64Encoded": false
+        });
+        if let [_, provider, account] = segments[..] {
+            event["pathParameters"] = json!({"provider": provider, "account_id": account});
+        }
+        if let Some(user) = user {
+            event["requestContext"]["authorizer"] = json!({"jwt": {"claims": {"sub": user}}});
+        }
+        lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 event")
+    }
+
+    async fn call(h: &Connections<Memory>, req: Request) -> (StatusCode, Value) {
+        let resp = h.handle(req).await;
+        let body = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+            Body::Empty => Value::Null,
+            _ => Value::Null,
+        };
+        (resp.status(), body)
+    }
+
+    #[tokio::test]
+    async fn the_list_is_the_callers_only_oldest_first_and_never_carries_a_token() {
+        let h = handler(Memory::with(vec![
+            conn("ada", "2", NOW - Duration::days(1)),
+            conn("bob", "3", NOW - Duration::days(9)),
+            conn("ada", "1", NOW - Duration::days(5)),
+        ]));
+        let (status, body) = call(&h, request("GET", "/connections", Some("ada"))).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = body["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["account_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert!(!body.to_string().contains("never shown"));
+        assert_eq!(body["connections"][0]["status"], "active");
+    }
+
+    #[tokio::test]
+    async fn a_delete_removes_the_callers_connection_with_its_event() {
+        let h = handler(Memory::with(vec![conn("ada", "1", NOW)]));
+        let del = request("DELETE", "/connections/instagram/1", Some("ada"));
+        assert_eq!(call(&h, del).await.0, StatusCode::NO_CONTENT);
+        assert!(h.store.rows.lock().unwrap().is_empty());
+        let events = h.store.events.lock().unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["connection.deleted"]);
+        assert_eq!(events[0].occurred_at, NOW);
+    }
+
+    #[tokio::test]
+    async fn another_users_or_an_unknown_connection_is_not_found_and_stays() {
+        let h = handler(Memory::with(vec![conn("bob", "1", NOW)]));
+        for path in [
+            "/connections/instagram/1",
+            "/connections/instagram/9",
+            "/connections/tiktok/1",
+        ] {
+            let (status, body) = call(&h, request("DELETE", path, Some("ada"))).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::NOT_FOUND, Some("not_found"))
+            );
+        }
+        assert_eq!(h.store.rows.lock().unwrap().len(), 1);
+        assert!(h.store.events.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_deleted_meanwhile_is_not_found() {
+        let store = Memory {
+            gone_meanwhile: true,
+            ..Memory::with(vec![conn("ada", "1", NOW)])
+        };
+        let h = handler(store);
+        let del = request("DELETE", "/connections/instagram/1", Some("ada"));
+        assert_eq!(call(&h, del).await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_is_a_server_error_and_deletes_nothing() {
+        let store = Memory {
+            down: true,
+            ..Memory::with(vec![conn("ada", "1", NOW)])
+        };
+        let h = handler(store);
+        for req in [
+            request("GET", "/connections", Some("ada")),
+            request("DELETE", "/connections/instagram/1", Some("ada")),
+        ] {
+            let (status, body) = call(&h, req).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(body["error"], "server_error");
+        }
+        assert_eq!(h.store.rows.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_user_is_unauthenticated_and_other_methods_are_refused() {
+        let h = handler(Memory::with(vec![conn("ada", "1", NOW)]));
+        let (status, body) = call(&h, request("GET", "/connections", None)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+        );
+        let (status, _) = call(&h, request("POST", "/connections", Some("ada"))).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     }
 }

@@ -10,6 +10,7 @@ mod leases;
 mod owners;
 pub mod states;
 mod update;
+mod user_connections;
 
 use std::collections::HashMap;
 
@@ -25,6 +26,7 @@ pub use events::{Event, EventStore};
 pub use owners::Owner;
 pub use states::StateStore;
 pub(crate) use update::UpdateExpr;
+pub use user_connections::{Stored, UserConnections};
 
 #[derive(Debug, thiserror::Error)]
 #[error("store failed: {0}")]
@@ -99,6 +101,9 @@ pub(crate) fn update_alone(
         .set_condition_expression(update.condition_expression().map(str::to_string))
         .set_expression_attribute_names(update.expression_attribute_names().cloned())
         .set_expression_attribute_values(update.expression_attribute_values().cloned())
+        .set_return_values_on_condition_check_failure(
+            update.return_values_on_condition_check_failure().cloned(),
+        )
 }
 
 /// A transaction: `Ok(true)` written, `Ok(false)` one of its conditions did

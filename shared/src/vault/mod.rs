@@ -341,6 +341,12 @@ mod tests {
         let token = SecretString::from("tok".to_string());
         let sealed = vault.seal(&token, &owner("u1", "a1")).await.unwrap();
         assert!(vault.open(&sealed, &owner("u1", "a1")).await.is_ok());
+        // The key service does hand the key out under the other owner...
+        let other = owner("u2", "a1").encryption_context();
+        let keys = &vault.keys;
+        let key = keys.unwrap_key(&sealed.wrapped_key, &sealed.key_id, &other);
+        assert!(key.await.is_ok());
+        // ...and the vault still refuses: the AAD names the owner.
         assert!(matches!(
             vault.open(&sealed, &owner("u2", "a1")).await,
             Err(VaultError::Unopenable)
