@@ -104,6 +104,36 @@ pub struct ConnectionView {
 }
 
 impl Connection {
+    /// A connection just made: active, its token issued `now`, not yet
+    /// subscribed to webhooks, never written (version 0).
+    pub fn new(
+        user_id: &str,
+        provider: Provider,
+        account_id: &str,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+            provider,
+            account_id: account_id.to_string(),
+            username: username.to_string(),
+            status: Status::Active,
+            webhooks_subscribed: false,
+            scopes: vec![],
+            connected_at: now,
+            token_expires_at: None,
+            token_issued_at: now,
+            last_refreshed_at: None,
+            meta_user_id: String::new(),
+            page_id: None,
+            page_name: None,
+            version: 0,
+            refresh_failures: 0,
+            last_refresh_failure_at: None,
+        }
+    }
+
     pub fn view(&self) -> ConnectionView {
         ConnectionView {
             provider: self.provider.as_str(),
@@ -130,23 +160,10 @@ impl Connection {
 #[cfg(test)]
 pub(crate) fn test_connection(provider: Provider, issued: OffsetDateTime) -> Connection {
     Connection {
-        user_id: "u".into(),
-        provider,
-        account_id: "a".into(),
-        username: "x".into(),
-        status: Status::Active,
         webhooks_subscribed: true,
-        scopes: vec![],
-        connected_at: issued,
-        token_expires_at: None,
-        token_issued_at: issued,
-        last_refreshed_at: None,
         meta_user_id: "m".into(),
-        page_id: None,
-        page_name: None,
         version: 1,
-        refresh_failures: 0,
-        last_refresh_failure_at: None,
+        ..Connection::new("u", provider, "a", "x", issued)
     }
 }
 

@@ -89,6 +89,21 @@ pub fn user_id(req: &Request) -> Option<String> {
     }
 }
 
+/// Serves an HTTP handler on the Lambda Runtime API
+/// (`AWS_LAMBDA_RUNTIME_API`): what each function's `serve` does once its
+/// handler is built, and what the tests run against a local Runtime API.
+pub async fn serve<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Request) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>> + Send,
+{
+    lambda_http::run(lambda_http::service_fn(move |req: Request| {
+        let answer = handle(req);
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+    }))
+    .await
+}
+
 pub fn unauthenticated() -> Response<Body> {
     error(
         StatusCode::UNAUTHORIZED,

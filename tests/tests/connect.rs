@@ -7,6 +7,7 @@ use infra::stack::StackOptions;
 use integration_tests::*;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use shared::store::UserConnections;
 use shared::vault::{KmsDataKeys, SealedToken, TokenOwner, TokenVault};
 use shared::Provider;
 use url::Url;

@@ -203,9 +203,6 @@ impl Authorize {
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
-        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-            Ok::<_, std::convert::Infallible>(self.handle(req).await)
-        }))
-        .await
+        http::serve(|req| self.handle(req)).await
     }
 }

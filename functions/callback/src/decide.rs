@@ -3,9 +3,8 @@
 //! to. The handler (`lib.rs`) calls Meta and the stores around them.
 
 use lambda_http::http::StatusCode;
-use shared::connection::{Connection, Status};
+use shared::connection::Connection;
 use shared::metrics::Metrics;
-use shared::time::OffsetDateTime;
 use shared::Provider;
 
 /// Why a flow failed, as the frontend sees it.
@@ -162,40 +161,12 @@ pub(crate) fn pages_result(
     Ok(connected)
 }
 
-/// A connection made at `now`: active, nothing refreshed or failed yet. The
-/// callers fill in what their provider tells.
-pub(crate) fn new_connection(
-    user_id: &str,
-    provider: Provider,
-    account_id: &str,
-    username: &str,
-    now: OffsetDateTime,
-) -> Connection {
-    Connection {
-        user_id: user_id.to_string(),
-        provider,
-        account_id: account_id.to_string(),
-        username: username.to_string(),
-        status: Status::Active,
-        webhooks_subscribed: false,
-        scopes: vec![],
-        connected_at: now,
-        token_expires_at: None,
-        token_issued_at: now,
-        last_refreshed_at: None,
-        meta_user_id: String::new(),
-        page_id: None,
-        page_name: None,
-        version: 0,
-        refresh_failures: 0,
-        last_refresh_failure_at: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::connection::Status;
     use shared::time::macros::datetime;
+    use shared::time::OffsetDateTime;
 
     const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);
 
@@ -262,8 +233,8 @@ mod tests {
 
     #[test]
     fn the_redirect_names_every_account_or_the_reason() {
-        let a = new_connection("u", Provider::Facebook, "1", "a", NOW);
-        let b = new_connection("u", Provider::Facebook, "2", "b", NOW);
+        let a = Connection::new("u", Provider::Facebook, "1", "a", NOW);
+        let b = Connection::new("u", Provider::Facebook, "2", "b", NOW);
         let conns = [a, b];
         let params = redirect_params(Provider::Facebook, Ok(&conns[..]));
         let expected = [
@@ -288,7 +259,7 @@ mod tests {
 
     #[test]
     fn pages_fail_only_when_none_connected_and_some_are_taken() {
-        let a = new_connection("u", Provider::Facebook, "1", "a", NOW);
+        let a = Connection::new("u", Provider::Facebook, "1", "a", NOW);
         assert_eq!(pages_result(vec![a.clone()], 2), Ok(vec![a]));
         assert_eq!(pages_result(vec![], 1), Err(Reason::AccountAlreadyLinked));
         assert_eq!(pages_result(vec![], 0), Ok(vec![]));
@@ -303,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_new_connection_is_active_and_fresh() {
-        let c = new_connection("u", Provider::Instagram, "1", "name", NOW);
+        let c = Connection::new("u", Provider::Instagram, "1", "name", NOW);
         assert_eq!(
             (c.status, c.version, c.refresh_failures),
             (Status::Active, 0, 0)

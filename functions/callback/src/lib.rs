@@ -319,7 +319,7 @@ impl<K: DataKeys> Callback<K> {
             scopes: decide::granted_scopes(&short.permissions, asked),
             token_expires_at: long.expires_at(now),
             meta_user_id: short.user_id.clone(),
-            ..decide::new_connection(
+            ..Connection::new(
                 &state.user_id,
                 Provider::Instagram,
                 &profile.user_id,
@@ -417,7 +417,7 @@ impl<K: DataKeys> Callback<K> {
             meta_user_id: meta_user_id.to_string(),
             page_id: Some(page.id.clone()),
             page_name: Some(page.name.clone()),
-            ..decide::new_connection(
+            ..Connection::new(
                 &state.user_id,
                 Provider::Facebook,
                 &ig.id,
@@ -492,9 +492,6 @@ impl<K: DataKeys> Callback<K> {
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
-        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-            Ok::<_, std::convert::Infallible>(self.handle(req).await)
-        }))
-        .await
+        http::serve(|req| self.handle(req)).await
     }
 }

@@ -177,10 +177,7 @@ impl<S: UserConnections> Connections<S> {
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
-        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-            Ok::<_, std::convert::Infallible>(self.handle(req).await)
-        }))
-        .await
+        http::serve(|req| self.handle(req)).await
     }
 }
 
@@ -193,7 +190,6 @@ mod tests {
     use std::sync::Mutex;
 
     use serde_json::Value;
-    use shared::connection::Status;
     use shared::store::{StoreError, Stored};
     use shared::vault::SealedToken;
     use time::{macros::datetime, Duration, OffsetDateTime};
@@ -202,28 +198,35 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-11-21 10:00 UTC);
 
-    /// Connections in memory; `down` makes every call fail as a store outage.
+    /// Connections in memory, with the failure a test is about.
     #[derive(Default)]
     struct Memory {
         rows: Mutex<Vec<Stored>>,
         events: Mutex<Vec<Event>>,
-        down: bool,
+        fault: Option<Fault>,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        /// Every call fails, as in a store outage.
+        Down,
         /// `delete` finds the row gone (deleted meanwhile by another request).
-        gone_meanwhile: bool,
+        GoneMeanwhile,
     }
 
     impl Memory {
-        fn with(rows: Vec<Stored>) -> Self {
+        fn with(rows: Vec<Stored>, fault: Option<Fault>) -> Self {
             Self {
                 rows: Mutex::new(rows),
+                fault,
                 ..Self::default()
             }
         }
 
         fn check(&self) -> Result<(), StoreError> {
-            match self.down {
-                true => Err(StoreError("the table is down".into())),
-                false => Ok(()),
+            match self.fault {
+                Some(Fault::Down) => Err(StoreError("the table is down".into())),
+                _ => Ok(()),
             }
         }
     }
@@ -261,7 +264,7 @@ mod tests {
             _now: OffsetDateTime,
         ) -> Result<bool, StoreError> {
             self.check()?;
-            if self.gone_meanwhile {
+            if self.fault == Some(Fault::GoneMeanwhile) {
                 return Ok(false);
             }
             self.rows.lock().unwrap().retain(|(c, _)| c != conn);
@@ -271,24 +274,12 @@ mod tests {
     }
 
     fn conn(user: &str, account: &str, connected_at: OffsetDateTime) -> Stored {
+        let username = format!("name.{account}");
         let conn = Connection {
-            user_id: user.into(),
-            provider: Provider::Instagram,
-            account_id: account.into(),
-            username: format!("name.{account}"),
-            status: Status::Active,
             webhooks_subscribed: true,
-            scopes: vec!["instagram_business_basic".into()],
-            connected_at,
             token_expires_at: Some(connected_at + Duration::days(60)),
-            token_issued_at: connected_at,
-            last_refreshed_at: None,
-            meta_user_id: format!("26{account}"),
-            page_id: None,
-            page_name: None,
             version: 1,
-            refresh_failures: 0,
-            last_refresh_failure_at: None,
+            ..Connection::new(user, Provider::Instagram, account, &username, connected_at)
         };
         let sealed = SealedToken {
             version: 1,
@@ -352,11 +343,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_list_is_the_callers_only_oldest_first_and_never_carries_a_token() {
-        let h = handler(Memory::with(vec![
-            conn("ada", "2", NOW - Duration::days(1)),
-            conn("bob", "3", NOW - Duration::days(9)),
-            conn("ada", "1", NOW - Duration::days(5)),
-        ]));
+        let h = handler(Memory::with(
+            vec![
+                conn("ada", "2", NOW - Duration::days(1)),
+                conn("bob", "3", NOW - Duration::days(9)),
+                conn("ada", "1", NOW - Duration::days(5)),
+            ],
+            None,
+        ));
         let (status, body) = call(&h, request("GET", "/connections", Some("ada"))).await;
         assert_eq!(status, StatusCode::OK);
         let ids: Vec<&str> = body["connections"]
@@ -372,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delete_removes_the_callers_connection_with_its_event() {
-        let h = handler(Memory::with(vec![conn("ada", "1", NOW)]));
+        let h = handler(Memory::with(vec![conn("ada", "1", NOW)], None));
         let del = request("DELETE", "/connections/instagram/1", Some("ada"));
         assert_eq!(call(&h, del).await.0, StatusCode::NO_CONTENT);
         assert!(h.store.rows.lock().unwrap().is_empty());
@@ -384,7 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_users_or_an_unknown_connection_is_not_found_and_stays() {
-        let h = handler(Memory::with(vec![conn("bob", "1", NOW)]));
+        let h = handler(Memory::with(vec![conn("bob", "1", NOW)], None));
         for path in [
             "/connections/instagram/1",
             "/connections/instagram/9",
@@ -402,22 +396,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_deleted_meanwhile_is_not_found() {
-        let store = Memory {
-            gone_meanwhile: true,
-            ..Memory::with(vec![conn("ada", "1", NOW)])
-        };
-        let h = handler(store);
+        let h = handler(Memory::with(
+            vec![conn("ada", "1", NOW)],
+            Some(Fault::GoneMeanwhile),
+        ));
         let del = request("DELETE", "/connections/instagram/1", Some("ada"));
         assert_eq!(call(&h, del).await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn a_store_outage_is_a_server_error_and_deletes_nothing() {
-        let store = Memory {
-            down: true,
-            ..Memory::with(vec![conn("ada", "1", NOW)])
-        };
-        let h = handler(store);
+        let h = handler(Memory::with(vec![conn("ada", "1", NOW)], Some(Fault::Down)));
         for req in [
             request("GET", "/connections", Some("ada")),
             request("DELETE", "/connections/instagram/1", Some("ada")),
@@ -431,7 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_user_is_unauthenticated_and_other_methods_are_refused() {
-        let h = handler(Memory::with(vec![conn("ada", "1", NOW)]));
+        let h = handler(Memory::with(vec![conn("ada", "1", NOW)], None));
         let (status, body) = call(&h, request("GET", "/connections", None)).await;
         assert_eq!(
             (status, body["error"].as_str()),

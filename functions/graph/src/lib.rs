@@ -29,7 +29,7 @@ use shared::meta::MetaClient;
 use shared::metrics::Metrics;
 use shared::secrecy::SecretString;
 use shared::secrets::SecretsCache;
-use shared::store::{ConnectionStore, Event};
+use shared::store::{ConnectionStore, Event, UserConnections};
 use shared::vault::{DataKeys, SealedToken, TokenOwner, TokenVault};
 use shared::{Clock, EnvReader, FromEnv, Provider};
 

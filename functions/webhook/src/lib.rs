@@ -33,7 +33,7 @@ use shared::logging::tag;
 use shared::secrets::{AppSecrets, SecretsCache};
 use shared::store::{
     ConnectionStore, DeletionAccount, DeletionPerson, DeletionRecord, DeletionStatus, Event,
-    EventStore, Owner, DELETIONS_PER_PERSON,
+    EventStore, Owner, UserConnections, DELETIONS_PER_PERSON,
 };
 use shared::time::OffsetDateTime;
 use shared::webhook::{self, SignatureError, SignedRequest};
@@ -777,10 +777,7 @@ impl Webhook {
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
-        lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-            Ok::<_, std::convert::Infallible>(self.handle(req).await)
-        }))
-        .await
+        http::serve(|req| self.handle(req)).await
     }
 }
 

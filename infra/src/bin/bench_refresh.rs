@@ -18,7 +18,7 @@ use std::time::{Duration as StdDuration, Instant};
 use infra::calls::Calls;
 use infra::stack::{Stack, StackOptions};
 use secrecy::SecretString;
-use shared::connection::{Connection, Status};
+use shared::connection::Connection;
 use shared::store::{ConnectionStore, Event};
 use shared::vault::{KmsDataKeys, TokenOwner, TokenVault};
 use shared::{Clock, Provider};
@@ -60,24 +60,21 @@ async fn seed(stack: &Stack, n: usize, clock: &Clock, check_only: bool) {
                 SecretString::from(meta.mint_instagram_token(&account, &format!("bench{i}")));
             // Subscribed, as after a connect: a healthy check finds it so.
             meta.set_subscription(&account, "messages,comments");
+            let user = format!("bench-user-{i}");
+            let connected_at = now - Duration::days(55);
             let conn = Connection {
-                user_id: format!("bench-user-{i}"),
-                provider: Provider::Instagram,
-                account_id: account.clone(),
-                username: format!("bench{i}"),
-                status: Status::Active,
                 webhooks_subscribed: true,
                 scopes: vec!["instagram_business_basic".into()],
-                connected_at: now - Duration::days(55),
                 token_expires_at: Some(now + Duration::days(if check_only { 40 } else { 5 })),
                 token_issued_at: now - Duration::days(if check_only { 20 } else { 55 }),
-                last_refreshed_at: None,
                 meta_user_id: format!("26{account}"),
-                page_id: None,
-                page_name: None,
-                version: 0,
-                refresh_failures: 0,
-                last_refresh_failure_at: None,
+                ..Connection::new(
+                    &user,
+                    Provider::Instagram,
+                    &account,
+                    &format!("bench{i}"),
+                    connected_at,
+                )
             };
             let owner = TokenOwner {
                 user_id: conn.user_id.clone(),

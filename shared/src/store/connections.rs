@@ -12,14 +12,14 @@
 //! or data deletion.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use time::OffsetDateTime;
 
-use super::items::{connected_update, parse_connection, parse_token};
+use super::items::{connected_update, parse_connection};
 use super::{
-    cleanup, epoch, get_consistent, get_s, is_condition_failure, item_key, n, owners, query_all, s,
-    transacted, Event, Item, StoreError,
+    epoch, get_consistent, get_s, item_key, n, owners, query_all, s, transacted, Event, Item,
+    StoreError,
 };
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
@@ -167,37 +167,6 @@ impl ConnectionStore {
         }
     }
 
-    /// The caller's connections.
-    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :conn)")
-            .expression_attribute_values(":pk", s(user_pk(user_id)))
-            .expression_attribute_values(":conn", s("CONN#"));
-        let items = query_all(query, usize::MAX).await?;
-        Ok(items.iter().filter_map(parse_connection).collect())
-    }
-
-    /// One connection and its sealed token.
-    pub async fn get(
-        &self,
-        user_id: &str,
-        provider: Provider,
-        account_id: &str,
-    ) -> Result<Option<(Connection, Option<SealedToken>)>, StoreError> {
-        let key = ConnectionKey {
-            user_id: user_id.to_string(),
-            provider,
-            account_id: account_id.to_string(),
-        };
-        let item = get_consistent(&self.client, &self.table, key.item()).await?;
-        Ok(item
-            .as_ref()
-            .and_then(|i| Some((parse_connection(i)?, parse_token(i)))))
-    }
-
     /// The connections of a Meta person (deauthorize and data-deletion
     /// callbacks name them by their app-scoped id).
     pub async fn by_meta_user(&self, meta_user_id: &str) -> Result<Vec<Connection>, StoreError> {
@@ -265,53 +234,6 @@ impl ConnectionStore {
         self.transact_if_unchanged(items).await
     }
 
-    /// Deletes a connection: the row, its share of the owner claim, its Page
-    /// alias (only while it still routes the Page to this connection: a Page
-    /// linked since to another user's account keeps their routing), and
-    /// writes `event`; its sealed token moves to a cleanup job for the
-    /// refresher. One transaction. `Ok(false)`: it was already gone.
-    pub async fn delete(
-        &self,
-        conn: &Connection,
-        token: Option<&SealedToken>,
-        event: &Event,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        // The alias may change between its read and the transaction (its
-        // delete is conditional): read it again and retry then.
-        for _ in 0..3 {
-            let alias_ours = self.alias_is_still(conn).await?;
-            let row = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(ConnectionKey::of(conn).item()))
-                .condition_expression("attribute_exists(pk)")
-                .build()
-                .expect("complete");
-            let mut items = vec![
-                TransactWriteItem::builder().delete(row).build(),
-                owners::release(&self.table, conn, now),
-                self.event_item(event),
-            ];
-            items.extend(token.map(|t| cleanup::enqueue(&self.table, conn, t, now)));
-            let alias_at = items.len();
-            if alias_ours {
-                items.extend(owners::delete_alias(&self.table, conn));
-            }
-            match self.transact(items).await {
-                Ok(()) => {
-                    self.drop_unused_claim(conn).await;
-                    return Ok(true);
-                }
-                Err(e) if condition_failed_only_at(&e, alias_at) => continue,
-                Err(e) if is_condition_failure(&e) => return Ok(false),
-                Err(e) => return Err(StoreError::from_sdk(e)),
-            }
-        }
-        Err(StoreError(
-            "the Page alias kept changing during a delete".into(),
-        ))
-    }
-
     /// Runs a transaction; `Ok(false)` when one of its conditions failed.
     async fn transact_if_unchanged(
         &self,
@@ -320,7 +242,10 @@ impl ConnectionStore {
         transacted(self.transact(items).await)
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TransactError> {
+    pub(super) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), TransactError> {
         let write = self.client.transact_write_items();
         write.set_transact_items(Some(items)).send().await?;
         Ok(())
@@ -343,7 +268,7 @@ fn first_condition_failed<R>(
 }
 
 /// Only the item at `index` of the transaction failed its condition.
-fn condition_failed_only_at<R>(
+pub(super) fn condition_failed_only_at<R>(
     e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
     index: usize,
 ) -> bool {
