@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use rand::Rng;
 use time::OffsetDateTime;
 
-use super::{epoch, s, Item, StoreError};
+use super::{epoch, s, written, Item, StoreError};
 use crate::clock::rfc3339_millis;
 use crate::connection::{Connection, Lifecycle};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -253,16 +253,7 @@ impl EventStore {
             .condition_expression("attribute_not_exists(event_id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::from_sdk(e)),
-        }
+        written(result)
     }
 }
 
