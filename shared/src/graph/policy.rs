@@ -52,6 +52,8 @@ pub enum Refusal {
     Reserved(&'static str),
     #[error("the query or body must not carry access_token, appsecret_proof or appsecret_time")]
     Credential,
+    #[error("the parameter {0} changes what Graph does and is not passed on")]
+    Parameter(&'static str),
 }
 
 /// The connection a request acts for, as the policy needs it.
@@ -77,7 +79,67 @@ const RESERVED: [&str; 6] = [
 
 /// Parameter names and values that would expose or forge credentials
 /// (`fields=access_token` would make Meta return a Page token).
-const CREDENTIAL_WORDS: [&str; 3] = ["access_token", "appsecret_proof", "appsecret_time"];
+pub const CREDENTIAL_WORDS: [&str; 3] = ["access_token", "appsecret_proof", "appsecret_time"];
+
+/// Parameters that change what Graph does with a request (another method,
+/// a batch of other calls, other objects, a JSONP wrapper, debug output):
+/// never passed on (CONTRACT.md, "Proxy amendments").
+const REFUSED_PARAMETERS: [&str; 8] = [
+    "method",
+    "batch",
+    "suppress_http_code",
+    "debug",
+    "callback",
+    "redirect",
+    "ids",
+    "include_headers",
+];
+
+fn carries_credential(s: &str) -> bool {
+    let s = s.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| s.contains(w))
+}
+
+/// Checks the parameters of a request: no credential in a name or a value,
+/// no parameter that changes what Graph does.
+pub fn check_params(params: &[(&str, &str)]) -> Result<(), Refusal> {
+    for (name, value) in params {
+        if carries_credential(name) || carries_credential(value) {
+            return Err(Refusal::Credential);
+        }
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some(p) = REFUSED_PARAMETERS.iter().find(|p| **p == lower) {
+            return Err(Refusal::Parameter(p));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a JSON body at any depth: no credential in a key or a string, and
+/// no refused parameter among its top-level keys (Graph reads those as
+/// parameters).
+pub fn check_json_body(body: &serde_json::Value) -> Result<(), Refusal> {
+    use serde_json::Value;
+    fn walk(v: &Value) -> Result<(), Refusal> {
+        match v {
+            Value::String(s) if carries_credential(s) => Err(Refusal::Credential),
+            Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+                if carries_credential(k) {
+                    return Err(Refusal::Credential);
+                }
+                walk(v)
+            }),
+            Value::Array(items) => items.iter().try_for_each(walk),
+            _ => Ok(()),
+        }
+    }
+    walk(body)?;
+    if let Value::Object(map) = body {
+        let keys: Vec<(&str, &str)> = map.keys().map(|k| (k.as_str(), "")).collect();
+        check_params(&keys)?;
+    }
+    Ok(())
+}
 
 /// Checks a request: method, path (without leading `/`) and every parameter
 /// (query pairs, and form-body pairs or top-level JSON keys). `Ok` returns the
@@ -114,16 +176,7 @@ pub fn check<'p>(
     if let Some(word) = RESERVED.iter().find(|w| lower.contains(*w)) {
         return Err(Refusal::Reserved(word));
     }
-    let carries_credential = |s: &str| {
-        let s = s.to_ascii_lowercase();
-        CREDENTIAL_WORDS.iter().any(|w| s.contains(w))
-    };
-    if params
-        .iter()
-        .any(|(k, v)| carries_credential(k) || carries_credential(v))
-    {
-        return Err(Refusal::Credential);
-    }
+    check_params(params)?;
     Ok(segments)
 }
 
@@ -164,198 +217,8 @@ pub fn path_template(segments: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const IG: Subject<'static> = Subject {
-        provider: Provider::Instagram,
-        account_id: "17841400000000001",
-        page_id: None,
-    };
-    const FB: Subject<'static> = Subject {
-        provider: Provider::Facebook,
-        account_id: "17841400000000021",
-        page_id: Some("p1"),
-    };
-
-    fn ok(s: &Subject<'_>, method: &str, path: &str) -> bool {
-        check(s, method, path, &[]).is_ok()
-    }
-
-    #[test]
-    fn accepts_the_calls_products_make() {
-        for path in [
-            "me",
-            "me/messages",
-            "me/media",
-            "17841400000000001/media",
-            "17841400000000001/insights",
-            "17841400000000001/media_publish",
-            "18000000000000001",
-            "18000000000000001/comments",
-            "18000000000000002/replies",
-        ] {
-            assert!(ok(&IG, "GET", path), "{path}");
-            assert!(ok(&IG, "post", path), "{path}");
-            assert!(ok(&IG, "DELETE", path), "{path}");
-        }
-        assert!(ok(&FB, "POST", "p1/messages"));
-        assert!(ok(&FB, "GET", "17841400000000021/media"));
-        assert_eq!(
-            check(
-                &IG,
-                "GET",
-                "me/media",
-                &[("fields", "id,caption,media_url")]
-            ),
-            Ok(vec!["me", "media"])
-        );
-    }
-
-    #[test]
-    fn refuses_other_methods() {
-        for m in ["PUT", "PATCH", "HEAD", "OPTIONS", "", "GETX"] {
-            assert_eq!(check(&IG, m, "me", &[]), Err(Refusal::Method), "{m}");
-        }
-    }
-
-    #[test]
-    fn refuses_paths_of_the_wrong_shape() {
-        for path in [
-            "",
-            "/me",
-            "me/",
-            "me//media",
-            "./me",
-            "me/.",
-            "me/..",
-            "../me",
-            "me/a/b/c/d",
-            "me/%2F",
-            "me%2Fmedia",
-            "me%5Cmedia",
-            "me\\media",
-            "me/media?x=1",
-            "me/media#x",
-            "me media",
-            "https://evil.com/me",
-            "https:",
-            "//evil.com",
-            "@evil.com",
-            "me/\u{0}",
-            "me/médias",
-        ] {
-            assert_eq!(
-                check(&IG, "GET", path, &[]),
-                Err(Refusal::Shape),
-                "{path:?}"
-            );
-        }
-        assert_eq!(
-            check(&IG, "GET", &format!("me/{}", "a".repeat(129)), &[]),
-            Err(Refusal::Shape)
-        );
-    }
-
-    #[test]
-    fn refuses_other_first_segments() {
-        for path in [
-            "evil",
-            "graph.facebook.com",
-            "v25.0/me",
-            "p1",
-            "ME",
-            "17841400000000001x",
-        ] {
-            assert_eq!(
-                check(&IG, "GET", path, &[]),
-                Err(Refusal::FirstSegment),
-                "{path}"
-            );
-        }
-        // Another connection's Page id is not this one's.
-        assert_eq!(
-            check(&FB, "GET", "p2/messages", &[]),
-            Err(Refusal::FirstSegment)
-        );
-    }
-
-    #[test]
-    fn refuses_the_services_own_endpoints_anywhere() {
-        for path in [
-            "me/subscribed_apps",
-            "me/permissions",
-            "me/oauth",
-            "me/oauth/access_token",
-            "17841400000000001/subscribed_apps",
-            "me/access_token",
-            "me/refresh_access_token",
-            "me/debug_token",
-            "me/Subscribed_Apps",
-            "18000000000000001/permissions_x",
-        ] {
-            assert!(
-                matches!(check(&IG, "GET", path, &[]), Err(Refusal::Reserved(_))),
-                "{path}"
-            );
-        }
-        assert!(matches!(
-            check(&FB, "DELETE", "p1/subscribed_apps", &[]),
-            Err(Refusal::Reserved("subscribed_apps"))
-        ));
-    }
-
-    #[test]
-    fn refuses_credentials_in_parameters() {
-        for params in [
-            vec![("access_token", "x")],
-            vec![("fields", "id,access_token")],
-            vec![("fields", "ACCESS_TOKEN")],
-            vec![("appsecret_proof", "x")],
-            vec![("appsecret_time", "1")],
-            vec![("fields", "id"), ("x", "access_token{id}")],
-        ] {
-            assert_eq!(
-                check(&FB, "GET", "p1", &params),
-                Err(Refusal::Credential),
-                "{params:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn accepted_paths_stay_on_the_provider_graph_host() {
-        let urls = crate::config::MetaUrls {
-            facebook: "https://www.facebook.com".into(),
-            graph: "https://graph.facebook.com".into(),
-            instagram: "https://www.instagram.com".into(),
-            instagram_api: "https://api.instagram.com".into(),
-            instagram_graph: "https://graph.instagram.com".into(),
-        };
-        let segs = check(&IG, "GET", "me/media", &[]).unwrap();
-        let url = target_url(graph_base(Provider::Instagram, &urls), "v25.0", &segs);
-        assert_eq!(url.as_str(), "https://graph.instagram.com/v25.0/me/media");
-        let segs = check(&FB, "POST", "p1/messages", &[]).unwrap();
-        let url = target_url(graph_base(Provider::Facebook, &urls), "v25.0", &segs);
-        assert_eq!(url.as_str(), "https://graph.facebook.com/v25.0/p1/messages");
-        // A base with a path prefix (the local emulator's) keeps it.
-        let url = target_url("http://127.0.0.1:9/graph.instagram.com", "v25.0", &["me"]);
-        assert_eq!(
-            url.as_str(),
-            "http://127.0.0.1:9/graph.instagram.com/v25.0/me"
-        );
-    }
-
-    #[test]
-    fn logged_paths_hide_ids() {
-        assert_eq!(path_template(&["me", "messages"]), "me/messages");
-        assert_eq!(path_template(&["17841400000000001", "media"]), "{id}/media");
-        assert_eq!(
-            path_template(&["18000000000000002", "replies"]),
-            "{id}/replies"
-        );
-    }
-}
+#[path = "policy_tests.rs"]
+mod tests;
 
 #[cfg(test)]
 #[path = "policy_fuzz.rs"]

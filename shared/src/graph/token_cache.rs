@@ -21,9 +21,9 @@ use crate::vault::SealedToken;
 /// How long an opened token stays in memory.
 pub const TOKEN_CACHE_TTL: Duration = Duration::minutes(5);
 
-/// At most this many connections' tokens per container; beyond it, expired
-/// entries are swept first.
-const MAX_ENTRIES: usize = 10_000;
+/// At most this many connections' tokens per container (a hard bound):
+/// beyond it, expired entries are swept, then the least recently used go.
+pub const MAX_ENTRIES: usize = 10_000;
 
 /// Expired tokens are dropped (zeroized) at the first call at least this long
 /// after the last sweep, whichever connection it is for: an idle
@@ -50,11 +50,14 @@ type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
 pub struct TokenCache {
     slots: Mutex<Slots>,
     clock: Clock,
+    capacity: usize,
 }
 
 struct Slots {
-    map: HashMap<CacheKey, Slot>,
+    /// Each connection's slot, with the tick of its last use.
+    map: HashMap<CacheKey, (Slot, u64)>,
     swept_at: OffsetDateTime,
+    tick: u64,
 }
 
 /// A sealed token's identity: a new sealing (refresh, reconnect) differs.
@@ -68,12 +71,19 @@ fn fingerprint(sealed: &SealedToken) -> [u8; 32] {
 
 impl TokenCache {
     pub fn new(clock: Clock) -> Self {
+        Self::with_capacity(clock, MAX_ENTRIES)
+    }
+
+    /// A cache holding at most `capacity` connections' tokens.
+    pub fn with_capacity(clock: Clock, capacity: usize) -> Self {
         Self {
             slots: Mutex::new(Slots {
                 map: HashMap::new(),
                 swept_at: clock.now(),
+                tick: 0,
             }),
             clock,
+            capacity: capacity.max(1),
         }
     }
 
@@ -126,18 +136,40 @@ impl TokenCache {
     fn slot(&self, key: &CacheKey) -> Slot {
         let mut slots = self.slots.lock().unwrap();
         let now = self.clock.now();
-        let full = slots.map.len() >= MAX_ENTRIES && !slots.map.contains_key(key);
+        let full = slots.map.len() >= self.capacity && !slots.map.contains_key(key);
         if full || now - slots.swept_at >= SWEEP_EVERY {
             slots.swept_at = now;
             // Keep what is fresh or in use; an entry busy opening is in use.
-            slots.map.retain(|_, slot| match slot.try_lock() {
+            slots.map.retain(|_, (slot, _)| match slot.try_lock() {
                 Ok(e) => e
                     .as_ref()
                     .is_some_and(|e| now - e.opened_at < TOKEN_CACHE_TTL),
                 Err(_) => true,
             });
         }
-        slots.map.entry(key.clone()).or_default().clone()
+        if slots.map.len() >= self.capacity && !slots.map.contains_key(key) {
+            evict_least_recent(&mut slots.map, self.capacity - 1);
+        }
+        slots.tick += 1;
+        let tick = slots.tick;
+        let entry = slots.map.entry(key.clone()).or_default();
+        entry.1 = tick;
+        entry.0.clone()
+    }
+}
+
+/// Drops the least recently used idle entries until at most `keep` remain
+/// (an entry busy opening stays: its caller holds it).
+fn evict_least_recent(map: &mut HashMap<CacheKey, (Slot, u64)>, keep: usize) {
+    let mut idle: Vec<(u64, CacheKey)> = map
+        .iter()
+        .filter(|(_, (slot, _))| slot.try_lock().is_ok())
+        .map(|(k, (_, tick))| (*tick, k.clone()))
+        .collect();
+    idle.sort_unstable_by_key(|(tick, _)| *tick);
+    let excess = map.len().saturating_sub(keep);
+    for (_, key) in idle.into_iter().take(excess) {
+        map.remove(&key);
     }
 }
 
@@ -279,5 +311,41 @@ mod tests {
         let opened = AtomicUsize::new(0);
         assert_eq!(get(&cache, &sealed(1), &opened, "t").await, "t");
         assert_eq!(opened.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_never_holds_more_than_its_capacity_and_drops_the_least_recent() {
+        let clock = Clock::fixed(datetime!(2026-11-21 12:00:00 UTC));
+        let cache = TokenCache::with_capacity(clock.clone(), 3);
+        let opened = AtomicUsize::new(0);
+        async fn open(cache: &TokenCache, opened: &AtomicUsize, n: u8) {
+            let key = CacheKey {
+                user_id: format!("u{n}"),
+                provider: Provider::Instagram,
+                account_id: n.to_string(),
+            };
+            cache
+                .get_or_open(&key, &sealed(n), || async {
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(SecretString::from(format!("t{n}")))
+                })
+                .await
+                .unwrap();
+        }
+        // All fresh, so nothing expires: the bound is what holds.
+        for n in 1..=3 {
+            open(&cache, &opened, n).await;
+        }
+        open(&cache, &opened, 1).await; // 1 is now the most recent; 2 the least.
+        assert_eq!(opened.load(Ordering::SeqCst), 3);
+        for n in 4..=10 {
+            open(&cache, &opened, n).await;
+            assert!(cache.len() <= 3, "{} entries", cache.len());
+        }
+        let before = opened.load(Ordering::SeqCst);
+        open(&cache, &opened, 10).await;
+        assert_eq!(opened.load(Ordering::SeqCst), before, "the newest stays");
+        open(&cache, &opened, 2).await;
+        assert_eq!(opened.load(Ordering::SeqCst), before + 1, "the oldest went");
     }
 }

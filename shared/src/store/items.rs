@@ -43,7 +43,7 @@ pub(crate) fn parse_token(item: &Item) -> Option<SealedToken> {
 pub(crate) fn unreadable_attribute(item: &Item) -> &'static str {
     let text = |k: &'static str| get_s(item, k).map(|_| k);
     let checks: [(&'static str, bool); 6] = [
-        ("user_id", text("user_id").is_some()),
+        ("pk", user_of(item).is_some()),
         (
             "provider",
             get_s(item, "provider")
@@ -69,9 +69,17 @@ pub(crate) fn unreadable_attribute(item: &Item) -> &'static str {
         .map_or("unknown", |(name, _)| name)
 }
 
+/// The owner of a connection row: its key (`USER#<sub>`), never an
+/// attribute a write could have set otherwise.
+fn user_of(item: &Item) -> Option<String> {
+    let pk = get_s(item, "pk")?;
+    let user = pk.strip_prefix("USER#")?;
+    (!user.is_empty()).then(|| user.to_string())
+}
+
 pub(crate) fn parse_connection(item: &Item) -> Option<Connection> {
     Some(Connection {
-        user_id: get_s(item, "user_id")?,
+        user_id: user_of(item)?,
         provider: Provider::parse(&get_s(item, "provider")?)?,
         account_id: get_s(item, "account_id")?,
         username: get_s(item, "username").unwrap_or_default(),
@@ -173,4 +181,30 @@ pub(super) fn connected_update(
         }
     }
     u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pk: &str, user_attr: &str) -> Item {
+        Item::from([
+            ("pk".into(), s(pk)),
+            ("user_id".into(), s(user_attr)),
+            ("provider".into(), s("instagram")),
+            ("account_id".into(), s("1784")),
+            ("status".into(), s("active")),
+            ("connected_at".into(), n(1_795_000_000)),
+            ("token_issued_at".into(), n(1_795_000_000)),
+        ])
+    }
+
+    #[test]
+    fn the_owner_is_the_rows_key_never_its_user_id_attribute() {
+        let conn = parse_connection(&row("USER#alice", "mallory")).unwrap();
+        assert_eq!(conn.user_id, "alice");
+        assert!(parse_connection(&row("USER#", "alice")).is_none());
+        assert!(parse_connection(&row("PAGE#alice", "alice")).is_none());
+        assert_eq!(unreadable_attribute(&row("USER#", "alice")), "pk");
+    }
 }
