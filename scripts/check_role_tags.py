@@ -1,5 +1,5 @@
 """Translates template.yaml with SAM's own translator and checks that exactly
-the functions that seal or open tokens (callback, refresh, graph) get the
+the functions that seal or open tokens (callback, refresh, both graph doors) get the
 role tag TokenKey's policy asks for: a SAM change that stopped propagating
 tags would lock them out of their key, one that tagged more would let
 others in."""
@@ -9,7 +9,7 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 TAG = "ig-connect-token-access"
-WANT = {"CallbackFunctionRole", "RefreshFunctionRole", "GraphFunctionRole"}
+WANT = {"CallbackFunctionRole", "RefreshFunctionRole", "GraphFunctionRole", "GraphHttpFunctionRole"}
 # SAM also tags the roles it makes for those functions' events (the
 # scheduler's role that invokes refresh): they hold no KMS permission in IAM,
 # so the tag alone gives them nothing.

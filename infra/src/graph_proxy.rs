@@ -2,7 +2,7 @@
 //! decryption per connection per five minutes is a promise worth checking).
 
 use aws_sdk_kms::config::Builder as KmsConfig;
-use graph::{Graph, GraphConfig};
+use graph::{Door, Graph, GraphConfig};
 use shared::vault::KmsDataKeys;
 use shared::Clock;
 use shared::FromEnv;
@@ -10,9 +10,16 @@ use shared::FromEnv;
 use crate::calls::Calls;
 use crate::stack::Stack;
 
-/// A proxy (one warm container) and the counter of its KMS calls.
+/// A proxy (one warm container of the HTTP door's function) and the counter
+/// of its KMS calls.
 pub fn graph(stack: &Stack, clock: Clock) -> (Graph<KmsDataKeys>, Calls) {
-    let config = GraphConfig::from_env(stack.env_reader()).expect("graph config");
+    graph_door(stack, clock, Door::Http)
+}
+
+/// A warm container of one door's function (`GRAPH_DOOR`).
+pub fn graph_door(stack: &Stack, clock: Clock, door: Door) -> (Graph<KmsDataKeys>, Calls) {
+    let mut config = GraphConfig::from_env(stack.env_reader()).expect("graph config");
+    config.door = door;
     let kms_calls = Calls::default();
     let kms = aws_sdk_kms::Client::from_conf(
         KmsConfig::from(&stack.aws)

@@ -341,6 +341,12 @@ impl MetaEmulator {
     }
 
     /// Graph answers carry `access_token` fields, as a misbehaving Meta might.
+    /// How many media every account has (`GET .../media` pages through
+    /// them, 25 a page unless `limit` says otherwise).
+    pub fn set_media_count(&self, count: usize) {
+        self.with(|i| i.graph.media_count = count);
+    }
+
     pub fn leak_tokens_in_answers(&self, leak: bool) {
         self.with(|i| i.graph.leak_tokens = leak);
     }

@@ -249,9 +249,24 @@ test('the Graph proxy: show recent media, reply to the last message once, run th
   await openApp(page, `hugo-${RUN}`);
   const username = `hugo_${RUN}`;
   const row = await connect(page, username);
+  // Every answer of the proxy the page sees, to look for a credential.
+  const proxied = [];
+  page.on('response', async (resp) => {
+    if (resp.url().includes('/graph/')) proxied.push(await resp.text().catch(() => ''));
+  });
   await row.locator('button.media').click();
-  await waitText(page, '#banner', /Meta answered through the proxy: 3 posts of @hugo_/);
-  await waitText(page, '#graph-out', /Recent media of @hugo_.*Post 1/);
+  await waitText(page, '#banner', /Meta answered through the proxy: 2 posts of @hugo_/);
+  await waitText(page, '#graph-out', /Recent media of @hugo_.*Post 1.*Post 2/);
+  // "More" follows paging.next: the proxy's own route, with no token in it.
+  await page.click('#graph-out button.more');
+  await waitText(page, '#banner', /Meta answered through the proxy: 1 post of @hugo_/);
+  await waitText(page, '#graph-out', /Post 1.*Post 2.*Post 3/);
+  assert.equal(await page.locator('#graph-out button.more').count(), 0, 'the last page has no More');
+  assert.ok(proxied.length >= 2, 'the page fetched two pages');
+  for (const body of proxied) {
+    assert.ok(!/access_token|appsecret/.test(body), `a credential reached the page: ${body}`);
+    assert.ok(body.includes('/graph/') || !body.includes('"next"'), body);
+  }
   // Nothing to reply to yet; then a person writes (a signed webhook).
   await row.locator('button.reply').click();
   await waitText(page, '#banner', /No message to @hugo_/);

@@ -289,7 +289,12 @@ impl Harness {
         secrets.push(apps.instagram_app_secret);
         assert!(secrets.len() > 2, "the test issued nothing to look for");
         let mut stored = String::new();
-        for table in ["STATES_TABLE", "CONNECTIONS_TABLE", "EVENTS_TABLE"] {
+        for table in [
+            "STATES_TABLE",
+            "CONNECTIONS_TABLE",
+            "EVENTS_TABLE",
+            "GRAPH_TABLE",
+        ] {
             for item in self.scan(table).await {
                 stored.push_str(&format!("{item:?}\n"));
             }

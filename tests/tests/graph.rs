@@ -140,29 +140,43 @@ async fn only_the_owner_may_act_through_either_door() {
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.body_json()["error"], "unknown_provider");
 
-    // The backend: with no user, the account's owner; with one, it must match.
+    // The backend names the owner it acts for: required, and it must match.
     let invoke = |user: Value| {
         json!({"provider": "instagram", "account_id": account, "method": "GET", "path": "me/media",
                "query": {"fields": "id"}, "body": null, "idempotency_key": null, "user_id": user})
     };
-    let answer = graph.handle_invocation(invoke(Value::Null)).await;
+    let answer = graph.handle_invocation(invoke(json!("user-1"))).await;
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["body"]["data"].as_array().unwrap().len(), 3);
     assert_eq!(answer["replayed"], false);
     assert!(answer["headers"]["x-fb-trace-id"].is_string());
-    let answer = graph.handle_invocation(invoke(json!("user-1"))).await;
-    assert_eq!(answer["status"], 200);
     let answer = graph.handle_invocation(invoke(json!("mallory"))).await;
     assert_eq!(answer["status"], 404);
     assert_eq!(answer["body"]["error"], "not_found");
+    // No owner named: refused, never "whoever owns the account".
+    for user in [Value::Null, json!("")] {
+        let answer = graph.handle_invocation(invoke(user.clone())).await;
+        assert_eq!(answer["status"], 400, "{user}: {answer}");
+        assert_eq!(answer["body"]["error"], "invalid_request");
+    }
+    let mut without = invoke(Value::Null);
+    without.as_object_mut().unwrap().remove("user_id");
+    let answer = graph.handle_invocation(without).await;
+    assert_eq!(answer["status"], 400, "{answer}");
     let answer = graph
         .handle_invocation(json!({"provider": "instagram"}))
         .await;
     assert_eq!(answer["status"], 400);
     assert_eq!(answer["body"]["error"], "invalid_request");
+    // An API Gateway event sent by invocation is not read as that user's
+    // call, whatever `sub` it carries.
+    let forged = proxied("GET", &account, "me/media").user("user-1").event();
+    let answer = graph.handle_invocation(forged).await;
+    assert_eq!(answer["status"], 400, "{answer}");
+    assert_eq!(answer["body"]["error"], "bad_request");
     assert_eq!(
         h.stack.meta.calls("graph"),
-        2,
+        1,
         "refused requests never reach Meta"
     );
 }
@@ -178,7 +192,7 @@ async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_fa
         .handle_invocation(
             json!({"provider": "facebook", "account_id": "17841400000000021",
             "method": "POST", "path": "p1/messages", "body": dm("42", "hello from the Page"),
-            "idempotency_key": "fb-1"}),
+            "idempotency_key": "fb-1", "user_id": "user-7"}),
         )
         .await;
     assert_eq!(answer["status"], 200, "{answer}");
@@ -189,7 +203,7 @@ async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_fa
     let answer = graph
         .handle_invocation(
             json!({"provider": "instagram", "account_id": "17841400000000021",
-            "method": "GET", "path": "me"}),
+            "method": "GET", "path": "me", "user_id": "user-7"}),
         )
         .await;
     assert_eq!(answer["status"], 404);
@@ -213,6 +227,14 @@ async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
         "me/media?access_token=x",
         "me?fields=id,access_token",
         "me?appsecret_proof=x",
+        "me?method=delete",
+        "me/media?batch=%5B%5D",
+        "me?suppress_http_code=1",
+        "me?debug=all",
+        "me?callback=steal",
+        "me?redirect=false",
+        "me?ids=17841400000000009",
+        "me?include_headers=false",
     ] {
         let resp = graph
             .handle(proxied("GET", &account, path).user("user-1").into_request())
@@ -232,10 +254,33 @@ async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
         )
         .await;
     assert_eq!(resp.status(), 400);
+    // Nor a JSON body, at any depth, through either door.
+    for body in [
+        json!({"recipient": {"id": "1"}, "message": {"text": "x", "access_token": "t"}}),
+        json!({"recipient": {"id": "1"}, "message": {"attachments": [{"payload": {"url": "https://x/?appsecret_proof=p"}}]}}),
+        json!({"batch": [{"method": "GET", "relative_url": "me"}]}),
+    ] {
+        let resp = graph
+            .handle(
+                proxied("POST", &account, "me/messages")
+                    .user("user-1")
+                    .json(&body)
+                    .into_request(),
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(resp.body_json()["error"], "path_not_allowed", "{body}");
+        let answer = graph
+            .handle_invocation(json!({"provider": "instagram", "account_id": account,
+                "method": "POST", "path": "me/messages", "body": body, "user_id": "user-1"}))
+            .await;
+        assert_eq!(answer["status"], 400, "{answer}");
+        assert_eq!(answer["body"]["error"], "path_not_allowed");
+    }
     // Methods other than GET, POST and DELETE (the backend door can name any).
     let answer = graph
         .handle_invocation(json!({"provider": "instagram", "account_id": account,
-            "method": "PUT", "path": "me"}))
+            "method": "PUT", "path": "me", "user_id": "user-1"}))
         .await;
     assert_eq!(answer["status"], 400);
     assert_eq!(answer["body"]["error"], "path_not_allowed");
@@ -252,7 +297,7 @@ async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
     assert_eq!(resp.status(), 413);
     let answer = graph
         .handle_invocation(json!({"provider": "instagram", "account_id": account,
-            "method": "POST", "path": "me/messages", "body": big}))
+            "method": "POST", "path": "me/messages", "body": big, "user_id": "user-1"}))
         .await;
     assert_eq!(answer["status"], 413);
     // A malformed idempotency key.
@@ -409,7 +454,7 @@ async fn a_sent_dm_replays_even_once_the_account_is_blocked_or_needs_reauth() {
     let invoked = graph
         .handle_invocation(json!({"provider": "instagram", "account_id": account,
             "method": "POST", "path": "me/messages", "body": dm("9001", "Your order shipped"),
-            "idempotency_key": "evt-1"}))
+            "idempotency_key": "evt-1", "user_id": "user-1"}))
         .await;
     assert_eq!(invoked["status"], 200, "{invoked}");
     assert_eq!(invoked["replayed"], true);
@@ -506,7 +551,8 @@ async fn throttling_is_a_429_and_every_container_stops_calling_meta_until_regain
     assert_eq!(resp.header_str("retry-after").as_deref(), Some("180"));
     let answer = container_b
         .handle_invocation(
-            json!({"provider": "instagram", "account_id": account, "method": "GET", "path": "me"}),
+            json!({"provider": "instagram", "account_id": account, "method": "GET", "path": "me",
+                   "user_id": "user-1"}),
         )
         .await;
     assert_eq!(answer["status"], 429);
@@ -769,4 +815,218 @@ async fn the_example_dm_bot_answers_a_message_from_the_stream_once() {
         assert_eq!(out["batchItemFailures"], json!([]));
     }
     assert_eq!(h.stack.meta.sent_messages().len(), 2);
+}
+
+/// Meta's `paging.next` carries the token; the proxy hands back its own
+/// route instead, and following it pages through (CONTRACT.md, "Proxy
+/// amendments").
+#[tokio::test]
+async fn paging_never_hands_out_the_token_and_is_followed_through_the_http_door() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "pages.one").await;
+    h.stack.meta.set_media_count(5);
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let tokens = h.stack.meta.tokens_for_account(&account);
+    assert!(!tokens.is_empty());
+
+    let mut path = "me/media?fields=id,caption&limit=2".to_string();
+    let mut captions = Vec::new();
+    for page in 0.. {
+        let resp = graph
+            .handle(
+                proxied("GET", &account, &path)
+                    .user("user-1")
+                    .into_request(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{}", resp.body_text());
+        let text = resp.body_text();
+        for t in &tokens {
+            assert!(!text.contains(t.as_str()), "the token is in page {page}");
+        }
+        assert!(!text.contains("access_token"), "{text}");
+        let body = resp.body_json();
+        captions.extend(
+            body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["caption"].as_str().unwrap().to_string()),
+        );
+        assert!(body["paging"]["cursors"]["after"].is_string());
+        if page > 0 {
+            let previous = body["paging"]["previous"].as_str().unwrap();
+            assert!(previous.starts_with(&format!("/connections/instagram/{account}/graph/")));
+        }
+        let Some(next) = body["paging"]["next"].as_str() else {
+            break;
+        };
+        let prefix = format!("/connections/instagram/{account}/graph/");
+        assert!(next.starts_with(&prefix), "{next}");
+        assert!(
+            next.contains("limit=2") && next.contains("after="),
+            "{next}"
+        );
+        path = next.strip_prefix(&prefix).unwrap().to_string();
+        assert!(page < 5, "paging ends");
+    }
+    assert_eq!(captions, ["Post 1", "Post 2", "Post 3", "Post 4", "Post 5"]);
+    h.assert_no_secret_leaked().await;
+}
+
+#[tokio::test]
+async fn paging_through_the_invoke_door_gives_path_and_query() {
+    let h = Harness::new().await;
+    let page = FbPage::linked("p1", "Acme", "17841400000000021", "acme.fb");
+    h.connect_facebook_as("user-7", FbPerson::with_page(page))
+        .await;
+    h.stack.meta.set_media_count(3);
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let tokens = h.stack.meta.tokens_for_account("17841400000000021");
+    assert!(!tokens.is_empty());
+    let call = |path: Value, query: Value| {
+        json!({"provider": "facebook", "account_id": "17841400000000021", "user_id": "user-7",
+               "method": "GET", "path": path, "query": query})
+    };
+    let first = graph
+        .handle_invocation(call(json!("17841400000000021/media"), json!({"limit": 2})))
+        .await;
+    assert_eq!(first["status"], 200, "{first}");
+    let text = first.to_string();
+    for t in &tokens {
+        assert!(
+            !text.contains(t.as_str()),
+            "the Page token is in the answer"
+        );
+    }
+    assert!(!text.contains("appsecret"), "{text}");
+    let next = &first["body"]["paging"]["next"];
+    assert_eq!(next["path"], "17841400000000021/media", "{first}");
+    assert_eq!(next["query"]["limit"], "2");
+    let second = graph
+        .handle_invocation(call(next["path"].clone(), next["query"].clone()))
+        .await;
+    assert_eq!(second["status"], 200, "{second}");
+    assert_eq!(second["body"]["data"][0]["caption"], "Post 3");
+    assert!(second["body"]["paging"].get("next").is_none());
+    assert_eq!(
+        second["body"]["paging"]["previous"]["path"],
+        "17841400000000021/media"
+    );
+}
+
+#[tokio::test]
+async fn no_credential_is_answered_or_kept_for_replays_whatever_meta_puts_in_its_answer() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "careless.meta").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    h.stack.meta.leak_tokens_in_answers(true);
+    let tokens = h.stack.meta.tokens_for_account(&account);
+    let send = || {
+        graph.handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("idempotency-key", "leaky-1")
+                .json(&dm("9001", "hi"))
+                .into_request(),
+        )
+    };
+    let first = send().await;
+    let replay = send().await;
+    assert_eq!(
+        replay.header_str("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    for resp in [&first, &replay] {
+        assert_eq!(resp.status(), 200, "{}", resp.body_text());
+        let text = resp.body_text();
+        for t in &tokens {
+            assert!(!text.contains(t.as_str()), "{text}");
+        }
+        for word in ["access_token", "appsecret_proof", "EAAleaked"] {
+            assert!(!text.contains(word), "{word} in {text}");
+        }
+        assert_eq!(
+            resp.body_json()["debug_link"],
+            "https://graph.example/v1/x?ok=1"
+        );
+    }
+    let stored = format!("{:?}", h.scan("GRAPH_TABLE").await);
+    assert!(stored.contains("debug_link"), "the answer is kept");
+    for t in &tokens {
+        assert!(!stored.contains(t.as_str()), "a token is kept for replays");
+    }
+    assert!(!stored.contains("appsecret_proof"));
+}
+
+/// An idempotency key belongs to the connection as connected: deleted and
+/// made again by another user, the same key sends anew, and never hands the
+/// new owner the earlier owner's answer.
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_the_owner_and_the_connection() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "moving.one").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let send = |user: &str, text: &str| {
+        graph.handle(
+            proxied("POST", &account, "me/messages")
+                .user(user)
+                .header("idempotency-key", "shared-key")
+                .json(&dm("9001", text))
+                .into_request(),
+        )
+    };
+    let first = send("user-1", "from the first owner").await;
+    assert_eq!(first.status(), 200, "{}", first.body_text());
+    let deleted = h
+        .call_connections(
+            ApiRequest::new("DELETE", &format!("/connections/instagram/{account}")).user("user-1"),
+        )
+        .await;
+    assert_eq!(deleted.status(), 204);
+    h.clock.advance(time::Duration::minutes(1));
+    let again = h.connect_instagram_as("user-2", "moving.one").await;
+    assert_eq!(again, account);
+    let second = send("user-2", "from the first owner").await;
+    assert_eq!(second.status(), 200, "{}", second.body_text());
+    assert_eq!(second.header_str("idempotent-replayed"), None);
+    assert_ne!(
+        second.body_json()["message_id"],
+        first.body_json()["message_id"]
+    );
+    assert_eq!(h.stack.meta.sent_messages().len(), 2);
+}
+
+/// A send whose answer never came back may have been sent: the same key is
+/// never sent again (`409 outcome_unknown`), while a new key goes through.
+#[tokio::test]
+async fn a_timed_out_send_keeps_its_key_as_outcome_unknown() {
+    let h = Harness::new().await;
+    let account = h.connect_instagram_as("user-1", "slow.meta").await;
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let graph = graph.with_meta_timeout(std::time::Duration::from_millis(300));
+    let send = |key: &'static str| {
+        graph.handle(
+            proxied("POST", &account, "me/messages")
+                .user("user-1")
+                .header("idempotency-key", key)
+                .json(&dm("9001", "did it go?"))
+                .into_request(),
+        )
+    };
+    h.stack.meta.set_delay(std::time::Duration::from_secs(2));
+    let first = send("slow-1").await;
+    assert_eq!(first.status(), 502, "{}", first.body_text());
+    assert_eq!(first.body_json()["error"], "meta_unavailable");
+    h.stack.meta.set_delay(std::time::Duration::ZERO);
+    for _ in 0..2 {
+        let again = send("slow-1").await;
+        assert_eq!(again.status(), 409, "{}", again.body_text());
+        assert_eq!(again.body_json()["error"], "outcome_unknown");
+    }
+    // Still refused near the end of the record's 24 hours.
+    h.clock.advance(time::Duration::hours(23));
+    assert_eq!(send("slow-1").await.status(), 409);
+    let fresh = send("slow-2").await;
+    assert_eq!(fresh.status(), 200, "{}", fresh.body_text());
 }

@@ -70,7 +70,11 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let refresh = start_function("refresh", h.refresher.serve(None)).await;
     let (graph, _) = infra::graph_proxy::graph(&h.stack, h.clock.clone());
     let graph: &'static _ = Box::leak(Box::new(graph));
-    let graph_fn = start_function("graph", graph.serve()).await;
+    let graph_fn = start_function("graph-http", graph.serve()).await;
+    let (backend, _) =
+        infra::graph_proxy::graph_door(&h.stack, h.clock.clone(), graph::Door::Invoke);
+    let backend: &'static _ = Box::leak(Box::new(backend));
+    let backend_fn = start_function("graph", backend.serve()).await;
 
     // What CloudWatch would count from these functions' EMF lines.
     let metrics = shared::metrics::Capture::start();
@@ -180,14 +184,34 @@ async fn connect_webhook_refresh_through_the_runtime() {
     assert_eq!(resp["statusCode"], 200, "{resp}");
     assert_eq!(header(&resp, "cache-control"), "no-store");
     let answer = http_response(
-        graph_fn
-            .invoke(json!({"provider": "instagram", "account_id": account,
-                "method": "GET", "path": "me/media", "query": {"fields": "id,caption"}}))
+        backend_fn
+            .invoke(json!({"provider": "instagram", "account_id": account, "user_id": "user-1",
+                "method": "GET", "path": "me/media", "query": {"fields": "id,caption", "limit": 1}}))
             .await,
     );
     assert_eq!(answer["status"], 200, "{answer}");
     assert!(answer["body"]["data"].is_array(), "{answer}");
+    assert_eq!(
+        answer["body"]["paging"]["next"]["query"]["limit"], "1",
+        "{answer}"
+    );
     assert_eq!(metrics.total("graph", "Answers2xx"), 2.0);
+
+    // The doors are separate: the backend's function reads an API Gateway
+    // event with someone's `sub` as a malformed call, and the HTTP door's
+    // function takes nothing but API Gateway's events.
+    let forged = ApiRequest::get(&format!("/connections/instagram/{account}/graph/me"))
+        .user("user-1")
+        .event();
+    let answer = http_response(backend_fn.invoke(forged).await);
+    assert_eq!(answer["status"], 400, "{answer}");
+    assert_eq!(answer["body"]["error"], "bad_request", "{answer}");
+    let backend_shape = json!({"provider": "instagram", "account_id": account, "user_id": "user-1",
+        "method": "GET", "path": "me"});
+    assert!(matches!(
+        graph_fn.invoke(backend_shape).await,
+        Outcome::Error(_)
+    ));
     assert_eq!(metrics.total("graph", "Answers5xx"), 0.0);
 
     // Meta deauthorizes the person, with a signed_request.

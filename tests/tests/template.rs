@@ -380,7 +380,71 @@ fn alarms_watch_metrics_the_functions_emit_and_reach_someone() {
 #[test]
 fn the_graph_proxy_may_open_tokens_only_with_their_context_and_touch_little_else() {
     let doc = template();
+    // Both doors: the same binary and the same permissions.
+    let http = resource(&doc, "GraphHttpFunction");
     let f = resource(&doc, "GraphFunction");
+    assert_eq!(
+        http["Properties"]["Policies"], f["Properties"]["Policies"],
+        "the doors differ only in who may invoke them"
+    );
+    graph_function_is_narrow(f);
+    graph_function_is_narrow(http);
+    // The HTTP door's three routes are behind the JWT authorizer; the
+    // backend door is the output ARN and has no route.
+    let events = http["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 3);
+    for (_, e) in events {
+        assert_eq!(
+            e["Properties"]["Path"].as_str(),
+            Some("/connections/{provider}/{account_id}/graph/{path+}")
+        );
+        assert_eq!(
+            e["Properties"]["Auth"]["Authorizer"].as_str(),
+            Some("FrontendJwt")
+        );
+    }
+    assert!(f["Properties"].get("Events").is_none());
+    assert_eq!(
+        tagged_text(&doc["Outputs"]["GraphFunctionArn"]["Value"]),
+        "!GetAtt GraphFunction.Arn"
+    );
+}
+
+/// Each door reads only its own shape (`GRAPH_DOOR`), and only the named
+/// roles may invoke the backend's.
+#[test]
+fn the_graph_doors_are_separate_functions_each_with_its_invokers() {
+    let doc = template();
+    let door = |id: &str| {
+        resource(&doc, id)["Properties"]["Environment"]["Variables"]["GRAPH_DOOR"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(door("GraphHttpFunction").as_deref(), Some("http"));
+    assert_eq!(door("GraphFunction").as_deref(), Some("invoke"));
+    let invokers = &doc["Parameters"]["GraphInvokers"];
+    assert_eq!(invokers["Type"].as_str(), Some("CommaDelimitedList"));
+    assert_eq!(invokers["Default"].as_str(), Some(""));
+    let permissions: Vec<_> = resources_of_type(&doc, "AWS::Lambda::Permission")
+        .into_iter()
+        .filter(|(_, p)| tagged_text(&p["Properties"]["FunctionName"]).contains("GraphFunction"))
+        .collect();
+    assert_eq!(permissions.len(), 3);
+    for (id, p) in permissions {
+        assert_eq!(
+            tagged_text(&p["Properties"]["FunctionName"]),
+            "!GetAtt GraphFunction.Arn",
+            "{id}: only the backend door"
+        );
+        assert!(p["Condition"]
+            .as_str()
+            .unwrap()
+            .starts_with("HasGraphInvoker"));
+        assert!(tagged_text(&p["Properties"]["Principal"]).contains("GraphInvokers"));
+    }
+}
+
+fn graph_function_is_narrow(f: &Value) {
     assert_eq!(
         f["Metadata"]["BuildProperties"]["Binary"].as_str(),
         Some("graph")
@@ -438,24 +502,6 @@ fn the_graph_proxy_may_open_tokens_only_with_their_context_and_touch_little_else
             assert!(attrs.contains(&"status"));
         }
     }
-    // Its three routes are behind the JWT authorizer; the backend door is
-    // the output ARN.
-    let events = f["Properties"]["Events"].as_mapping().unwrap();
-    assert_eq!(events.len(), 3);
-    for (_, e) in events {
-        assert_eq!(
-            e["Properties"]["Path"].as_str(),
-            Some("/connections/{provider}/{account_id}/graph/{path+}")
-        );
-        assert_eq!(
-            e["Properties"]["Auth"]["Authorizer"].as_str(),
-            Some("FrontendJwt")
-        );
-    }
-    assert_eq!(
-        tagged_text(&doc["Outputs"]["GraphFunctionArn"]["Value"]),
-        "!GetAtt GraphFunction.Arn"
-    );
 }
 
 #[test]
@@ -733,7 +779,13 @@ fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
         let p = &f["Properties"];
         let tagged = p["Tags"]["ig-connect-token-access"].as_str() == Some("true");
-        let wants = ["CallbackFunction", "RefreshFunction", "GraphFunction"].contains(&id);
+        let wants = [
+            "CallbackFunction",
+            "RefreshFunction",
+            "GraphFunction",
+            "GraphHttpFunction",
+        ]
+        .contains(&id);
         assert_eq!(tagged, wants, "{id}");
         if wants {
             assert_eq!(p["PropagateTags"], Value::Bool(true), "{id}");

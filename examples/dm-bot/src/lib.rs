@@ -92,7 +92,9 @@ pub fn reply_for(record: &Value) -> Option<Value> {
             "message": {"text": reply_text(text)},
         },
         "idempotency_key": attr(image, "event_id")?,
-        "user_id": attr(image, "user_id"),
+        // The proxy acts only for the connection's owner: an event of an
+        // account no one has connected gets no reply.
+        "user_id": attr(image, "user_id")?,
     }))
 }
 

@@ -1,5 +1,7 @@
-//! The two doors into the proxy: the HTTP route (API Gateway payload 2.0,
-//! the user's JWT) and direct invocation (the product's backend, IAM). Both
+//! The two doors into the proxy, each its own Lambda function
+//! (CONTRACT.md, "Proxy amendments": the backend door is its own door): the
+//! HTTP route (API Gateway payload 2.0, the user's JWT) and direct invocation
+//! (the product's backend, IAM). Each reads only its own shape, and both
 //! become one [`ProxyRequest`] and leave as one [`ProxyAnswer`].
 
 use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -8,11 +10,41 @@ use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use shared::graph::policy::GraphMethod;
+use shared::graph::scrub::paging_as_routes;
 use shared::http;
 use shared::meta::proxy::GraphBody;
 use shared::vault::DataKeys;
+use shared::Provider;
 
-use crate::{Caller, Graph, ProxyAnswer, ProxyRequest, MAX_BODY_BYTES};
+use crate::{Graph, ProxyAnswer, ProxyRequest, MAX_BODY_BYTES};
+
+/// Which door a function is: the template deploys one function per door,
+/// each with its own resource policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// API Gateway's events, with the user's JWT.
+    Http,
+    /// The product's backend, by direct invocation.
+    Invoke,
+}
+
+impl Door {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "http" => Some(Self::Http),
+            "invoke" => Some(Self::Invoke),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Invoke => "invoke",
+        }
+    }
+}
 
 /// A direct invocation's payload (CONTRACT.md, "Backend").
 #[derive(Debug, Deserialize)]
@@ -28,17 +60,24 @@ pub struct InvokeRequest {
     pub body: Option<Value>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
-    #[serde(default)]
-    pub user_id: Option<String>,
+    /// The owner the backend acts for: required.
+    pub user_id: String,
 }
 
 fn invalid(message: &str) -> ProxyAnswer {
-    ProxyAnswer {
-        status: 400,
-        headers: Vec::new(),
-        body: json!({"error": "invalid_request", "message": message}),
-        replayed: false,
-    }
+    ProxyAnswer::error(400, "invalid_request", message)
+}
+
+fn unknown_provider() -> ProxyAnswer {
+    ProxyAnswer::error(404, "unknown_provider", "This provider is not available.")
+}
+
+fn bad_method() -> ProxyAnswer {
+    ProxyAnswer::error(
+        400,
+        "path_not_allowed",
+        "the method must be GET, POST or DELETE",
+    )
 }
 
 /// `key=value` pairs of a raw query string (or form body), decoded.
@@ -62,73 +101,86 @@ fn graph_path(raw_path: &str) -> Option<(String, String, String)> {
     })
 }
 
+fn http_body(req: &Request) -> Result<Option<GraphBody>, ProxyAnswer> {
+    let raw = http::body_bytes(req);
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if raw.is_empty() || raw.len() > MAX_BODY_BYTES {
+        Ok(None)
+    } else if content_type.starts_with("application/json") {
+        let json =
+            serde_json::from_slice(raw).map_err(|_| invalid("The body is not valid JSON."))?;
+        Ok(Some(GraphBody::Json(json)))
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let text = std::str::from_utf8(raw).map_err(|_| invalid("The form is not UTF-8."))?;
+        Ok(Some(GraphBody::Form(pairs(text))))
+    } else {
+        Err(invalid(
+            "Send the body as application/json or application/x-www-form-urlencoded.",
+        ))
+    }
+}
+
+/// The HTTP door's request, parsed once.
+fn http_request(req: &Request, user_id: String) -> Result<ProxyRequest, ProxyAnswer> {
+    let Some((provider, account_id, path)) = graph_path(req.raw_http_path()) else {
+        return Err(invalid(
+            "The route is /connections/{provider}/{account_id}/graph/{path}.",
+        ));
+    };
+    let provider = Provider::parse(&provider).ok_or_else(unknown_provider)?;
+    let method = GraphMethod::parse(req.method().as_str()).ok_or_else(bad_method)?;
+    Ok(ProxyRequest {
+        door: Door::Http,
+        user_id,
+        provider,
+        account_id,
+        method,
+        path,
+        query: pairs(req.uri().query().unwrap_or_default()),
+        body: http_body(req)?,
+        body_len: http::body_bytes(req).len(),
+        idempotency_key: req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    })
+}
+
 impl<K: DataKeys> Graph<K> {
     /// The HTTP door.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let Some(user_id) = http::user_id(&req) else {
-            refused_at_the_door("http", req.method().as_str(), 401, "unauthenticated");
+            refused_at_the_door(Door::Http, req.method().as_str(), 401, "unauthenticated");
             return http::unauthenticated();
         };
-        let answer = match self.http_request(&req, user_id) {
-            Ok(r) => self.proxy(r).await,
+        let request = match http_request(&req, user_id) {
+            Ok(r) => r,
             Err(answer) => {
                 refused_at_the_door(
-                    "http",
+                    Door::Http,
                     req.method().as_str(),
                     answer.status,
-                    error_of(&answer),
+                    answer.error_code(),
                 );
-                answer
+                return http_response(answer);
             }
         };
-        http_response(&answer)
-    }
-
-    fn http_request(&self, req: &Request, user_id: String) -> Result<ProxyRequest, ProxyAnswer> {
-        let Some((provider, account_id, path)) = graph_path(req.raw_http_path()) else {
-            return Err(invalid(
-                "The route is /connections/{provider}/{account_id}/graph/{path}.",
-            ));
-        };
-        let raw = http::body_bytes(req);
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let body = if raw.is_empty() || raw.len() > MAX_BODY_BYTES {
-            None
-        } else if content_type.starts_with("application/json") {
-            Some(GraphBody::Json(
-                serde_json::from_slice(raw).map_err(|_| invalid("The body is not valid JSON."))?,
-            ))
-        } else if content_type.starts_with("application/x-www-form-urlencoded") {
-            let text = std::str::from_utf8(raw).map_err(|_| invalid("The form is not UTF-8."))?;
-            Some(GraphBody::Form(pairs(text)))
-        } else {
-            return Err(invalid(
-                "Send the body as application/json or application/x-www-form-urlencoded.",
-            ));
-        };
-        Ok(ProxyRequest {
-            caller: Caller::User(user_id),
-            provider,
-            account_id,
-            method: req.method().as_str().to_string(),
-            path,
-            query: pairs(req.uri().query().unwrap_or_default()),
-            body,
-            body_len: raw.len(),
-            idempotency_key: req
-                .headers()
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-        })
+        let (provider, account_id) = (request.provider, request.account_id.clone());
+        let mut answer = self.proxy(request).await;
+        // Meta's paging, as this door's own route for the same connection.
+        paging_as_routes(&mut answer.body, provider.as_str(), &account_id);
+        http_response(answer)
     }
 
     /// The invocation door: `{"status", "headers", "body", "replayed"}`.
+    /// Only ever the backend shape: an API Gateway event sent by invocation
+    /// is refused (`400 bad_request`), never read as a user's call.
     pub async fn handle_invocation(&self, payload: Value) -> Value {
         let method = payload
             .get("method")
@@ -139,7 +191,7 @@ impl<K: DataKeys> Graph<K> {
         let answer = match invoke_request(payload) {
             Ok(r) => self.proxy(r).await,
             Err(answer) => {
-                refused_at_the_door("invoke", &method, answer.status, error_of(&answer));
+                refused_at_the_door(Door::Invoke, &method, answer.status, answer.error_code());
                 answer
             }
         };
@@ -156,39 +208,46 @@ impl<K: DataKeys> Graph<K> {
         })
     }
 
-    /// Serves both doors on the Lambda Runtime API: an API Gateway event is
-    /// the HTTP door, anything else a direct invocation.
+    /// Serves this function's one door on the Lambda Runtime API: the HTTP
+    /// door takes only API Gateway's events (anything else fails the
+    /// invocation), the invoke door only the backend shape.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        let door = self.config.door;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let payload = event.payload;
-            if is_api_gateway_event(&payload) {
-                let req = lambda_http::request::from_str(&payload.to_string())?;
-                let resp = self.handle(req).await;
-                Ok::<_, lambda_http::Error>(api_gateway_response(resp))
-            } else {
-                Ok(self.handle_invocation(payload).await)
+            match door {
+                Door::Invoke => Ok(self.handle_invocation(payload).await),
+                Door::Http if is_api_gateway_event(&payload) => {
+                    let req = lambda_http::request::from_str(&payload.to_string())?;
+                    let resp = self.handle(req).await;
+                    Ok::<_, lambda_http::Error>(api_gateway_response(resp))
+                }
+                Door::Http => {
+                    refused_at_the_door(Door::Http, "", 400, "bad_request");
+                    Err("the HTTP door takes API Gateway events only".into())
+                }
             }
         }))
         .await
     }
 }
 
-fn error_of(answer: &ProxyAnswer) -> &str {
-    answer
-        .body
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 /// The log line of a call refused before it became a proxy request (no
 /// caller, a body or payload that can't be read): every call writes one.
 /// Nothing of the request but its method is logged.
-fn refused_at_the_door(door: &str, method: &str, status: u16, error: &str) {
-    tracing::info!(door, method, status, error, "graph call");
+fn refused_at_the_door(door: Door, method: &str, status: u16, error: &str) {
+    tracing::info!(door = door.as_str(), method, status, error, "graph call");
 }
 
 fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
+    if is_api_gateway_event(&payload) {
+        return Err(ProxyAnswer::error(
+            400,
+            "bad_request",
+            "This is the backend door: send {provider, account_id, user_id, method, path, ...}, \
+             not an API Gateway event.",
+        ));
+    }
     let body_len = payload.get("body").map_or(0, |b| b.to_string().len());
     let r: InvokeRequest = serde_json::from_value(payload).map_err(|e| {
         // serde's message names the field, never a value.
@@ -196,6 +255,11 @@ fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
             "The invocation payload is not of the documented shape: {e}"
         ))
     })?;
+    if r.user_id.is_empty() {
+        return Err(invalid("user_id must name the connection's owner."));
+    }
+    let provider = Provider::parse(&r.provider).ok_or_else(unknown_provider)?;
+    let method = GraphMethod::parse(&r.method).ok_or_else(bad_method)?;
     let query = r
         .query
         .unwrap_or_default()
@@ -209,10 +273,11 @@ fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ProxyRequest {
-        caller: Caller::Backend { user_id: r.user_id },
-        provider: r.provider,
+        door: Door::Invoke,
+        user_id: r.user_id,
+        provider,
         account_id: r.account_id,
-        method: r.method,
+        method,
         path: r.path.trim_start_matches('/').to_string(),
         query,
         body: r.body.filter(|b| !b.is_null()).map(GraphBody::Json),
@@ -221,11 +286,13 @@ fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
     })
 }
 
+/// Whether a payload has API Gateway's shape (an HTTP API or REST event).
 fn is_api_gateway_event(payload: &Value) -> bool {
-    payload.get("requestContext").is_some() && payload.get("routeKey").is_some()
+    payload.get("requestContext").is_some()
+        && (payload.get("routeKey").is_some() || payload.get("httpMethod").is_some())
 }
 
-fn http_response(answer: &ProxyAnswer) -> Response<Body> {
+fn http_response(answer: ProxyAnswer) -> Response<Body> {
     let mut resp = http::json(
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
         &answer.body,
@@ -293,25 +360,45 @@ mod tests {
         let r = invoke_request(
             json!({"provider": "instagram", "account_id": "1", "method": "POST",
             "path": "/me/messages", "query": {"limit": 5, "fields": "id"},
-            "body": {"recipient": {"id": "2"}}, "idempotency_key": "evt-1"}),
+            "body": {"recipient": {"id": "2"}}, "idempotency_key": "evt-1", "user_id": "u1"}),
         )
         .unwrap();
         assert_eq!(r.path, "me/messages");
-        assert_eq!(r.caller, Caller::Backend { user_id: None });
+        assert_eq!((r.door, r.user_id.as_str()), (Door::Invoke, "u1"));
+        assert_eq!(
+            (r.provider, r.method),
+            (Provider::Instagram, GraphMethod::Post)
+        );
         assert!(r.query.contains(&("limit".into(), "5".into())));
         assert_eq!(r.idempotency_key.as_deref(), Some("evt-1"));
         assert!(matches!(r.body, Some(GraphBody::Json(_))));
 
         for bad in [
             json!({"provider": "instagram"}),
-            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "surprise": 1}),
-            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "query": {"a": [1]}}),
+            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "user_id": "u", "surprise": 1}),
+            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "user_id": "u", "query": {"a": [1]}}),
+            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me"}),
+            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "user_id": ""}),
+            json!({"provider": "instagram", "account_id": "1", "method": "GET", "path": "me", "user_id": null}),
             json!("not an object"),
         ] {
             let answer = invoke_request(bad.clone()).unwrap_err();
             assert_eq!(answer.status, 400, "{bad}");
             assert_eq!(answer.body["error"], "invalid_request");
         }
+    }
+
+    #[test]
+    fn an_api_gateway_event_is_never_a_backend_call() {
+        let forged = json!({"version": "2.0", "routeKey": "GET /connections/{provider}/{account_id}/graph/{path+}",
+            "rawPath": "/connections/instagram/1/graph/me", "requestContext": {"authorizer": {"jwt": {"claims": {"sub": "victim"}}}}});
+        let answer = invoke_request(forged).unwrap_err();
+        assert_eq!((answer.status, answer.error_code()), (400, "bad_request"));
+        let rest = json!({"httpMethod": "GET", "path": "/x", "requestContext": {}});
+        assert_eq!(
+            invoke_request(rest).unwrap_err().error_code(),
+            "bad_request"
+        );
     }
 
     #[test]

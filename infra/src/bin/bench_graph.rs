@@ -9,12 +9,14 @@
 use shared::FromEnv;
 use std::time::{Duration, Instant};
 
-use graph::{Caller, Graph, GraphConfig, ProxyRequest};
+use graph::{Door, Graph, GraphConfig, ProxyRequest};
 use infra::apigw::{ApiRequest, ResponseExt};
 use infra::calls::Calls;
 use infra::stack::{Stack, StackOptions};
+use shared::graph::policy::GraphMethod;
 use shared::vault::KmsDataKeys;
 use shared::Clock;
+use shared::Provider;
 use url::Url;
 
 const CONNECTIONS: usize = 8;
@@ -63,10 +65,11 @@ async fn connect(stack: &Stack, clock: &Clock, n: usize) -> Vec<String> {
 
 fn request(account: &str) -> ProxyRequest {
     ProxyRequest {
-        caller: Caller::User("bench-user".into()),
-        provider: "instagram".into(),
+        door: Door::Http,
+        user_id: "bench-user".into(),
+        provider: Provider::Instagram,
         account_id: account.into(),
-        method: "GET".into(),
+        method: GraphMethod::Get,
         path: "me/media".into(),
         query: vec![("fields".into(), "id,caption,media_url".into())],
         body: None,

@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use super::{enter, graph_error, token_of, Grant, Inner, Kind, Shared};
 
 /// Emulated Graph state the tests can set and read.
-#[derive(Default)]
 pub(super) struct GraphState {
     /// Account or Page id → (Meta error code, minutes until access returns).
     pub throttled: std::collections::HashMap<String, (i64, i64)>,
@@ -24,7 +23,22 @@ pub(super) struct GraphState {
     pub app_call_count: u32,
     /// Answers carry `access_token` fields (as a misbehaving Meta might).
     pub leak_tokens: bool,
+    /// How many media each account has (`GET .../media` pages through them).
+    pub media_count: usize,
     pub next_id: u64,
+}
+
+impl Default for GraphState {
+    fn default() -> Self {
+        Self {
+            throttled: Default::default(),
+            sent: Vec::new(),
+            app_call_count: 0,
+            leak_tokens: false,
+            media_count: 3,
+            next_id: 0,
+        }
+    }
 }
 
 /// Who a token acts for on the Graph hosts.
@@ -99,12 +113,20 @@ fn actor(i: &Inner, host: &str, headers: &HeaderMap, uri: &Uri) -> Result<Actor,
     }
 }
 
-fn with_usage(i: &mut Inner, actor_id: &str, status: StatusCode, mut body: Value) -> Response {
+fn with_usage(i: &mut Inner, actor: &Actor, status: StatusCode, mut body: Value) -> Response {
+    let actor_id = actor.page_id.as_deref().unwrap_or(&actor.account_id);
     let g = &mut i.graph;
     g.next_id += 1;
     if g.leak_tokens {
+        // What a careless Meta answer could carry: token fields, the
+        // caller's own token as a value, and URLs with credentials in them.
         body["access_token"] = json!("EAAleaked");
         body["nested"] = json!({"access_token": "EAAleaked2"});
+        body["echo"] = json!([actor.token]);
+        body["debug_link"] = json!(format!(
+            "https://graph.example/v1/x?access_token={}&appsecret_proof=proof&ok=1",
+            actor.token
+        ));
     }
     let regain = g.throttled.get(actor_id).map_or(0, |t| t.1);
     let usage = json!({actor_id: [{"type": "instagram", "call_count": if regain > 0 { 100 } else { 12 },
@@ -120,6 +142,75 @@ fn with_usage(i: &mut Inner, actor_id: &str, status: StatusCode, mut body: Value
         Json(body),
     )
         .into_response()
+}
+
+/// Where a call arrived, to build Meta's absolute paging URLs.
+struct Here<'a> {
+    /// `host:port` of the emulator.
+    origin: &'a str,
+    /// `instagram` or `facebook`.
+    host: &'a str,
+    version: &'a str,
+}
+
+/// One page of an account's media, paged as Meta pages: `limit` (default
+/// 25), `after` / `before` cursors, and `paging.next` / `previous` as
+/// absolute Graph URLs carrying the caller's token (and, on the Facebook
+/// host, its `appsecret_proof`) like Meta's do.
+fn media_page(
+    here: &Here<'_>,
+    actor: &Actor,
+    q: &std::collections::HashMap<String, String>,
+    count: usize,
+) -> Value {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .clamp(1, 100);
+    let cursor = |c: &str| c.strip_prefix("QVFI").and_then(|n| n.parse::<usize>().ok());
+    let start = match (q.get("after"), q.get("before")) {
+        (Some(a), _) => cursor(a).map_or(0, |n| n + 1),
+        (None, Some(b)) => cursor(b).unwrap_or(0).saturating_sub(limit),
+        (None, None) => 0,
+    }
+    .min(count);
+    let end = (start + limit).min(count);
+    let data: Vec<Value> = (start..end).map(|k| {
+        let n = k + 1;
+        json!({"id": format!("1790000000000{n:04}"), "caption": format!("Post {n}"), "media_type": "IMAGE",
+            "media_url": format!("https://cdn.example.com/{n}.jpg"), "permalink": format!("https://instagram.com/p/{n}"),
+            "timestamp": "2026-11-20T10:00:00+0000"})
+    }).collect();
+    let link = |name: &str, at: usize| {
+        let mut url = url::Url::parse(&format!(
+            "http://{}/graph.{}.com/{}/{}/media",
+            here.origin, here.host, here.version, actor.account_id
+        ))
+        .expect("a URL");
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("access_token", &actor.token);
+            if let Some(proof) = q.get("appsecret_proof") {
+                pairs.append_pair("appsecret_proof", proof);
+            }
+            if let Some(fields) = q.get("fields") {
+                pairs.append_pair("fields", fields);
+            }
+            pairs.append_pair("limit", &limit.to_string());
+            pairs.append_pair(name, &format!("QVFI{at}"));
+        }
+        url.to_string()
+    };
+    let mut paging = json!({"cursors": {
+        "before": format!("QVFI{start}"), "after": format!("QVFI{}", end.saturating_sub(1))}});
+    if end < count {
+        paging["next"] = json!(link("after", end - 1));
+    }
+    if start > 0 {
+        paging["previous"] = json!(link("before", start));
+    }
+    json!({"data": data, "paging": paging})
 }
 
 /// Every Graph call no other route serves, on either host.
@@ -139,7 +230,8 @@ pub(super) async fn fallback(
         return (StatusCode::NOT_FOUND, "emulated Meta: no such host or path").into_response();
     };
     let mut segs = rest.split('/');
-    if !segs.next().is_some_and(|v| v.starts_with('v')) {
+    let version = segs.next().unwrap_or_default().to_string();
+    if !version.starts_with('v') {
         return graph_error(400, 2500, "Unknown path components");
     }
     let segs: Vec<String> = segs.map(str::to_string).collect();
@@ -158,7 +250,7 @@ pub(super) async fn fallback(
     if let Some((code, _)) = i.graph.throttled.get(&actor_id).copied() {
         let body = json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
             "code": code, "is_transient": true, "fbtrace_id": "emulated"}});
-        return with_usage(&mut i, &actor_id, StatusCode::BAD_REQUEST, body);
+        return with_usage(&mut i, &actor, StatusCode::BAD_REQUEST, body);
     }
     let first = segs.first().map(String::as_str).unwrap_or_default();
     let own = first == "me" || first == actor.account_id || Some(first) == actor.page_id.as_deref();
@@ -170,11 +262,17 @@ pub(super) async fn fallback(
     let rest: Vec<&str> = segs.iter().skip(1).map(String::as_str).collect();
     let next = i.graph.next_id + 1;
     let answer = match (method.as_str(), own, rest.as_slice()) {
-        ("GET", true, ["media"]) => json!({"data": (1..=3).map(|n| json!({
-                "id": format!("1790000000000{n:04}"), "caption": format!("Post {n}"), "media_type": "IMAGE",
-                "media_url": format!("https://cdn.example.com/{n}.jpg"), "permalink": format!("https://instagram.com/p/{n}"),
-                "timestamp": "2026-11-20T10:00:00+0000"})).collect::<Vec<_>>(),
-            "paging": {"cursors": {"before": "b", "after": "a"}}}),
+        ("GET", true, ["media"]) => {
+            let here = Here {
+                origin: headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1"),
+                host,
+                version: &version,
+            };
+            media_page(&here, &actor, &query_map(&uri), i.graph.media_count)
+        }
         ("POST", true, ["media"]) => json!({"id": format!("1791{next:012}")}),
         ("POST", true, ["media_publish"]) => json!({"id": format!("1792{next:012}")}),
         ("GET", true, ["insights"]) => json!({"data": [{"name": "reach", "period": "day",
@@ -202,6 +300,5 @@ pub(super) async fn fallback(
         ("DELETE", false, []) => json!({"success": true}),
         _ => return graph_error(400, 100, "Unsupported request (emulated Meta)"),
     };
-    let _ = &actor.token;
-    with_usage(&mut i, &actor_id, StatusCode::OK, answer)
+    with_usage(&mut i, &actor, StatusCode::OK, answer)
 }

@@ -48,6 +48,40 @@ pub enum Claim {
     InProgress,
     /// The key was used for a different request.
     Reused,
+    /// The first request's call to Meta timed out: whether Meta acted is
+    /// unknown, so the key never sends again while the record lives.
+    OutcomeUnknown,
+}
+
+/// An idempotency key, scoped to the connection as connected: its owner and
+/// the instant it was connected (CONTRACT.md, "Proxy amendments"). A
+/// connection deleted and made again, or by another user, has other records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdemKey<'a> {
+    pub provider: Provider,
+    pub account_id: &'a str,
+    pub user_id: &'a str,
+    pub connected_at: OffsetDateTime,
+    /// The caller's key, as sent.
+    pub key: &'a str,
+}
+
+impl IdemKey<'_> {
+    /// The key itself is the caller's and may be anything: only a hash of
+    /// it (with the owner and the connection instant) is kept.
+    fn pk(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.user_id,
+            &self.connected_at.unix_timestamp().to_string(),
+            self.key,
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let (provider, account) = (self.provider, self.account_id);
+        format!("IDEM#{provider}#{account}#{}", hex::encode(h.finalize()))
+    }
 }
 
 #[derive(Clone)]
@@ -60,12 +94,6 @@ pub struct GraphStore {
 
 fn rate_pk(provider: Provider, account_id: &str) -> String {
     format!("RATE#{provider}#{account_id}")
-}
-
-/// The key itself is the caller's and may be anything: only its hash is kept.
-fn idem_pk(provider: Provider, account_id: &str, key: &str) -> String {
-    let h = hex::encode(Sha256::digest(key.as_bytes()));
-    format!("IDEM#{provider}#{account_id}#{h}")
 }
 
 impl GraphStore {
@@ -136,14 +164,12 @@ impl GraphStore {
     /// by the same request.
     pub async fn claim(
         &self,
-        provider: Provider,
-        account_id: &str,
-        key: &str,
+        key: &IdemKey<'_>,
         fingerprint: &str,
         now: OffsetDateTime,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let pk = idem_pk(provider, account_id, key);
+        let pk = key.pk();
         let result = self
             .client
             .put_item()
@@ -186,9 +212,7 @@ impl GraphStore {
     /// Keeps the answer to a claimed request for replays.
     pub async fn finish(
         &self,
-        provider: Provider,
-        account_id: &str,
-        key: &str,
+        key: &IdemKey<'_>,
         fingerprint: &str,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
@@ -203,7 +227,7 @@ impl GraphStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(idem_pk(provider, account_id, key)))
+            .key("pk", s(key.pk()))
             .update_expression("SET #state = :done, answer = :answer REMOVE lease_until")
             .condition_expression("fingerprint = :fp")
             .expression_attribute_names("#state", "state")
@@ -216,19 +240,36 @@ impl GraphStore {
         Ok(())
     }
 
-    /// Gives a claim up (Meta could not be reached): the caller may retry.
-    pub async fn release(
+    /// Keeps a claim whose call to Meta timed out as `outcome_unknown`: the
+    /// same key is refused (never sent again) for the record's lifetime.
+    pub async fn outcome_unknown(
         &self,
-        provider: Provider,
-        account_id: &str,
-        key: &str,
+        key: &IdemKey<'_>,
         fingerprint: &str,
     ) -> Result<(), StoreError> {
         let result = self
             .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key.pk()))
+            .update_expression("SET #state = :unknown REMOVE lease_until")
+            .condition_expression("#state = :in_flight AND fingerprint = :fp")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":unknown", s("outcome_unknown"))
+            .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":fp", s(fingerprint))
+            .send()
+            .await;
+        written(result).map(drop)
+    }
+
+    /// Gives a claim up (Meta could not be reached): the caller may retry.
+    pub async fn release(&self, key: &IdemKey<'_>, fingerprint: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(idem_pk(provider, account_id, key)))
+            .key("pk", s(key.pk()))
             .condition_expression("#state = :in_flight AND fingerprint = :fp")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":in_flight", s("in_flight"))
@@ -285,6 +326,7 @@ fn existing_claim(item: &Item, fingerprint: &str) -> Claim {
         (Some("done"), Some(answer)) => serde_json::from_str(&answer)
             .map(Claim::Replay)
             .unwrap_or(Claim::InProgress),
+        (Some("outcome_unknown"), _) => Claim::OutcomeUnknown,
         _ => Claim::InProgress,
     }
 }
@@ -358,12 +400,39 @@ mod tests {
         ]);
         assert_eq!(existing_claim(&running, "f"), Claim::InProgress);
         assert_eq!(existing_claim(&running, "g"), Claim::Reused);
+        let unknown = Item::from([
+            ("fingerprint".into(), s("f")),
+            ("state".into(), s("outcome_unknown")),
+        ]);
+        assert_eq!(existing_claim(&unknown, "f"), Claim::OutcomeUnknown);
+        assert_eq!(existing_claim(&unknown, "g"), Claim::Reused);
+    }
+
+    fn key<'a>(user_id: &'a str, connected_at: i64, key: &'a str) -> IdemKey<'a> {
+        IdemKey {
+            provider: Provider::Instagram,
+            account_id: "1",
+            user_id,
+            connected_at: OffsetDateTime::from_unix_timestamp(connected_at).unwrap(),
+            key,
+        }
     }
 
     #[test]
     fn only_a_hash_of_the_key_is_stored() {
-        let pk = idem_pk(Provider::Instagram, "1", "evt-123 secret-ish");
+        let pk = key("user-1", 1_795_000_000, "evt-123 secret-ish").pk();
         assert!(pk.starts_with("IDEM#instagram#1#"));
-        assert!(!pk.contains("evt-123"));
+        assert!(!pk.contains("evt-123") && !pk.contains("user-1"));
+    }
+
+    #[test]
+    fn a_key_belongs_to_the_owner_and_the_connection_as_connected() {
+        let first = key("user-1", 1_795_000_000, "k").pk();
+        assert_eq!(first, key("user-1", 1_795_000_000, "k").pk());
+        assert_ne!(first, key("user-2", 1_795_000_000, "k").pk());
+        assert_ne!(first, key("user-1", 1_795_000_001, "k").pk());
+        assert_ne!(first, key("user-1", 1_795_000_000, "k2").pk());
+        // Parts can't slide into each other.
+        assert_ne!(key("ab", 1, "c").pk(), key("a", 1, "bc").pk());
     }
 }

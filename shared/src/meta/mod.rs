@@ -42,9 +42,14 @@ pub struct MetaClient {
 
 impl MetaClient {
     pub fn new(app: MetaAppConfig) -> Self {
+        Self::with_timeout(app, TOTAL_TIMEOUT)
+    }
+
+    /// A client that waits at most `timeout` for a whole answer.
+    pub fn with_timeout(app: MetaAppConfig, timeout: Duration) -> Self {
         let http = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -51,8 +51,33 @@ impl GraphAnswer {
 
 /// Meta could not be reached, or did not answer in time.
 #[derive(Debug, thiserror::Error)]
-#[error("meta unreachable: {0}")]
-pub struct Unreachable(pub String);
+pub enum Unreachable {
+    /// Nothing reached Meta (no connection): safe to try again.
+    #[error("meta unreachable: {0}")]
+    NotSent(String),
+    /// The request may have reached Meta, but no complete answer came back
+    /// in time: whether Meta acted is unknown.
+    #[error("meta did not answer in time: {0}")]
+    NoAnswer(String),
+}
+
+impl Unreachable {
+    fn from_send(e: reqwest::Error) -> Self {
+        // `without_url`: the URL carries `appsecret_proof`.
+        let sent = !e.is_connect() && (e.is_timeout() || e.is_request() || e.is_body());
+        let e = e.without_url().to_string();
+        if sent {
+            Self::NoAnswer(e)
+        } else {
+            Self::NotSent(e)
+        }
+    }
+
+    /// Whether Meta may have acted on the request.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::NoAnswer(_))
+    }
+}
 
 impl MetaClient {
     /// Sends one call and returns Meta's answer, whatever its status.
@@ -77,11 +102,7 @@ impl MetaClient {
             None => req,
         };
         let started = Instant::now();
-        // `without_url`: the URL carries `appsecret_proof`.
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Unreachable(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(Unreachable::from_send)?;
         let status = resp.status().as_u16();
         let headers = PASSED_HEADERS
             .iter()
@@ -93,7 +114,8 @@ impl MetaClient {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| Unreachable(e.without_url().to_string()))?
+            // Meta answered a status: it acted, but the answer is lost.
+            .map_err(|e| Unreachable::NoAnswer(e.without_url().to_string()))?
             .to_vec();
         Ok(GraphAnswer {
             status,
