@@ -407,7 +407,10 @@ fn dev_error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn run_refresh(app: &App) -> Result<refresh::Summary, String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let deadline = shared::continuation::Deadline::before(
+        std::time::Instant::now() + std::time::Duration::from_secs(300),
+        refresh::DEADLINE_MARGIN,
+    );
     app.refresher.run(deadline).await.map_err(|e| e.to_string())
 }
 
