@@ -195,6 +195,42 @@ struct Inner {
     pkce_verifiers: Vec<String>,
     /// The Graph calls products make (the proxy's side).
     graph: graph::GraphState,
+    /// Endpoints whose calls wait at the door until released.
+    gates: HashMap<String, Gate>,
+}
+
+/// Holds an endpoint's calls until released, and tells how many arrived:
+/// a test orders concurrent calls with it instead of with delays.
+#[derive(Clone)]
+pub struct Gate {
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            arrived: Arc::new(tokio::sync::watch::channel(0).0),
+            open: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Waits until `n` calls are held at the gate.
+    pub async fn arrivals(&self, n: usize) {
+        let mut rx = self.arrived.subscribe();
+        let _ = rx.wait_for(|a| *a >= n).await;
+    }
+
+    /// Lets every held call (and every later one) through.
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.arrived.send_modify(|a| *a += 1);
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -310,6 +346,14 @@ impl MetaEmulator {
     }
 
     /// Delays every answer (to widen race windows).
+    /// Holds every call to `endpoint` (e.g. `graph`) at the door until the
+    /// returned gate is released.
+    pub fn hold(&self, endpoint: &str) -> Gate {
+        let gate = Gate::new();
+        self.with(|i| i.gates.insert(endpoint.to_string(), gate.clone()));
+        gate
+    }
+
     pub fn set_delay(&self, d: Duration) {
         self.with(|i| i.delay = d);
     }
@@ -735,11 +779,18 @@ fn graph_error(status: u16, code: i64, message: &str) -> Response {
 
 /// Counts the call, waits the configured delay, and returns a forced failure if set.
 async fn enter(s: &Shared, endpoint: &str) -> Option<Response> {
-    let (delay, failure) = {
+    let (delay, failure, gate) = {
         let mut i = s.lock().unwrap();
         *i.calls.entry(endpoint.into()).or_default() += 1;
-        (i.delay, i.failures.get(endpoint).cloned())
+        (
+            i.delay,
+            i.failures.get(endpoint).cloned(),
+            i.gates.get(endpoint).cloned(),
+        )
     };
+    if let Some(gate) = gate {
+        gate.pass().await;
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }

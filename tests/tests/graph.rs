@@ -643,9 +643,7 @@ async fn concurrent_requests_with_one_key_send_once() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "racy.one").await;
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
-    h.stack
-        .meta
-        .set_delay(std::time::Duration::from_millis(300));
+    let gate = h.stack.meta.hold("graph");
     let send = || {
         graph.handle(
             proxied("POST", &account, "me/messages")
@@ -655,7 +653,13 @@ async fn concurrent_requests_with_one_key_send_once() {
                 .into_request(),
         )
     };
-    let (a, b) = tokio::join!(send(), send());
+    // The first is held at Meta's door; the second arrives meanwhile.
+    let (a, b) = tokio::join!(send(), async {
+        gate.arrivals(1).await;
+        let b = send().await;
+        gate.release();
+        b
+    });
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort();
     assert_eq!(
@@ -1014,11 +1018,12 @@ async fn a_timed_out_send_keeps_its_key_as_outcome_unknown() {
                 .into_request(),
         )
     };
-    h.stack.meta.set_delay(std::time::Duration::from_secs(2));
+    // Meta holds the first send past the proxy's timeout, then acts on it.
+    let gate = h.stack.meta.hold("graph");
     let first = send("slow-1").await;
     assert_eq!(first.status(), 502, "{}", first.body_text());
     assert_eq!(first.body_json()["error"], "meta_unavailable");
-    h.stack.meta.set_delay(std::time::Duration::ZERO);
+    gate.release();
     for _ in 0..2 {
         let again = send("slow-1").await;
         assert_eq!(again.status(), 409, "{}", again.body_text());
