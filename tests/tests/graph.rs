@@ -8,6 +8,9 @@
 use infra::apigw::{ApiRequest, ResponseExt};
 use infra::graph_proxy;
 use integration_tests::*;
+
+#[path = "graph/limits.rs"]
+mod limits;
 use serde_json::{json, Value};
 use shared::Provider;
 

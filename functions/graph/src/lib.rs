@@ -5,11 +5,13 @@
 //! `/connections/{provider}/{account_id}/graph/{path+}` (the user's JWT) and
 //! direct invocation by the product's backend (IAM). The order of the steps is
 //! the point: refuse what the contract refuses before anything is opened or
-//! sent, honour a block Meta put on the account before calling it, claim an
+//! sent, hold a caller over its token buckets, honour a block Meta put on
+//! the account or the whole app before calling it, claim an
 //! idempotency key before sending, and act on Meta's answer (a dead token, a
 //! throttle) for every later call and every container.
 
 mod doors;
+mod limits;
 
 pub use doors::InvokeRequest;
 
@@ -19,6 +21,7 @@ use rand::RngExt;
 use serde_json::{json, Value};
 use shared::config::{self, MetaAppConfig, StoreConfig};
 use shared::connection::{Connection, Lifecycle, Status};
+use shared::graph::buckets::CallerLimits;
 use shared::graph::policy::{self, GraphMethod, Subject};
 use shared::graph::ratelimit::{self, MetaAnswerLimits};
 use shared::graph::store::{request_fingerprint, Block, Claim, GraphStore, StoredAnswer};
@@ -50,6 +53,7 @@ pub struct GraphConfig {
     pub token_key_id: String,
     pub meta_secret_id: String,
     pub meta: MetaAppConfig,
+    pub limits: CallerLimits,
 }
 
 impl FromEnv for GraphConfig {
@@ -60,6 +64,7 @@ impl FromEnv for GraphConfig {
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(env),
+            limits: CallerLimits::read(env),
         }
     }
 }
@@ -252,14 +257,14 @@ impl<K: DataKeys> Graph<K> {
         if req.body_len > MAX_BODY_BYTES {
             return ProxyAnswer::error(413, "body_too_large", "The body must be at most 1 MiB.");
         }
-        // The connection and the account's rate-limit state, read together:
-        // one round trip's latency instead of two.
+        // The connection, Meta's blocks and the caller's buckets, together:
+        // one round trip's latency instead of several. (The limits' future
+        // is boxed, as are the other two below: the proxy's own future stays
+        // small enough for the runtime loop's stack in a debug build.)
         let now = self.clock.now();
         let store_started = Instant::now();
-        let (found, block) = tokio::join!(
-            self.find(req, provider),
-            self.store.block(provider, &req.account_id, now)
-        );
+        let limits = Box::pin(self.limits(req, provider, now));
+        let (found, limits) = tokio::join!(self.find(req, provider), limits);
         trace.store_latency += store_started.elapsed();
         let found = match found {
             Ok(Some(found)) => found,
@@ -269,6 +274,9 @@ impl<K: DataKeys> Graph<K> {
             Err(answer) => return answer,
         };
         let conn = &found.conn;
+        if let Some(answer) = Box::pin(self.over_bucket(limits.buckets, conn, now)).await {
+            return answer;
+        }
         let segments = match self.check_policy(req, conn) {
             Ok(segments) => segments,
             Err(answer) => return answer,
@@ -283,7 +291,7 @@ impl<K: DataKeys> Graph<K> {
             Ok(None) => None,
             Err(answer) => return answer,
         };
-        if let Some(refused) = refusal(conn.status, block, now) {
+        if let Some(refused) = refusal(conn.status, limits.block, now) {
             // Meta was not called: the key stays free for a later try.
             if let Some((key, fingerprint)) = &claim {
                 if let Err(e) = self
@@ -588,20 +596,14 @@ impl<K: DataKeys> Graph<K> {
             business_use_case_usage: meta.header("x-business-use-case-usage"),
             app_usage: meta.header("x-app-usage"),
         };
-        if let Some(until) = ratelimit::blocked_until(now, &limits) {
+        if let Some(blocks) = ratelimit::blocks(now, &limits) {
             let block = Block {
-                until,
+                until: blocks.until,
                 meta: error
                     .clone()
                     .unwrap_or_else(|| json!({"usage": limits_json(&meta)})),
             };
-            if let Err(e) = self
-                .store
-                .put_block(conn.provider, &conn.account_id, &block)
-                .await
-            {
-                tracing::error!(error = %e, "could not record Meta's block");
-            }
+            Box::pin(self.record_blocks(conn, blocks, &block, &meta)).await;
             if ratelimit::is_throttling(code) {
                 let mut answer = rate_limited(&block, now);
                 answer.headers.append(&mut headers);
@@ -640,13 +642,14 @@ impl<K: DataKeys> Graph<K> {
 }
 
 /// The call's metrics (EMF): answers by status class, Meta's throttling,
-/// idempotent replays, Meta's latency, KMS decryptions.
+/// callers over their buckets, idempotent replays, Meta's latency, KMS decryptions.
 /// Every metric name [`call_metrics`] may write (alarms name these).
-pub const CALL_METRICS: [&str; 7] = [
+pub const CALL_METRICS: [&str; 8] = [
     "Answers2xx",
     "Answers4xx",
     "Answers5xx",
     "MetaThrottled",
+    "RateLimited",
     "IdempotentReplays",
     "KmsDecrypts",
     "MetaLatency",
@@ -664,8 +667,10 @@ fn call_metrics(req: &ProxyRequest, answer: &ProxyAnswer, trace: &CallTrace) -> 
         _ => "Answers5xx",
     };
     let mut m = Metrics::new("graph").provider(provider).count(class, 1);
-    if answer.status == 429 {
-        m = m.count("MetaThrottled", 1);
+    match answer.body.get("error").and_then(Value::as_str) {
+        Some("meta_rate_limited") => m = m.count("MetaThrottled", 1),
+        Some("rate_limited") => m = m.count("RateLimited", 1),
+        _ => {}
     }
     if answer.replayed {
         m = m.count("IdempotentReplays", 1);
@@ -726,7 +731,7 @@ fn rate_limited(block: &Block, now: shared::time::OffsetDateTime) -> ProxyAnswer
     ProxyAnswer::error(
         429,
         "meta_rate_limited",
-        "Meta is limiting calls for this account. Try again after Retry-After seconds.",
+        "Meta is limiting calls for this account (or the whole app). Try again after Retry-After seconds.",
     )
     .with_meta(block.meta.clone())
     .header(
@@ -781,6 +786,12 @@ mod tests {
         assert_eq!(doc["KmsDecrypts"], 1.0);
         assert_eq!(doc["MetaLatency"], 100.0);
         assert!(doc.get("account_id").is_none() && !doc.to_string().contains("\"1\""));
+        // A caller over its bucket is not Meta throttling (that alarm stays
+        // quiet).
+        let ours = ProxyAnswer::error(429, "rate_limited", "x");
+        let doc = call_metrics(&req("instagram"), &ours, &CallTrace::default()).document(1);
+        assert_eq!(doc["RateLimited"], 1.0);
+        assert!(doc.get("MetaThrottled").is_none());
         let mut replay = ProxyAnswer::error(200, "x", "y");
         replay.replayed = true;
         let doc = call_metrics(&req("facebook"), &replay, &CallTrace::default()).document(1);
@@ -796,8 +807,14 @@ mod tests {
             meta_latency: Some(Duration::from_millis(3)),
             ..CallTrace::default()
         };
-        for status in [200, 404, 429, 502] {
-            let mut answer = ProxyAnswer::error(status, "x", "y");
+        for (status, error) in [
+            (200, "x"),
+            (404, "not_found"),
+            (429, "meta_rate_limited"),
+            (429, "rate_limited"),
+            (502, "meta_unavailable"),
+        ] {
+            let mut answer = ProxyAnswer::error(status, error, "y");
             answer.replayed = status == 200;
             let doc = call_metrics(&req("instagram"), &answer, &trace).document(1);
             for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]

@@ -1,8 +1,10 @@
 //! The Graph proxy's decisions and state: what may be called
-//! ([`policy`]), when Meta's limits stop calls for an account
-//! ([`ratelimit`]), opened tokens kept warm ([`token_cache`]), and the
-//! proxy's DynamoDB records ([`store`]). The function `graph` wires them.
+//! ([`policy`]), when Meta's limits stop calls for an account or the app
+//! ([`ratelimit`]), how often a user or a connection may call
+//! ([`buckets`]), opened tokens kept warm ([`token_cache`]), and the proxy's
+//! DynamoDB records ([`store`]). The function `graph` wires them.
 
+pub mod buckets;
 pub mod policy;
 pub mod ratelimit;
 pub mod store;
