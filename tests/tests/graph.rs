@@ -8,6 +8,9 @@
 use infra::apigw::{ApiRequest, ResponseExt};
 use infra::graph_proxy;
 use integration_tests::*;
+
+#[path = "graph/limits.rs"]
+mod limits;
 use serde_json::{json, Value};
 use shared::Provider;
 
@@ -212,8 +215,16 @@ async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_fa
 
 #[tokio::test]
 async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "careful.one").await;
+    // Every refusal counts against the caller's buckets too: room for all
+    // of this test's calls in one instant.
+    for (k, v) in [
+        ("GRAPH_USER_BURST", "1000"),
+        ("GRAPH_CONNECTION_BURST", "1000"),
+    ] {
+        h.stack.env.insert(k.into(), v.into());
+    }
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
     for path in [
         "me/subscribed_apps",

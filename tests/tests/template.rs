@@ -792,3 +792,64 @@ fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
         }
     }
 }
+
+#[test]
+fn the_graph_proxy_has_capacity_of_its_own_and_per_caller_limits() {
+    let doc = template();
+    let params = &doc["Parameters"];
+    let graph = &resource(&doc, "GraphFunction");
+    // Reserved concurrency: kept for it, and its ceiling.
+    assert!(is_ref(
+        &graph["Properties"]["ReservedConcurrentExecutions"],
+        "GraphReservedConcurrency"
+    ));
+    let reserved = &params["GraphReservedConcurrency"];
+    assert!(reserved["Default"].as_u64().unwrap() >= 10);
+    assert!(reserved["MinValue"].as_u64().unwrap() >= 1);
+    // Running out of it is an alarm.
+    let throttles = &resource(&doc, "GraphThrottlesAlarm")["Properties"];
+    assert_eq!(throttles["MetricName"].as_str(), Some("Throttles"));
+    assert!(is_ref(
+        &throttles["Dimensions"][0]["Value"],
+        "GraphFunction"
+    ));
+    let skips = format!("{:?}", graph["Metadata"]["checkov"]);
+    assert!(
+        !skips.contains("CKV_AWS_115"),
+        "no skip of the concurrency check now that it has a reservation"
+    );
+    // The buckets: each a parameter, passed to the function, with the
+    // contract's defaults (the code's own defaults).
+    let defaults = shared::graph::buckets::CallerLimits::default();
+    let env = &graph["Properties"]["Environment"]["Variables"];
+    for (var, param, default) in [
+        ("GRAPH_USER_RATE", "GraphUserRate", defaults.user.rate),
+        ("GRAPH_USER_BURST", "GraphUserBurst", defaults.user.burst),
+        (
+            "GRAPH_CONNECTION_RATE",
+            "GraphConnectionRate",
+            defaults.connection.rate,
+        ),
+        (
+            "GRAPH_CONNECTION_BURST",
+            "GraphConnectionBurst",
+            defaults.connection.burst,
+        ),
+    ] {
+        assert!(is_ref(&env[var], param), "{var} is !Ref {param}");
+        let p = &params[param];
+        assert_eq!(p["Type"].as_str(), Some("Number"), "{param}");
+        assert_eq!(p["Default"].as_u64(), Some(default), "{param}");
+        assert_eq!(p["MinValue"].as_u64(), Some(1), "{param}");
+        assert!(p["Description"].as_str().is_some_and(|d| d.len() > 20));
+    }
+    assert_eq!(
+        (defaults.user.rate, defaults.user.burst),
+        (20, 40),
+        "CONTRACT.md's defaults"
+    );
+    assert_eq!(
+        (defaults.connection.rate, defaults.connection.burst),
+        (10, 20)
+    );
+}
