@@ -3,13 +3,15 @@
 //! - `POST /webhook`: signed notifications, each update stored once as an
 //!   event before Meta gets its `200`.
 //! - `POST /meta/deauthorize`: the person removed the app: revoke.
-//! - `POST /meta/data-deletion` and `GET /meta/data-deletion/{code}`: tokens
-//!   deleted at once, events by the asynchronous job (`deletion`).
+//! - `POST /meta/data-deletion`: tokens deleted at once, events and the
+//!   proxy's stored answers by the asynchronous job (`deletion`).
+//! - `GET /meta/data-deletion/{code}`: the status page Meta shows the person.
 //!
-//! These routes are deployed under an unguessable path prefix (the template's
-//! `MetaPathSecret`); they are answered the same whatever precedes them
-//! ([`meta_route`]), and the status URL handed out carries the prefix the
-//! request came with.
+//! Meta's routes are deployed under an unguessable path prefix (the
+//! template's `MetaPathSecret`); they are answered the same whatever precedes
+//! them ([`meta_route`]). The status page is for people, not Meta: it is on
+//! the public API, and its URL (`PUBLIC_BASE_URL/meta/data-deletion/<code>`)
+//! never carries the prefix.
 //!
 //! This function holds no KMS permission: it can delete tokens, never read them.
 
@@ -49,22 +51,19 @@ pub const STORE_CONCURRENCY: usize = 64;
 pub struct WebhookConfig {
     pub store: StoreConfig,
     pub meta_secret_id: String,
+    /// The public API's base: the status URL handed out is
+    /// `<this>/meta/data-deletion/<code>`, never under Meta's prefix.
     pub public_base_url: String,
-    /// Where Meta reaches these routes (the base of the status URL handed
-    /// out); `PUBLIC_BASE_URL` when `META_BASE_URL` is unset.
-    pub meta_base_url: String,
     /// The `data-deletion` function, invoked asynchronously for each request.
     pub data_deletion_function: String,
 }
 
 impl FromEnv for WebhookConfig {
     fn read(env: &mut EnvReader) -> Self {
-        let public_base_url = env.base_url("PUBLIC_BASE_URL", None);
         Self {
             store: StoreConfig::read(env),
             meta_secret_id: env.required("META_SECRET_ID"),
-            meta_base_url: env.base_url("META_BASE_URL", Some(&public_base_url)),
-            public_base_url,
+            public_base_url: env.base_url("PUBLIC_BASE_URL", None),
             data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
         }
     }
@@ -180,7 +179,7 @@ impl Webhook {
             Some((_, MetaRoute::SubscriptionCheck)) => self.subscription_check(&req).await,
             Some((_, MetaRoute::Notification)) => self.notification(&req).await,
             Some((_, MetaRoute::Deauthorize)) => self.deauthorize(&req).await,
-            Some((prefix, MetaRoute::DataDeletion)) => self.data_deletion(&req, prefix).await,
+            Some((_, MetaRoute::DataDeletion)) => self.data_deletion(&req).await,
             Some((_, MetaRoute::DeletionStatus(code))) => self.deletion_status(code).await,
             None => http::error(StatusCode::NOT_FOUND, "not_found", "No such route."),
         }
@@ -465,7 +464,7 @@ impl Webhook {
     /// (and restarts its job if it is not done); at most
     /// [`DELETIONS_PER_PERSON`] records exist per person, further requests
     /// reuse the latest.
-    async fn data_deletion(&self, req: &Request, prefix: &str) -> Response<Body> {
+    async fn data_deletion(&self, req: &Request) -> Response<Body> {
         let request = match self.signed_request(req).await {
             Ok(r) => r,
             Err(resp) => return resp,
@@ -476,7 +475,7 @@ impl Webhook {
         http::json(
             StatusCode::OK,
             &json!({
-                "url": format!("{}{prefix}/meta/data-deletion/{}", self.config.meta_base_url, record.code),
+                "url": status_url(&self.config.public_base_url, &record.code),
                 "confirmation_code": record.code,
                 "status": record.status.as_str(),
             }),
@@ -673,6 +672,12 @@ impl Webhook {
             }
         }
     }
+}
+
+/// The status page of deletion `code`, on the public API: never under Meta's
+/// path prefix, whatever path the request came in on.
+pub fn status_url(public_base_url: &str, code: &str) -> String {
+    format!("{public_base_url}/meta/data-deletion/{code}")
 }
 
 /// A connection a Meta callback concerns, and whether this call revoked it.
