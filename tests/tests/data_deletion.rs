@@ -76,3 +76,125 @@ async fn the_status_url_is_on_the_public_api_and_never_carries_the_meta_prefix()
     let seen = h.seen.lock().unwrap().join("\n");
     assert!(!seen.contains(secret), "a response carries the Meta prefix");
 }
+
+/// Stores two messages for `account`, as Meta delivers them (signed, under
+/// the prefix).
+async fn store_messages(h: &Harness, account: &str) {
+    let items: Vec<Value> = ["m_1", "m_2"]
+        .iter()
+        .map(|mid| {
+            json!({"sender": {"id": "9001"}, "recipient": {"id": account},
+                   "timestamp": 1795260000123u64, "message": {"mid": mid, "text": "a DM"}})
+        })
+        .collect();
+    let body = json!({"object": "instagram", "entry": [{"id": account, "time": 1795260000456u64, "messaging": items}]})
+        .to_string();
+    let mut req = Harness::signed_notification(body.as_bytes(), &ig_secret(h));
+    req.path = h.stack.meta_path("/webhook");
+    assert_eq!(h.call_webhook(req).await.status(), 200);
+}
+
+/// Sends a DM through the Graph proxy with an idempotency key: the proxy
+/// keeps its answer (an idempotency record).
+async fn send_dm_once(h: &Harness, account: &str) {
+    let (graph, _) = infra::graph_proxy::graph(&h.stack, h.clock.clone());
+    let req = ApiRequest::post(&format!(
+        "/connections/instagram/{account}/graph/me/messages"
+    ))
+    .user("user-1")
+    .header("idempotency-key", "evt-123")
+    .json(&json!({"recipient": {"id": "9001"}, "message": {"text": "Thanks!"}}));
+    let resp = graph.handle(req.into_request()).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+}
+
+/// What is stored of `account`: its events (but the deletion notices), and
+/// the proxy's records that name it.
+async fn stored_of(h: &Harness, account: &str) -> (Vec<String>, usize) {
+    let events = h
+        .scan("EVENTS_TABLE")
+        .await
+        .into_iter()
+        .filter(|e| s(e, "account_id") == account && s(e, "kind") != "data_deletion.requested")
+        .map(|e| s(&e, "kind"))
+        .collect();
+    let answers = h
+        .scan("GRAPH_TABLE")
+        .await
+        .iter()
+        .filter(|i| s(i, "pk").starts_with(&format!("IDEM#instagram#{account}#")))
+        .count();
+    (events, answers)
+}
+
+#[tokio::test]
+async fn a_deletion_request_after_the_product_deleted_the_connection_leaves_nothing() {
+    let h = Harness::new().await;
+    let connected = h.connect("instagram", "user-1").await.location();
+    let account = param(&connected, "account_id").unwrap();
+    store_messages(&h, &account).await;
+    send_dm_once(&h, &account).await;
+    let (events, answers) = stored_of(&h, &account).await;
+    assert!(events.contains(&"messages".to_string()), "{events:?}");
+    assert_eq!(answers, 1, "the proxy kept its answer");
+
+    // The product deletes the connection; days later the person asks Meta.
+    let delete =
+        ApiRequest::new("DELETE", &format!("/connections/instagram/{account}")).user("user-1");
+    assert_eq!(h.call_connections(delete).await.status(), 204);
+    assert!(h.connections_of("user-1").await.is_empty());
+    h.clock.advance(time::Duration::days(3));
+    let answer = request_deletion(&h).await;
+    assert_eq!(
+        answer["status"], "pending",
+        "the deleted account's data is still stored: not complete"
+    );
+    let code = answer["confirmation_code"].as_str().unwrap().to_string();
+    let url = answer["url"].as_str().unwrap().to_string();
+    assert_eq!(open_status_page(&h, &url).await["status"], "pending");
+    assert_eq!(
+        h.events("data_deletion.requested").await.len(),
+        1,
+        "the product is told about the deleted account too"
+    );
+
+    // The data-deletion function runs the job.
+    let outcome = h
+        .webhook
+        .deletion_job()
+        .run(
+            &code,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, webhook::deletion::JobOutcome::Complete { .. }),
+        "{outcome:?}"
+    );
+    let (events, answers) = stored_of(&h, &account).await;
+    assert!(
+        events.is_empty(),
+        "events of the account are left: {events:?}"
+    );
+    assert_eq!(answers, 0, "the proxy's stored answer is left");
+    assert_eq!(open_status_page(&h, &url).await["status"], "complete");
+}
+
+#[tokio::test]
+async fn a_connection_deleted_longer_ago_than_the_retention_is_not_looked_for() {
+    let h = Harness::new().await;
+    let connected = h.connect("instagram", "user-1").await.location();
+    let account = param(&connected, "account_id").unwrap();
+    let delete =
+        ApiRequest::new("DELETE", &format!("/connections/instagram/{account}")).user("user-1");
+    assert_eq!(h.call_connections(delete).await.status(), 204);
+
+    // EVENT_RETENTION_DAYS is 14: every event of it has expired by now, and
+    // so has the link, even where DynamoDB's TTL has not removed it yet.
+    h.clock
+        .advance(time::Duration::days(14) + time::Duration::minutes(1));
+    let answer = request_deletion(&h).await;
+    assert_eq!(answer["status"], "complete");
+    assert!(h.events("data_deletion.requested").await.is_empty());
+}

@@ -297,6 +297,61 @@ fn data_deletion_is_finished_by_a_retried_dead_lettered_function() {
 }
 
 #[test]
+fn data_deletion_may_find_and_delete_the_proxys_stored_answers_and_nothing_more() {
+    let doc = template();
+    // A sparse keys-only index of the proxy's table lists an account's
+    // idempotency records.
+    let table = &resource(&doc, "GraphTable")["Properties"];
+    let indexes = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
+    let by_account = indexes
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some("by_account"))
+        .expect("GraphTable's by_account index");
+    assert_eq!(
+        by_account["KeySchema"][0]["AttributeName"].as_str(),
+        Some("account_key")
+    );
+    assert_eq!(
+        by_account["Projection"]["ProjectionType"].as_str(),
+        Some("KEYS_ONLY")
+    );
+
+    let f = &resource(&doc, "DataDeletionFunction")["Properties"];
+    assert!(is_ref(
+        &f["Environment"]["Variables"]["GRAPH_TABLE"],
+        "GraphTable"
+    ));
+    let on_graph: Vec<(String, String)> = f["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| tagged_text(&s["Resource"]).contains("GraphTable"))
+        .map(|s| (format!("{:?}", s["Action"]), tagged_text(&s["Resource"])))
+        .collect();
+    assert_eq!(on_graph.len(), 2, "{on_graph:?}");
+    for (actions, resource) in &on_graph {
+        if actions.contains("dynamodb:Query") {
+            assert!(resource.ends_with("/index/by_account"), "{resource}");
+        } else {
+            assert!(actions.contains("dynamodb:DeleteItem"), "{actions}");
+        }
+        for never in ["PutItem", "UpdateItem", "GetItem", "BatchWriteItem", "Scan"] {
+            assert!(!actions.contains(never), "{never} on the proxy's table");
+        }
+    }
+    assert_eq!(
+        leading_keys(
+            &doc,
+            "DataDeletionFunction",
+            "dynamodb:DeleteItem",
+            "GraphTable"
+        ),
+        [Some(vec!["IDEM#*".to_string()])],
+        "only idempotency records"
+    );
+}
+
+#[test]
 fn the_refresh_continues_itself_at_the_concurrency_the_costs_were_measured_at() {
     let doc = template();
     // A run out of time invokes the function again for the rest: its role may.

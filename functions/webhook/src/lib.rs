@@ -15,6 +15,7 @@
 //!
 //! This function holds no KMS permission: it can delete tokens, never read them.
 
+pub mod accounts;
 pub mod deletion;
 pub mod delivery;
 
@@ -56,6 +57,9 @@ pub struct WebhookConfig {
     pub public_base_url: String,
     /// The `data-deletion` function, invoked asynchronously for each request.
     pub data_deletion_function: String,
+    /// The Graph proxy's table, for the job when it runs in this process (the
+    /// local stack); in AWS the `data-deletion` function runs it.
+    pub graph_table: String,
 }
 
 impl FromEnv for WebhookConfig {
@@ -65,6 +69,7 @@ impl FromEnv for WebhookConfig {
             meta_secret_id: env.required("META_SECRET_ID"),
             public_base_url: env.base_url("PUBLIC_BASE_URL", None),
             data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
+            graph_table: env.optional("GRAPH_TABLE"),
         }
     }
 }
@@ -73,6 +78,7 @@ impl WebhookConfig {
     fn deletion(&self) -> DeletionConfig {
         DeletionConfig {
             store: self.store.clone(),
+            graph_table: self.graph_table.clone(),
         }
     }
 }
@@ -525,7 +531,8 @@ impl Webhook {
     }
 
     /// Revokes what the person granted before the request, records the
-    /// request, tells the product and starts the job.
+    /// request (with every account it covers: [`accounts::covered`]), tells
+    /// the product and starts the job.
     async fn new_deletion(
         &self,
         request: &SignedRequest,
@@ -535,13 +542,14 @@ impl Webhook {
         let revoked = self
             .revoke_granted_before(meta_user, self.issued_at(request))
             .await?;
+        let accounts = self.covered_accounts(meta_user, &revoked).await?;
         let now = self.clock.now();
         let record = self
-            .deletion_record(person, deletion_accounts(&revoked), now)
+            .deletion_record(person, accounts, now)
             .await
             .map_err(deletion_store_failed)?;
         // Tell the product first: it must delete its own copies.
-        for account in &record.accounts {
+        for account in deletion::noticed(&record.accounts) {
             let notice = deletion::notice(
                 &record.code,
                 account,
@@ -596,7 +604,10 @@ impl Webhook {
             if let Some(latest) = self.connections.get_deletion(&code).await? {
                 events_deleted = latest.events_deleted;
                 for a in latest.accounts {
-                    if !accounts.iter().any(|b| b.account_id == a.account_id) {
+                    if !accounts
+                        .iter()
+                        .any(|b| b.provider == a.provider && b.account_id == a.account_id)
+                    {
                         accounts.push(a);
                     }
                 }
@@ -616,6 +627,31 @@ impl Webhook {
             accounts,
             events_deleted,
         })
+    }
+
+    /// The accounts a new request of `meta_user` covers: the connections it
+    /// revoked, and the ones the person deleted within the retention
+    /// (tombstones) that nobody holds again since.
+    async fn covered_accounts(
+        &self,
+        meta_user: &str,
+        revoked: &[Revoked],
+    ) -> Result<Vec<DeletionAccount>, ()> {
+        let deleted = self
+            .connections
+            .deleted_accounts(meta_user, self.clock.now())
+            .await
+            .map_err(deletion_store_failed)?;
+        let mut gone = Vec::new();
+        for account in deleted {
+            let owner = self
+                .connections
+                .owner_of(&account.account_id)
+                .await
+                .map_err(deletion_store_failed)?;
+            gone.push(accounts::Gone { account, owner });
+        }
+        Ok(accounts::covered(deletion_accounts(revoked), gone))
     }
 
     /// Starts the job for `code`.
@@ -690,19 +726,17 @@ fn deletion_store_failed(e: shared::store::StoreError) {
     tracing::error!(error = %e, "data deletion: store failed; Meta will retry");
 }
 
-/// The accounts a deletion covers: each revoked connection's, once.
+/// The accounts of the revoked connections ([`accounts::covered`] keeps
+/// each once).
 fn deletion_accounts(revoked: &[Revoked]) -> Vec<DeletionAccount> {
-    let mut accounts: Vec<DeletionAccount> = Vec::new();
-    for r in revoked {
-        if !accounts.iter().any(|a| a.account_id == r.conn.account_id) {
-            accounts.push(DeletionAccount {
-                provider: r.conn.provider,
-                account_id: r.conn.account_id.clone(),
-                user_id: r.conn.user_id.clone(),
-            });
-        }
-    }
-    accounts
+    revoked
+        .iter()
+        .map(|r| DeletionAccount {
+            provider: r.conn.provider,
+            account_id: r.conn.account_id.clone(),
+            user_id: r.conn.user_id.clone(),
+        })
+        .collect()
 }
 
 /// `503`: something this service needs is down for now. Meta retries a

@@ -1,8 +1,10 @@
 //! The Graph proxy's decisions and state: what may be called
 //! ([`policy`]), when Meta's limits stop calls for an account
 //! ([`ratelimit`]), opened tokens kept warm ([`token_cache`]), and the
-//! proxy's DynamoDB records ([`store`]). The function `graph` wires them.
+//! proxy's DynamoDB records ([`store`]; erased per account for data
+//! deletion by [`erase`]). The function `graph` wires them.
 
+pub mod erase;
 pub mod policy;
 pub mod ratelimit;
 pub mod store;
