@@ -182,6 +182,51 @@ fn meta_and_frontend_routes_have_throttles_of_their_own() {
 }
 
 #[test]
+fn the_deletion_status_page_is_public_and_floods_on_meta_routes_raise_an_alarm() {
+    let doc = template();
+    // On the public API, with a throttle of its own; not on Meta's API.
+    let route = "GET /meta/data-deletion/{code}";
+    assert!(!meta_route_keys().contains(route));
+    let settings = &resource(&doc, "HttpApi")["Properties"]["RouteSettings"][route];
+    assert!(is_ref(
+        &settings["ThrottlingRateLimit"],
+        "DeletionStatusRateLimit"
+    ));
+    assert!(is_ref(
+        &settings["ThrottlingBurstLimit"],
+        "DeletionStatusBurstLimit"
+    ));
+    let params = &doc["Parameters"];
+    assert!(
+        params["DeletionStatusRateLimit"]["Default"]
+            .as_u64()
+            .unwrap()
+            <= params["FrontendRateLimit"]["Default"].as_u64().unwrap()
+    );
+
+    // Throttled floods never reach Lambda: API Gateway's own 4xx count on
+    // Meta's API raises the alarm, by API id only (the stage is the secret).
+    let stage = &resource(&doc, "MetaApiStage")["Properties"];
+    assert_eq!(
+        stage["DefaultRouteSettings"]["DetailedMetricsEnabled"],
+        Value::Bool(true),
+        "per-route metrics on Meta's API"
+    );
+    let alarm = &resource(&doc, "MetaApiClientErrorsAlarm")["Properties"];
+    assert_eq!(alarm["Namespace"].as_str(), Some("AWS/ApiGateway"));
+    assert_eq!(alarm["MetricName"].as_str(), Some("4xx"));
+    let dimensions = alarm["Dimensions"].as_sequence().unwrap();
+    assert_eq!(dimensions.len(), 1);
+    assert_eq!(dimensions[0]["Name"].as_str(), Some("ApiId"));
+    assert!(is_ref(&dimensions[0]["Value"], "MetaApi"));
+    assert!(is_ref(
+        &alarm["Threshold"],
+        "MetaApiClientErrorsAlarmThreshold"
+    ));
+    assert!(!format!("{dimensions:?}").contains("MetaPathSecret"));
+}
+
+#[test]
 fn the_webhook_function_has_capacity_of_its_own_and_no_kms() {
     let doc = template();
     let webhook = &resource(&doc, "WebhookFunction")["Properties"];
@@ -195,13 +240,31 @@ fn the_webhook_function_has_capacity_of_its_own_and_no_kms() {
             .unwrap()
             >= 10
     );
-    assert!(webhook.get("Events").is_none(), "its routes are MetaApi's");
+    // Meta's routes are MetaApi's; its one public route is the status page.
+    let events = webhook["Events"].as_mapping().unwrap();
+    let public: Vec<String> = events
+        .values()
+        .map(|e| {
+            assert_eq!(e["Type"].as_str(), Some("HttpApi"));
+            assert!(is_ref(&e["Properties"]["ApiId"], "HttpApi"));
+            let p = &e["Properties"];
+            format!(
+                "{} {}",
+                p["Method"].as_str().unwrap(),
+                p["Path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(public, ["GET /meta/data-deletion/{code}"]);
     let env = &webhook["Environment"]["Variables"];
     assert!(is_ref(
         &env["DATA_DELETION_FUNCTION"],
         "DataDeletionFunction"
     ));
-    assert!(tagged_text(&env["META_BASE_URL"]).contains("${MetaApi}"));
+    assert!(
+        env.get("META_BASE_URL").is_none(),
+        "no URL it hands out is on Meta's API"
+    );
 
     for id in ["WebhookFunction", "DataDeletionFunction"] {
         let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
@@ -231,6 +294,61 @@ fn data_deletion_is_finished_by_a_retried_dead_lettered_function() {
     let ttl = &resource(&doc, "ConnectionsTable")["Properties"]["TimeToLiveSpecification"];
     assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
     assert_eq!(ttl["Enabled"], Value::Bool(true));
+}
+
+#[test]
+fn data_deletion_may_find_and_delete_the_proxys_stored_answers_and_nothing_more() {
+    let doc = template();
+    // A sparse keys-only index of the proxy's table lists an account's
+    // idempotency records.
+    let table = &resource(&doc, "GraphTable")["Properties"];
+    let indexes = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
+    let by_account = indexes
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some("by_account"))
+        .expect("GraphTable's by_account index");
+    assert_eq!(
+        by_account["KeySchema"][0]["AttributeName"].as_str(),
+        Some("account_key")
+    );
+    assert_eq!(
+        by_account["Projection"]["ProjectionType"].as_str(),
+        Some("KEYS_ONLY")
+    );
+
+    let f = &resource(&doc, "DataDeletionFunction")["Properties"];
+    assert!(is_ref(
+        &f["Environment"]["Variables"]["GRAPH_TABLE"],
+        "GraphTable"
+    ));
+    let on_graph: Vec<(String, String)> = f["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| tagged_text(&s["Resource"]).contains("GraphTable"))
+        .map(|s| (format!("{:?}", s["Action"]), tagged_text(&s["Resource"])))
+        .collect();
+    assert_eq!(on_graph.len(), 2, "{on_graph:?}");
+    for (actions, resource) in &on_graph {
+        if actions.contains("dynamodb:Query") {
+            assert!(resource.ends_with("/index/by_account"), "{resource}");
+        } else {
+            assert!(actions.contains("dynamodb:DeleteItem"), "{actions}");
+        }
+        for never in ["PutItem", "UpdateItem", "GetItem", "BatchWriteItem", "Scan"] {
+            assert!(!actions.contains(never), "{never} on the proxy's table");
+        }
+    }
+    assert_eq!(
+        leading_keys(
+            &doc,
+            "DataDeletionFunction",
+            "dynamodb:DeleteItem",
+            "GraphTable"
+        ),
+        [Some(vec!["IDEM#*".to_string()])],
+        "only idempotency records"
+    );
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! ([`ratelimit`]), how often a user or a connection may call
 //! ([`buckets`]), what of Meta's answer may leave ([`scrub`]), opened
 //! tokens kept warm ([`token_cache`]), and the proxy's DynamoDB records
-//! ([`store`]). The function `graph` wires them.
+//! ([`store`]; erased per account for data deletion by [`erase`]). The
+//! function `graph` wires them.
 
 pub mod buckets;
+pub mod erase;
 pub mod policy;
 pub mod ratelimit;
 pub mod scrub;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use super::erase::{account_key, ACCOUNT_KEY};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::store::connections::{conn_sk, user_pk};
@@ -190,6 +191,8 @@ impl GraphStore {
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&pk))
+            // Lists the record under its account, for data deletion.
+            .item(ACCOUNT_KEY, account_key(key.provider, key.account_id))
             .item("fingerprint", s(fingerprint))
             .item("state", s("in_flight"))
             .item("lease_until", epoch(now + lease))

@@ -9,7 +9,8 @@
 //! Sparse index `by_due` (`due_bucket`, `due_at`) lists what the refresher
 //! must look at (`refresh::Due` decides the values); `by_meta_user`
 //! (`meta_user_id`) finds a person's connections when Meta calls deauthorize
-//! or data deletion.
+//! or data deletion, and the tombstones of those they deleted
+//! (`tombstones.rs`).
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
@@ -18,8 +19,8 @@ use time::OffsetDateTime;
 
 use super::items::{connected_update, parse_connection};
 use super::{
-    epoch, get_consistent, get_s, item_key, n, owners, query_all, s, transacted, Event, Item,
-    StoreError,
+    epoch, get_consistent, get_s, item_key, n, owners, query_all, s, tombstones, transacted, Event,
+    Item, StoreError,
 };
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
@@ -183,6 +184,9 @@ impl ConnectionStore {
             let (Some(pk), Some(sk)) = (get_s(&key, "pk"), get_s(&key, "sk")) else {
                 continue;
             };
+            if tombstones::is_tombstone(&sk) {
+                continue; // a deleted connection's link: `deleted_accounts`
+            }
             let key = Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]);
             if let Some(c) = get_consistent(&self.client, &self.table, key)
                 .await?
