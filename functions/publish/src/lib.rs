@@ -1,0 +1,5 @@
+//! Publishing and scheduling posts (CONTRACT.md, "Publishing").
+
+pub mod decide;
+pub mod post;
+pub mod validate;
