@@ -17,6 +17,7 @@ pub mod calls;
 pub mod graph_proxy;
 pub mod jwt;
 pub mod meta;
+pub mod publish;
 pub mod runtime_api;
 pub mod stack;
 pub mod template;

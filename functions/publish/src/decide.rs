@@ -218,7 +218,12 @@ pub enum OnError {
 /// The decision for a call that did not succeed. `transient_failures` is the
 /// count before this one.
 pub fn on_error(result: &MetaResult, post: &Post, now: OffsetDateTime) -> OnError {
-    let keep = working_status(post, now, post.containers.is_some());
+    let keep = if post.publish_attempted {
+        // Meta may have published: the post says so until its container does.
+        Status::Publishing
+    } else {
+        working_status(post, now, post.containers.is_some())
+    };
     match result {
         MetaResult::NeedsReauth(m) => OnError::Fail(fail(
             "connection_needs_reauth",
@@ -254,4 +259,4 @@ pub fn on_error(result: &MetaResult, post: &Post, now: OffsetDateTime) -> OnErro
 
 #[cfg(test)]
 #[path = "decide_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -120,6 +120,26 @@ fn errors_fail_wait_or_make_new_containers() {
         on_error(&classify(400, meta_error(-2, Some(2207020))), &p, NOW),
         OnError::Recreate
     );
+    let mut attempted = p.clone();
+    attempted.publish_attempted = true;
+    attempted.containers = Some(Containers {
+        children: vec![],
+        parent: "c".into(),
+        created_at: NOW,
+    });
+    assert_eq!(
+        on_error(&MetaResult::Unknown, &attempted, NOW),
+        OnError::Wait(Status::Publishing, NOW + POLL_EVERY)
+    );
+    // After a publish attempt, a missing container is never made again.
+    assert!(matches!(
+        on_error(
+            &classify(400, meta_error(-2, Some(2207020))),
+            &attempted,
+            NOW
+        ),
+        OnError::Wait(..)
+    ));
     let mut tired = p.clone();
     tired.transient_failures = MAX_TRANSIENT_FAILURES - 1;
     assert!(

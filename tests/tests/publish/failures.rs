@@ -1,0 +1,117 @@
+//! Meta's failures during publishing: a container in `ERROR`, a dead token,
+//! a full daily limit, a `media_publish` whose answer is lost after Meta
+//! published, and two runs at once.
+
+use super::*;
+
+#[tokio::test]
+async fn a_container_in_error_fails_the_post_as_media_rejected() {
+    let t = setup().await;
+    t.h.stack
+        .meta
+        .fail_containers(Some("Error: 2207026 unsupported video format"));
+    let (_, body) = t.create(json!({"type": "reel", "media": [video(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    assert_eq!(t.run().await.failed, 1);
+    let post = t.get(&id).await;
+    assert_eq!(post["status"], "failed");
+    assert_eq!(post["error"]["reason"], "media_rejected");
+    assert!(post["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("2207026"));
+    let events = t.event_payloads("post.failed").await;
+    assert_eq!(
+        (events.len(), events[0]["reason"].as_str()),
+        (1, Some("media_rejected"))
+    );
+    assert_eq!(t.h.stack.meta.calls("media_publish"), 0);
+}
+
+#[tokio::test]
+async fn a_dead_token_fails_the_post_and_marks_the_connection_needs_reauth() {
+    let t = setup().await;
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    t.h.stack.meta.invalidate_account(&t.account);
+    t.run().await;
+    let post = t.get(&id).await;
+    assert_eq!(
+        (post["status"].as_str(), post["error"]["reason"].as_str()),
+        (Some("failed"), Some("connection_needs_reauth"))
+    );
+    assert_eq!(
+        s(&t.h.connections_of("user-1").await[0], "status"),
+        "needs_reauth"
+    );
+    assert_eq!(t.h.events("connection.needs_reauth").await.len(), 1);
+    // A new post is refused as the proxy refuses calls.
+    let (status, body) = t.create(json!({"type": "feed", "media": [image(2)]})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("connection_needs_reauth"))
+    );
+}
+
+#[tokio::test]
+async fn a_full_daily_limit_makes_the_post_wait_and_it_publishes_once_there_is_room() {
+    let t = setup().await;
+    t.h.stack.meta.set_publishing_quota(50);
+    t.h.stack.meta.set_quota_usage(&t.account, 50);
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    t.run().await;
+    assert_eq!(t.get(&id).await["status"], "waiting_for_quota");
+    assert_eq!(t.h.stack.meta.calls("media_publish"), 0);
+
+    t.h.stack.meta.set_quota_usage(&t.account, 49);
+    t.h.clock.advance(Duration::minutes(10));
+    t.run().await;
+    assert_eq!(t.get(&id).await["status"], "published");
+}
+
+#[tokio::test]
+async fn a_publish_whose_answer_is_lost_after_meta_published_is_never_sent_again() {
+    let mut t = setup().await;
+    let (impatient, _) = infra::publish::publisher(&t.h.stack, t.h.clock.clone(), Door::Invoke);
+    t.invoke = impatient.with_meta_timeout(std::time::Duration::from_millis(500));
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    let stall = t.h.stack.meta.stall_after_publish();
+    t.run().await;
+    assert_eq!(t.h.stack.meta.published_posts().len(), 1, "Meta published");
+    let post = t.get(&id).await;
+    assert_eq!(post["status"], "publishing", "{post}");
+    stall.release();
+
+    t.runs_a_minute_apart(2).await;
+    let post = t.get(&id).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(
+        t.h.stack.meta.calls("media_publish"),
+        1,
+        "media_publish was called once"
+    );
+    assert_eq!(t.h.stack.meta.published_posts().len(), 1);
+    assert_eq!(t.event_payloads("post.published").await.len(), 1);
+}
+
+#[tokio::test]
+async fn two_runs_at_once_never_work_one_post_twice() {
+    let t = setup().await;
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    let gate = t.h.stack.meta.hold("graph");
+    let first = tokio::spawn({
+        let p = t.invoke.clone();
+        async move { p.run(Deadline::distant()).await.unwrap() }
+    });
+    gate.arrivals(1).await;
+    let second = t.run().await;
+    assert_eq!((second.examined, second.busy, second.published), (1, 1, 0));
+    gate.release();
+    let first = first.await.unwrap();
+    assert_eq!(first.published, 1, "{first:?}");
+    assert_eq!(t.get(&id).await["status"], "published");
+    assert_eq!(t.h.stack.meta.calls("media_publish"), 1);
+}
