@@ -46,6 +46,26 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
         "/connections/{provider}/{account_id}/graph/{path+}",
         Door::Jwt,
     ),
+    (
+        "POST",
+        "/connections/{provider}/{account_id}/posts",
+        Door::Jwt,
+    ),
+    (
+        "GET",
+        "/connections/{provider}/{account_id}/posts",
+        Door::Jwt,
+    ),
+    (
+        "GET",
+        "/connections/{provider}/{account_id}/posts/{post_id}",
+        Door::Jwt,
+    ),
+    (
+        "DELETE",
+        "/connections/{provider}/{account_id}/posts/{post_id}",
+        Door::Jwt,
+    ),
 ];
 
 /// A matched route.

@@ -386,6 +386,7 @@ fn emitted(function: &str) -> BTreeSet<String> {
         .metrics()
         .document(0)],
         "refresh" => vec![refresh::Summary::default().metrics().document(0)],
+        "publish" => vec![publish::RunSummary::default().metrics().document(0)],
         "callback" => {
             vec![callback::decide::connect_metrics(shared::Provider::Instagram, Ok(1)).document(0)]
         }
@@ -398,11 +399,13 @@ fn emitted(function: &str) -> BTreeSet<String> {
         }
         other => panic!("no metrics known for {other}"),
     };
-    let kms = ["callback", "refresh"].contains(&function).then(|| {
-        shared::vault::KmsUsage::default()
-            .add_to(shared::metrics::Metrics::new("x"))
-            .document(0)
-    });
+    let kms = ["callback", "refresh", "publish"]
+        .contains(&function)
+        .then(|| {
+            shared::vault::KmsUsage::default()
+                .add_to(shared::metrics::Metrics::new("x"))
+                .document(0)
+        });
     docs.iter()
         .chain(kms.iter())
         .flat_map(|d| {
@@ -902,6 +905,7 @@ fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
             "RefreshFunction",
             "GraphFunction",
             "GraphHttpFunction",
+            "PublishFunction",
         ]
         .contains(&id);
         assert_eq!(tagged, wants, "{id}");
@@ -970,4 +974,70 @@ fn the_graph_proxy_has_capacity_of_its_own_and_per_caller_limits() {
         (defaults.connection.rate, defaults.connection.burst),
         (10, 20)
     );
+}
+
+#[test]
+fn publishing_runs_every_minute_and_its_http_door_touches_only_posts() {
+    let doc = template();
+    let run = resource(&doc, "PublishFunction");
+    let p = &run["Properties"];
+    assert_eq!(
+        p["Environment"]["Variables"]["PUBLISH_DOOR"].as_str(),
+        Some("invoke")
+    );
+    let schedule = &p["Events"]["EveryMinute"]["Properties"];
+    assert_eq!(
+        schedule["ScheduleExpression"].as_str(),
+        Some("rate(1 minute)")
+    );
+    let input: serde_json::Value =
+        serde_json::from_str(schedule["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        input["detail-type"], "Scheduled Event",
+        "what the function reads as a run"
+    );
+    // The due index is queried, never scanned.
+    let policy = tagged_text(&p["Policies"]);
+    assert!(policy.contains("by_due") && !policy.contains("dynamodb:Scan"));
+    assert!(tagged_text(resource(&doc, "PublishContinues")).contains("PublishFunction"));
+
+    let http = resource(&doc, "PublishHttpFunction");
+    let p = &http["Properties"];
+    assert_eq!(
+        p["Environment"]["Variables"]["PUBLISH_DOOR"].as_str(),
+        Some("http")
+    );
+    let policy = tagged_text(&p["Policies"]);
+    for never in [
+        "kms:",
+        "secretsmanager:",
+        "EventsTable",
+        "UpdateItem",
+        "by_due",
+    ] {
+        assert!(!policy.contains(never), "the HTTP door may not use {never}");
+    }
+    let routes: Vec<String> = p["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Properties"]["Method"].as_str().unwrap(),
+                e["Properties"]["Path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(routes.len(), 4, "{routes:?}");
+
+    let table = resource(&doc, "PostsTable");
+    let t = &table["Properties"];
+    assert_eq!(
+        t["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("expires_at")
+    );
+    let indexes = tagged_text(&t["GlobalSecondaryIndexes"]);
+    assert!(indexes.contains("due_shard") && indexes.contains("by_owner"));
+    assert!(doc["Outputs"]["PublishFunctionArn"].is_mapping());
 }

@@ -231,20 +231,21 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
 
     /// One scheduled run, continued by invoking the function itself when
     /// it stopped before everything due was done.
-    async fn scheduled(
+    /// A run that could not read its index fails the invocation (the
+    /// function's `Errors` alarm); what is due stays due.
+    pub async fn scheduled(
         &self,
         payload: &Value,
         deadline: Deadline,
         itself: Option<AsyncInvoke>,
-    ) -> Value {
+    ) -> Result<Value, shared::store::StoreError> {
         let round = round_of(payload);
-        let summary = match self.run(deadline).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "publish run failed");
-                return json!({"error": "store_failed"});
-            }
-        };
+        let summary = self.run(deadline).await?;
+        self.inner
+            .vault
+            .take_usage()
+            .add_to(summary.metrics())
+            .emit();
         let left = summary.left_for_next_run;
         let next = CONTINUATION
             .carry_on(
@@ -261,7 +262,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                 tracing::error!(error = %e, "could not continue the run; the next minute takes the rest")
             }
         }
-        serde_json::to_value(summary).unwrap_or(Value::Null)
+        Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
     }
 
     /// Serves this function's door on the Lambda Runtime API.
@@ -278,7 +279,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                         Deadline::of_invocation(event.context.deadline(), DEADLINE_MARGIN);
                     let itself =
                         lambda.map(|l| AsyncInvoke::new(l, &event.context.invoked_function_arn));
-                    Ok::<_, lambda_http::Error>(self.scheduled(&payload, deadline, itself).await)
+                    Ok::<_, lambda_http::Error>(self.scheduled(&payload, deadline, itself).await?)
                 }
                 Door::Invoke => Ok(self.handle_invocation(payload).await),
                 Door::Http if is_api_gateway_event(&payload) => {

@@ -7,6 +7,7 @@
 use serde::Serialize;
 use shared::connection::Status as ConnStatus;
 use shared::continuation::Deadline;
+use shared::metrics::Metrics;
 use shared::store::{StoreError, UserConnections};
 use shared::time::{Duration, OffsetDateTime};
 use shared::vault::{DataKeys, TokenOwner};
@@ -35,9 +36,15 @@ pub struct RunSummary {
     pub waiting: usize,
     /// Posts another run held, or that changed meanwhile.
     pub busy: usize,
+    /// Posts whose containers were made more than [`STUCK_AFTER`] ago and
+    /// are still not published (Meta's processing is slow or stuck).
+    pub stuck: usize,
     /// Due posts this run had no time for: a continuation takes them.
     pub left_for_next_run: usize,
 }
+
+/// Containers older than this and not yet published count as stuck.
+pub const STUCK_AFTER: Duration = Duration::minutes(30);
 
 /// How one post's turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +95,22 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
 }
 
 impl RunSummary {
-    fn count(&mut self, turn: Result<Turn, StoreError>) {
+    /// The run's figures as CloudWatch metrics (EMF, namespace `IgConnect`,
+    /// dimension `function=publish`): what the alarms watch.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::new("publish")
+            .count("Examined", self.examined as u64)
+            .count("Published", self.published as u64)
+            .count("Failed", self.failed as u64)
+            .count("Waiting", self.waiting as u64)
+            .count("Busy", self.busy as u64)
+            .count("StuckProcessing", self.stuck as u64)
+            .count("LeftForNextRun", self.left_for_next_run as u64)
+    }
+
+    fn count(&mut self, (turn, stuck): (Result<Turn, StoreError>, bool)) {
         self.examined += 1;
+        self.stuck += usize::from(stuck);
         match turn {
             Ok(Turn::Published) => self.published += 1,
             Ok(Turn::Failed) => self.failed += 1,
@@ -117,17 +138,24 @@ struct Held<'a> {
 }
 
 impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
-    /// One post's turn: lease, connection, steps, release.
-    async fn turn(&self, post_id: &str, owner: &str) -> Result<Turn, StoreError> {
+    /// One post's turn, and whether it looked stuck.
+    async fn turn(&self, post_id: &str, owner: &str) -> (Result<Turn, StoreError>, bool) {
         let now = self.clock.now();
-        let post = match self
-            .posts
-            .take_lease(post_id, owner, now, LEASE_FOR)
-            .await?
-        {
-            Lease::Taken(p) => *p,
-            Lease::Busy => return Ok(Turn::Busy),
+        let post = match self.posts.take_lease(post_id, owner, now, LEASE_FOR).await {
+            Ok(Lease::Taken(p)) => *p,
+            Ok(Lease::Busy) => return (Ok(Turn::Busy), false),
+            Err(e) => return (Err(e), false),
         };
+        let stuck = post
+            .containers
+            .as_ref()
+            .is_some_and(|c| now - c.created_at > STUCK_AFTER && !post.status.is_final())
+            && decide::may_publish(&post, now);
+        (self.work(post, owner, now).await, stuck)
+    }
+
+    /// A leased post's turn: connection, steps, release.
+    async fn work(&self, post: Post, owner: &str, now: OffsetDateTime) -> Result<Turn, StoreError> {
         let mut held = Held {
             post,
             owner,
