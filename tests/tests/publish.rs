@@ -13,6 +13,8 @@ use shared::continuation::Deadline;
 use shared::time::Duration;
 use shared::vault::KmsDataKeys;
 
+#[path = "publish/exactly_once.rs"]
+mod exactly_once;
 #[path = "publish/failures.rs"]
 mod failures;
 

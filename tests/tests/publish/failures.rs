@@ -115,3 +115,29 @@ async fn two_runs_at_once_never_work_one_post_twice() {
     assert_eq!(t.get(&id).await["status"], "published");
     assert_eq!(t.h.stack.meta.calls("media_publish"), 1);
 }
+
+#[tokio::test]
+async fn an_expired_container_is_made_again_and_throttling_waits() {
+    let t = setup().await;
+    t.h.stack.meta.expire_containers(true);
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    t.run().await;
+    assert_eq!(t.h.stack.meta.calls("media_publish"), 0);
+    t.h.stack.meta.expire_containers(false);
+    t.h.stack.meta.throttle(&t.account, 4, 5);
+    t.h.clock.advance(Duration::minutes(1));
+    t.run().await;
+    assert_eq!(
+        t.get(&id).await["status"],
+        "publishing",
+        "throttled: it waits"
+    );
+    t.h.stack.meta.clear_throttles();
+    t.h.clock.advance(Duration::minutes(1));
+    assert_eq!(t.run().await.examined, 0, "not before the throttle's wait");
+    t.h.clock.advance(Duration::minutes(4));
+    t.run().await;
+    assert_eq!(t.get(&id).await["status"], "published");
+    assert_eq!(t.h.stack.meta.published_posts().len(), 1);
+}
