@@ -57,6 +57,11 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
         Door::Jwt,
     ),
     (
+        "POST",
+        "/connections/{provider}/{account_id}/posts/uploads",
+        Door::Jwt,
+    ),
+    (
         "GET",
         "/connections/{provider}/{account_id}/posts/{post_id}",
         Door::Jwt,

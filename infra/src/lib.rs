@@ -8,6 +8,7 @@
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
 //!   receive them in AWS.
 //! - [`stack`]: all of it wired together against moto.
+//! - [`media_bucket`]: the uploads' bucket in moto's S3, as the template's.
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process.
@@ -16,6 +17,7 @@ pub mod apigw;
 pub mod calls;
 pub mod graph_proxy;
 pub mod jwt;
+pub mod media_bucket;
 pub mod meta;
 pub mod publish;
 pub mod runtime_api;

@@ -522,6 +522,7 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
         }
         "/connections/{provider}/{account_id}/graph/{path+}" => app.graph.handle(request).await,
         "/connections/{provider}/{account_id}/posts"
+        | "/connections/{provider}/{account_id}/posts/uploads"
         | "/connections/{provider}/{account_id}/posts/{post_id}" => {
             app.publish.handle(request).await
         }

@@ -26,6 +26,10 @@ pub fn publisher(stack: &Stack, clock: Clock, door: Door) -> (Publisher<KmsDataK
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         keys,
         clock,
+        Some(publish::uploads::MediaBucket::new(
+            &stack.aws,
+            stack.var("MEDIA_BUCKET"),
+        )),
     );
     (publisher, kms_calls)
 }

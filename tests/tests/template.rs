@@ -1029,7 +1029,15 @@ fn publishing_runs_every_minute_and_its_http_door_touches_only_posts() {
             )
         })
         .collect();
-    assert_eq!(routes.len(), 4, "{routes:?}");
+    assert_eq!(routes.len(), 5, "{routes:?}");
+    // Uploads: the HTTP door presigns PUTs, the run presigns Meta's GETs,
+    // each under uploads/ only.
+    assert!(policy.contains("s3:PutObject") && !policy.contains("s3:GetObject"));
+    let run_policy = tagged_text(&run["Properties"]["Policies"]);
+    assert!(run_policy.contains("s3:GetObject") && !run_policy.contains("s3:PutObject"));
+    for p in [&policy, &run_policy] {
+        assert!(p.contains("MediaBucket.Arn}/uploads/*"), "{p}");
+    }
 
     let table = resource(&doc, "PostsTable");
     let t = &table["Properties"];
@@ -1040,4 +1048,49 @@ fn publishing_runs_every_minute_and_its_http_door_touches_only_posts() {
     let indexes = tagged_text(&t["GlobalSecondaryIndexes"]);
     assert!(indexes.contains("due_shard") && indexes.contains("by_owner"));
     assert!(doc["Outputs"]["PublishFunctionArn"].is_mapping());
+}
+
+#[test]
+fn the_media_bucket_is_private_encrypted_tls_only_and_forgets_uploads_after_7_days() {
+    let doc = template();
+    let p = &resource(&doc, "MediaBucket")["Properties"];
+    let block = &p["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert!(sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        .as_str()
+        .is_some());
+    let rule = &p["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(
+        (rule["Status"].as_str(), rule["ExpirationInDays"].as_u64()),
+        (Some("Enabled"), Some(7))
+    );
+    // Browsers PUT from the frontend's origins, nothing else.
+    let cors = &p["CorsConfiguration"]["CorsRules"][0];
+    assert!(is_ref(&cors["AllowedOrigins"], "AllowedOrigins"));
+    let methods = cors["AllowedMethods"].as_sequence().unwrap();
+    assert_eq!(
+        methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        [Some("PUT")]
+    );
+    // Every request without TLS is denied.
+    let policy = &resource(&doc, "MediaBucketPolicy")["Properties"]["PolicyDocument"];
+    let tls = policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Effect"].as_str() == Some("Deny"))
+        .expect("a Deny statement");
+    assert_eq!(tls["Action"].as_str(), Some("s3:*"));
+    assert_eq!(
+        tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
+    );
 }

@@ -11,7 +11,7 @@ use shared::Provider;
 
 use crate::post::{Post, Status};
 use crate::store::{owner_key, IdemRecord, Write};
-use crate::{decide, validate, Publisher};
+use crate::{decide, uploads, validate, Publisher};
 
 /// Posts one page lists at most.
 const PAGE: i32 = 50;
@@ -42,6 +42,10 @@ pub enum Action {
     },
     Cancel {
         post_id: String,
+    },
+    /// `POST .../posts/uploads`.
+    Upload {
+        upload: Value,
     },
 }
 
@@ -88,6 +92,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             Action::Get { .. } => "get",
             Action::List { .. } => "list",
             Action::Cancel { .. } => "cancel",
+            Action::Upload { .. } => "upload",
         };
         let answer = match self.find(&req).await {
             Ok(Some(conn)) => match &req.action {
@@ -100,6 +105,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                     self.list(&req, status.as_deref(), cursor.as_deref()).await
                 }
                 Action::Cancel { post_id } => self.cancel(&req, post_id).await,
+                Action::Upload { upload } => self.upload(&conn, upload).await,
             },
             Ok(None) => Answer::not_found(),
             Err(answer) => answer,
@@ -123,7 +129,8 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
 
     async fn create(&self, conn: &Connection, body: &Value, key: Option<&str>) -> Answer {
         let now = self.inner.clock.now();
-        let request = match validate::validate(body, now, None) {
+        let uploads = self.uploads_prefix(conn);
+        let request = match validate::validate(body, now, uploads.as_deref()) {
             Ok(r) => r,
             Err(e) => {
                 return Answer::ok(
@@ -132,22 +139,8 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                 )
             }
         };
-        match conn.status {
-            ConnStatus::Active => {}
-            ConnStatus::NeedsReauth => {
-                return Answer::error(
-                    409,
-                    "connection_needs_reauth",
-                    "This connection must be connected again.",
-                )
-            }
-            ConnStatus::Revoked => {
-                return Answer::error(
-                    409,
-                    "connection_revoked",
-                    "The person removed this app at Meta.",
-                )
-            }
+        if let Some(refused) = refusal(conn) {
+            return refused;
         }
         if key.is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN) {
             return Answer::error(
@@ -307,6 +300,77 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             },
             Ok(false) => not_cancellable(),
             Err(e) => Answer::unavailable(e),
+        }
+    }
+}
+
+/// `409` for a connection that must be connected again or was revoked.
+fn refusal(conn: &Connection) -> Option<Answer> {
+    match conn.status {
+        ConnStatus::Active => None,
+        ConnStatus::NeedsReauth => Some(Answer::error(
+            409,
+            "connection_needs_reauth",
+            "This connection must be connected again.",
+        )),
+        ConnStatus::Revoked => Some(Answer::error(
+            409,
+            "connection_revoked",
+            "The person removed this app at Meta.",
+        )),
+    }
+}
+
+impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
+    /// Where this connection's uploads live (`None`: no media bucket).
+    fn uploads_prefix(&self, conn: &Connection) -> Option<String> {
+        let media = self.inner.media.as_ref()?;
+        Some(uploads::prefix(
+            &media.bucket,
+            &conn.user_id,
+            conn.provider,
+            &conn.account_id,
+        ))
+    }
+
+    /// `201 {"upload_url", "headers", "media_url", "expires_at"}`: a
+    /// presigned `PUT` of exactly the size and type asked for.
+    async fn upload(&self, conn: &Connection, body: &Value) -> Answer {
+        let (Some(media), Some(prefix)) = (self.inner.media.as_ref(), self.uploads_prefix(conn))
+        else {
+            return Answer::error(
+                501,
+                "not_implemented",
+                "Uploads are not configured (MEDIA_BUCKET).",
+            );
+        };
+        let upload = match uploads::check(body) {
+            Ok(u) => u,
+            Err(e) => {
+                return Answer::ok(
+                    400,
+                    json!({"error": "invalid_upload", "field": e.field, "message": e.message}),
+                )
+            }
+        };
+        if let Some(refused) = refusal(conn) {
+            return refused;
+        }
+        let key = uploads::new_key(&prefix, &media.bucket, upload.extension);
+        match media.presign_put(&key, &upload).await {
+            Ok((url, headers)) => {
+                let media_url = format!("s3://{}/{key}", media.bucket);
+                let expires_at = self.inner.clock.now() + uploads::PUT_FOR;
+                Answer::ok(201, uploads::answer(&url, headers, &media_url, expires_at))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not presign an upload");
+                Answer::error(
+                    503,
+                    "service_unavailable",
+                    "Uploads are unavailable for now. Try again.",
+                )
+            }
         }
     }
 }

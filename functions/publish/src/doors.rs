@@ -39,48 +39,55 @@ impl Door {
     }
 }
 
+fn unknown_provider() -> Answer {
+    Answer::error(404, "unknown_provider", "This provider is not available.")
+}
+
 fn invalid(message: &str) -> Answer {
     Answer::error(400, "invalid_request", message)
 }
 
-/// `/connections/{provider}/{account_id}/posts[/{post_id}]` as a request.
+/// `/connections/{provider}/{account_id}/posts[/{post_id} | /uploads]` as
+/// a request.
 fn http_request(req: &Request, user_id: String) -> Result<PostsRequest, Answer> {
     let parts: Vec<&str> = req
         .raw_http_path()
         .trim_start_matches('/')
         .split('/')
         .collect();
-    let (provider, account_id, post_id) = match parts.as_slice() {
-        ["connections", p, a, "posts"] => (*p, *a, None),
-        ["connections", p, a, "posts", id] => (*p, *a, Some(id.to_string())),
+    let (provider, account_id, rest) = match parts.as_slice() {
+        ["connections", p, a, "posts", rest @ ..] if rest.len() <= 1 => (*p, *a, rest),
         _ => {
             return Err(invalid(
                 "The route is /connections/{provider}/{account_id}/posts.",
             ))
         }
     };
-    let provider = Provider::parse(provider)
-        .ok_or_else(|| Answer::error(404, "unknown_provider", "This provider is not available."))?;
-    let action = match (req.method().as_str(), post_id) {
-        ("POST", None) => {
-            let post = serde_json::from_slice(http::body_bytes(req))
-                .map_err(|_| invalid("The body is not valid JSON."))?;
-            let key = req
+    let provider = Provider::parse(provider).ok_or_else(unknown_provider)?;
+    let body = || {
+        serde_json::from_slice(http::body_bytes(req))
+            .map_err(|_| invalid("The body is not valid JSON."))
+    };
+    let action = match (req.method().as_str(), rest) {
+        ("POST", []) => Action::Create {
+            post: body()?,
+            idempotency_key: req
                 .headers()
                 .get("idempotency-key")
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            Action::Create {
-                post,
-                idempotency_key: key,
-            }
-        }
-        ("GET", None) => Action::List {
+                .map(str::to_string),
+        },
+        ("POST", ["uploads"]) => Action::Upload { upload: body()? },
+        ("GET", []) => Action::List {
             status: http::query_param(req, "status"),
             cursor: http::query_param(req, "cursor"),
         },
-        ("GET", Some(post_id)) => Action::Get { post_id },
-        ("DELETE", Some(post_id)) => Action::Cancel { post_id },
+        ("GET", [post_id]) => Action::Get {
+            post_id: post_id.to_string(),
+        },
+        ("DELETE", [post_id]) => Action::Cancel {
+            post_id: post_id.to_string(),
+        },
         _ => {
             return Err(Answer::error(
                 405,
@@ -115,6 +122,9 @@ pub struct InvokeRequest {
     pub status: Option<String>,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// `{"kind", "content_type", "bytes"}` of an `upload`.
+    #[serde(default)]
+    pub upload: Option<Value>,
 }
 
 fn invoke_request(payload: Value) -> Result<PostsRequest, Answer> {
@@ -130,8 +140,7 @@ fn invoke_request(payload: Value) -> Result<PostsRequest, Answer> {
     if r.user_id.is_empty() {
         return Err(invalid("user_id must name the connection's owner."));
     }
-    let provider = Provider::parse(&r.provider)
-        .ok_or_else(|| Answer::error(404, "unknown_provider", "This provider is not available."))?;
+    let provider = Provider::parse(&r.provider).ok_or_else(unknown_provider)?;
     let post_id = || {
         r.post_id
             .clone()
@@ -152,13 +161,9 @@ fn invoke_request(payload: Value) -> Result<PostsRequest, Answer> {
         "cancel" => Action::Cancel {
             post_id: post_id()?,
         },
-        "upload" => {
-            return Err(Answer::error(
-                501,
-                "not_implemented",
-                "Uploads are not available yet.",
-            ))
-        }
+        "upload" => Action::Upload {
+            upload: r.upload.clone().unwrap_or(Value::Null),
+        },
         _ => {
             return Err(invalid(
                 "action must be create, get, list, cancel or upload.",

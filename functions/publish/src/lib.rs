@@ -17,6 +17,7 @@ mod meta;
 pub mod post;
 pub mod run;
 pub mod store;
+pub mod uploads;
 pub mod validate;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
 
 use store::PostStore;
+use uploads::MediaBucket;
 
 #[derive(Clone, Debug)]
 pub struct PublishConfig {
@@ -47,6 +49,9 @@ pub struct PublishConfig {
     pub door: Door,
     /// Posts worked at once by one run (`PUBLISH_CONCURRENCY`).
     pub concurrency: usize,
+    /// The private media bucket of uploads (`MEDIA_BUCKET`; empty: no
+    /// uploads).
+    pub media_bucket: String,
 }
 
 impl FromEnv for PublishConfig {
@@ -64,6 +69,7 @@ impl FromEnv for PublishConfig {
             meta: MetaAppConfig::read(env),
             door,
             concurrency: env.number_or("PUBLISH_CONCURRENCY", 16, 1, 128) as usize,
+            media_bucket: env.optional("MEDIA_BUCKET"),
         }
     }
 }
@@ -88,6 +94,8 @@ struct Inner<K> {
     /// Marks a connection `needs_reauth` (the proxy's write).
     graph_store: GraphStore,
     meta: MetaClient,
+    /// Uploads, when a media bucket is configured.
+    media: Option<MediaBucket>,
     vault: TokenVault<K>,
     secrets: SecretsCache,
     clock: Clock,
@@ -100,8 +108,10 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         secrets: shared::aws_sdk_secretsmanager::Client,
         keys: K,
         clock: Clock,
+        media: Option<MediaBucket>,
     ) -> Self {
         let inner = Inner {
+            media,
             posts: PostStore::new(
                 dynamodb.clone(),
                 &config.posts_table,

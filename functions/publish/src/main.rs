@@ -9,6 +9,8 @@ use shared::{aws_sdk_dynamodb, aws_sdk_kms, aws_sdk_secretsmanager, Clock};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<PublishConfig>().await?;
+    let bucket = &config.media_bucket;
+    let media = (!bucket.is_empty()).then(|| publish::uploads::MediaBucket::new(&aws, bucket));
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let publisher = Publisher::new(
         config,
@@ -16,6 +18,7 @@ async fn main() -> Result<(), Error> {
         aws_sdk_secretsmanager::Client::new(&aws),
         keys,
         Clock::system(),
+        media,
     );
     publisher
         .serve(Some(&aws_sdk_lambda::Client::new(&aws)))

@@ -12,8 +12,9 @@ use shared::vault::DataKeys;
 use super::{Held, Turn};
 use crate::decide::{self, AfterPoll, ContainerStatus, MetaResult, OnError};
 use crate::meta::{self, Session};
-use crate::post::{Containers, Failure, Status};
+use crate::post::{Containers, Failure, NewPost, Status};
 use crate::store::Write;
+use crate::uploads::{self, PresignError};
 use crate::{events, Inner};
 
 impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
@@ -70,7 +71,14 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
             }
             other => return self.on_error(held, s, other).await.map(Some),
         }
-        let request = held.post.request.clone();
+        let request = match self.for_meta(&held.post.request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "could not presign the post's uploads");
+                let passing = MetaResult::Transient(Value::Null);
+                return self.on_error(held, s, passing).await.map(Some);
+            }
+        };
         let mut children = Vec::new();
         if request.is_carousel() {
             for i in 0..request.media.len() {
@@ -143,6 +151,26 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
         held.post.published_at = Some(now);
         held.post.error = None;
         self.finish(held, Some(Turn::Published)).await
+    }
+
+    /// The post as Meta sees it: each upload (`s3://` media URL, or cover)
+    /// as a presigned `GET` valid 2 hours.
+    async fn for_meta(&self, request: &NewPost) -> Result<NewPost, PresignError> {
+        let mut request = request.clone();
+        let Some(media) = &self.media else {
+            return Ok(request);
+        };
+        for m in &mut request.media {
+            if let Some(key) = uploads::object_key(&m.url, &media.bucket) {
+                m.url = media.presign_get(key).await?;
+            }
+        }
+        let cover = request.options.get("cover_url").and_then(Value::as_str);
+        if let Some(key) = cover.and_then(|c| uploads::object_key(c, &media.bucket)) {
+            let url = media.presign_get(key).await?;
+            request.options["cover_url"] = Value::String(url);
+        }
+        Ok(request)
     }
 
     pub(super) async fn fail(

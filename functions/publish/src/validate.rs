@@ -86,7 +86,7 @@ fn media(value: Option<&Value>, uploads: Option<&str>) -> Result<Vec<Media>, Inv
             _ => return Err(invalid(format!("{at}.kind"), "kind must be image or video")),
         };
         let url = obj.get("url").and_then(Value::as_str).unwrap_or_default();
-        media_url(url, uploads).map_err(|m| invalid(format!("{at}.url"), m))?;
+        media_url(url, kind, uploads).map_err(|m| invalid(format!("{at}.url"), m))?;
         media.push(Media {
             kind,
             url: url.to_string(),
@@ -96,10 +96,19 @@ fn media(value: Option<&Value>, uploads: Option<&str>) -> Result<Vec<Media>, Inv
 }
 
 /// A URL Meta can fetch: `https`, a host name that is neither an IP literal
-/// nor `localhost`; or one of the service's own uploads.
-pub fn media_url(url: &str, uploads: Option<&str>) -> Result<(), &'static str> {
-    if uploads.is_some_and(|prefix| !prefix.is_empty() && url.starts_with(prefix)) {
-        return Ok(());
+/// nor `localhost`; or one of this connection's uploads (`uploads` is their
+/// prefix, `s3://<bucket>/uploads/<scope>/`) of the right kind.
+pub fn media_url(url: &str, kind: MediaKind, uploads: Option<&str>) -> Result<(), &'static str> {
+    if url.starts_with("s3://") {
+        let name = uploads
+            .filter(|prefix| !prefix.is_empty())
+            .and_then(|prefix| url.strip_prefix(prefix))
+            .ok_or("not one of this connection's uploads")?;
+        return match crate::uploads::kind_of_name(name) {
+            Some(k) if k == kind => Ok(()),
+            Some(_) => Err("this upload is not of the media's kind"),
+            None => Err("not one of this connection's uploads"),
+        };
     }
     let parsed = Url::parse(url).map_err(|_| "the URL does not parse")?;
     if parsed.scheme() != "https" {
@@ -207,7 +216,7 @@ fn options(value: Option<&Value>, uploads: Option<&str>) -> Result<Value, Invali
             "share_to_feed" => v.is_boolean(),
             "cover_url" => {
                 let url = v.as_str().unwrap_or_default();
-                media_url(url, uploads).map_err(|m| invalid(&at, m))?;
+                media_url(url, MediaKind::Image, uploads).map_err(|m| invalid(&at, m))?;
                 true
             }
             "thumb_offset" => v.as_u64().is_some(),

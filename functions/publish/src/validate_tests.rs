@@ -13,7 +13,12 @@ fn video(url: &str) -> Value {
 }
 
 fn refused(body: Value) -> Invalid {
-    validate(&body, NOW, Some("https://media.example.org/u/")).unwrap_err()
+    validate(
+        &body,
+        NOW,
+        Some("s3://media/uploads/0123456789abcdef0123456789abcdef/"),
+    )
+    .unwrap_err()
 }
 
 fn field(body: Value) -> String {
@@ -135,8 +140,49 @@ fn media_urls_are_public_https_or_our_uploads() {
             json!({"type": "feed", "media": [image("https://cdn.example.com/ok.jpg"), image(bad)]});
         assert_eq!(field(body), "$.media[1].url", "{bad}");
     }
-    let upload = json!({"type": "feed", "media": [image("https://media.example.org/u/abc.jpg")]});
-    assert!(validate(&upload, NOW, Some("https://media.example.org/u/")).is_ok());
+}
+
+#[test]
+fn an_upload_is_named_by_its_media_url_from_this_connection_and_of_its_kind() {
+    let prefix = Some("s3://media/uploads/0123456789abcdef0123456789abcdef/");
+    let id = "s3://media/uploads/0123456789abcdef0123456789abcdef/00112233445566778899aabbccddeeff";
+    let jpg = format!("{id}.jpg");
+    let mp4 = format!("{id}.mp4");
+    let ok = json!({"type": "reel", "media": [video(&mp4)], "options": {"cover_url": jpg}});
+    assert!(validate(&ok, NOW, prefix).is_ok());
+    assert!(validate(
+        &json!({"type": "story", "media": [image(&jpg)]}),
+        NOW,
+        prefix
+    )
+    .is_ok());
+    let post = |url: &str| json!({"type": "feed", "media": [image(url)]});
+    for bad in [
+        // Another connection's, another bucket's, or no uploads configured.
+        "s3://media/uploads/ffffffffffffffffffffffffffffffff/00112233445566778899aabbccddeeff.jpg",
+        "s3://other/uploads/0123456789abcdef0123456789abcdef/00112233445566778899aabbccddeeff.jpg",
+        // Not a name the service made.
+        &format!("{id}/../x.jpg"),
+        &format!("{id}.jpeg"),
+        "s3://media/uploads/0123456789abcdef0123456789abcdef/a.jpg",
+        // A video named as an image.
+        &mp4,
+    ] {
+        assert_eq!(
+            validate(&post(bad), NOW, prefix).unwrap_err().field,
+            "$.media[0].url",
+            "{bad}"
+        );
+    }
+    assert!(
+        validate(&post(&jpg), NOW, None).is_err(),
+        "no uploads configured"
+    );
+    let cover = json!({"type": "reel", "media": [video(&mp4)], "options": {"cover_url": mp4}});
+    assert_eq!(
+        validate(&cover, NOW, prefix).unwrap_err().field,
+        "$.options.cover_url"
+    );
 }
 
 #[test]

@@ -246,6 +246,11 @@ pub(super) async fn fallback(
             return r;
         }
     }
+    if method == Method::POST && segs.last().map(String::as_str) == Some("media") {
+        if let Err(refused) = super::publishing::fetch_media(&s, &uri, &body).await {
+            return refused;
+        }
+    }
     let call = Call {
         host,
         version: &version,

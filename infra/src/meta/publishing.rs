@@ -13,7 +13,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{graph_error, Gate, Inner};
+use super::{graph_error, Gate, Inner, MetaEmulator, Shared};
 
 #[derive(Clone, Debug)]
 struct Container {
@@ -42,6 +42,9 @@ pub struct Publishing {
     pub fail_containers: Option<String>,
     /// New containers end `EXPIRED`.
     pub expire_containers: bool,
+    /// Every media Meta fetched from a local server (an upload's presigned
+    /// `GET` in the emulated S3).
+    pub fetched: Vec<Fetched>,
     /// `media_publish` publishes, then holds its answer at this gate.
     pub stall_after_publish: Option<Gate>,
     next: u64,
@@ -58,10 +61,79 @@ impl Default for Publishing {
             video_polls: 3,
             fail_containers: None,
             expire_containers: false,
+            fetched: Vec::new(),
             stall_after_publish: None,
             next: 0,
         }
     }
+}
+
+/// A media URL Meta fetched, and what it got.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub url: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl MetaEmulator {
+    /// Every media fetched from a local server, in order.
+    pub fn fetched_media(&self) -> Vec<Fetched> {
+        self.with(|i| i.graph.publishing.fetched.clone())
+    }
+}
+
+/// Meta cURLs a container's media when it is created (META_PLATFORM.md,
+/// "Getting media to Meta"). The emulation fetches those on a local server
+/// (the emulated S3's presigned `GET`s) and takes any other host on trust;
+/// a fetch that fails, or is not a photo or video, refuses the container as
+/// Meta does (`9004` / `2207052`).
+pub(super) async fn fetch_media(s: &Shared, uri: &Uri, body: &Bytes) -> Result<(), Response> {
+    let p = params(uri, body);
+    for name in ["image_url", "video_url", "cover_url"] {
+        let Some(url) = p.get(name).and_then(|u| url::Url::parse(u).ok()) else {
+            continue;
+        };
+        if !matches!(url.host_str(), Some("127.0.0.1" | "localhost")) {
+            continue;
+        }
+        let fetched = fetch(&url).await.ok_or_else(|| {
+            refusal(
+                9004,
+                2207052,
+                "The media could not be fetched from this uri",
+            )
+        })?;
+        s.lock().unwrap().graph.publishing.fetched.push(fetched);
+    }
+    Ok(())
+}
+
+async fn fetch(url: &url::Url) -> Option<Fetched> {
+    let resp = reqwest::Client::new()
+        .get(url.clone())
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if !(content_type.starts_with("image/") || content_type.starts_with("video/")) {
+        return None;
+    }
+    let bytes = resp.bytes().await.ok()?.to_vec();
+    Some(Fetched {
+        url: url.to_string(),
+        content_type,
+        bytes,
+    })
 }
 
 pub(super) enum Answer {
@@ -82,13 +154,17 @@ pub(super) fn params(uri: &Uri, body: &Bytes) -> HashMap<String, String> {
     p
 }
 
-fn error(code: i64, subcode: i64, message: &str) -> Answer {
+fn refusal(code: i64, subcode: i64, message: &str) -> Response {
     let mut r = graph_error(400, code, message);
     // Meta's publishing errors carry a subcode.
     let body = json!({"error": {"message": message, "type": "OAuthException", "code": code,
         "error_subcode": subcode, "is_transient": false, "fbtrace_id": "emulated"}});
     *r.body_mut() = axum::body::Body::from(body.to_string());
-    Answer::Error(r)
+    r
+}
+
+fn error(code: i64, subcode: i64, message: &str) -> Answer {
+    Answer::Error(refusal(code, subcode, message))
 }
 
 /// The publishing calls; `None`: not one of them.
