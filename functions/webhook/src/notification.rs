@@ -145,15 +145,18 @@ pub fn to_events(
         .iter()
         .map(|u| {
             let owner = owners.get(&u.entry_id);
-            let provider = match (u.object.as_str(), owner) {
-                ("page", _) => "facebook",
-                (_, Some(o)) if o.providers == [Provider::Facebook] => "facebook",
-                _ => "instagram",
-            };
+            // The object tells (a Page's), else the owner claim (an account
+            // connected only through its Page), else Instagram Login.
+            let provider = Provider::of_webhook_object(&u.object)
+                .or_else(|| match owner.map(|o| o.providers.as_slice()) {
+                    Some([only]) => Some(*only),
+                    _ => None,
+                })
+                .unwrap_or(Provider::Instagram);
             Event {
                 event_id: u.event_id.clone(),
                 kind: u.kind.clone(),
-                provider: Some(provider.into()),
+                provider: Some(provider.as_str().into()),
                 account_id: owner
                     .map(|o| o.account_id.clone())
                     .filter(|a| !a.is_empty())
