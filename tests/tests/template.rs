@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use infra::apigw::{Door, ROUTES};
-use infra::template::serde_yaml::value::{Tag, TaggedValue};
-use infra::template::serde_yaml::Value;
+use infra::template::yaml_serde::value::{Tag, TaggedValue};
+use infra::template::yaml_serde::Value;
 
 fn template() -> Value {
     infra::template::document(&infra::template::template_path())
@@ -617,7 +617,7 @@ fn openapi_routes() -> BTreeSet<String> {
         .unwrap()
         .join("docs/openapi.yaml");
     let text = std::fs::read_to_string(&path).expect("docs/openapi.yaml");
-    let doc: Value = infra::template::serde_yaml::from_str(&text).expect("it parses");
+    let doc: Value = infra::template::yaml_serde::from_str(&text).expect("it parses");
     assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
     let mut routes = BTreeSet::new();
     for (p, item) in doc["paths"].as_mapping().unwrap() {
