@@ -86,6 +86,20 @@ impl Cors {
     }
 }
 
+/// `resp` with `headers` set (a value that is not a header value is left
+/// out).
+pub fn with_headers(
+    mut resp: axum::response::Response,
+    headers: Vec<(&'static str, String)>,
+) -> axum::response::Response {
+    for (name, value) in headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -433,35 +433,23 @@ async fn dev_run_refresh(State(app): State<Arc<App>>) -> Response {
 
 /// API Gateway: CORS (from the template), then the route's function.
 async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
-    let origin = header_value(&req, "origin");
+    let origin = req
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     // CORS preflights are API Gateway's to answer, on any path.
     if req.method() == axum::http::Method::OPTIONS
         && req.headers().contains_key("access-control-request-method")
     {
-        return with_headers(
+        return infra::cors::with_headers(
             StatusCode::NO_CONTENT.into_response(),
             app.cors.preflight(&origin),
         );
     }
     let resp = route_and_call(&app, req).await;
-    with_headers(resp, app.cors.answer(&origin))
-}
-
-fn header_value(req: &Request, name: &str) -> String {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn with_headers(mut resp: Response, headers: Vec<(&'static str, String)>) -> Response {
-    for (name, value) in headers {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(name, value);
-        }
-    }
-    resp
+    infra::cors::with_headers(resp, app.cors.answer(&origin))
 }
 
 /// Matches the route, runs the JWT authorizer where the route has one,
