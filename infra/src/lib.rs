@@ -18,6 +18,7 @@ pub mod cors;
 pub mod graph_proxy;
 pub mod jwt;
 pub mod meta;
+pub mod requests;
 pub mod runtime_api;
 pub mod stack;
 pub mod template;
