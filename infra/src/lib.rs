@@ -11,6 +11,8 @@
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process.
+//! - [`calls`], [`requests`]: AWS SDK calls counted (benchmarks), DynamoDB
+//!   requests recorded as IAM sees them (the IAM test).
 
 pub mod apigw;
 pub mod calls;
