@@ -101,6 +101,26 @@ fn every_python_package_is_pinned_with_its_hashes_and_installed_by_them() {
         assert!(packages > 1, "{group}: its dependencies are pinned too");
     }
     assert_eq!(groups, 4, "api, build, checkov, test");
+    // test and build share one venv: one version of each package they share.
+    let pins = |group: &str| -> std::collections::BTreeMap<String, String> {
+        read(&format!("scripts/requirements-{group}.txt"))
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_alphanumeric()))
+            .filter_map(|l| {
+                let (name, version) = l.split_whitespace().next()?.split_once("==")?;
+                Some((name.split('[').next()?.to_string(), version.to_string()))
+            })
+            .collect()
+    };
+    let (test, build) = (pins("test"), pins("build"));
+    for (name, version) in &test {
+        if let Some(other) = build.get(name) {
+            assert_eq!(
+                version, other,
+                "{name}: test and build pin different versions"
+            );
+        }
+    }
     // One installer, with --require-hashes; no other pip install -r.
     let lib = read("scripts/lib.sh");
     assert!(lib.contains("--require-hashes -r \"$req\""));
