@@ -2,8 +2,6 @@
 //! (the person, on the public API): the request's record, the accounts it
 //! covers, the job's start, and the status page.
 
-use std::time::{Duration, Instant};
-
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use rand::RngExt;
@@ -202,8 +200,8 @@ impl Webhook {
             Launch::InProcess => {
                 let (job, code) = (self.job.clone(), code.to_string());
                 tokio::spawn(async move {
-                    let stop_at = Instant::now() + Duration::from_secs(300);
-                    if let Err(e) = job.run(&code, stop_at).await {
+                    let stop_at = shared::continuation::Deadline::distant();
+                    if let Err(e) = job.run(&code, &stop_at).await {
                         tracing::error!(error = %e, "data deletion failed");
                     }
                 });
