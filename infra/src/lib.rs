@@ -10,7 +10,8 @@
 //! - [`stack`]: all of it wired together against moto.
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
-//!   runtime loop in-process.
+//!   runtime loop in-process; [`lambda_api`]: a local Lambda Invoke API that
+//!   records asynchronous invocations and can refuse them.
 //! - [`calls`], [`requests`]: AWS SDK calls counted (benchmarks), DynamoDB
 //!   requests recorded as IAM sees them (the IAM test).
 
@@ -19,6 +20,7 @@ pub mod calls;
 pub mod cors;
 pub mod graph_proxy;
 pub mod jwt;
+pub mod lambda_api;
 pub mod meta;
 pub mod requests;
 pub mod runtime_api;
