@@ -40,6 +40,8 @@ struct App {
     meta_path_prefix: String,
     /// The demo page, as served.
     page: String,
+    /// The HTTP API's CORS (template.yaml's), for this gateway's origins.
+    cors: infra::cors::Cors,
 }
 
 /// The demo page, with the failure reasons' sentences (the ones `POST
@@ -153,6 +155,13 @@ async fn main() {
         jwt_key,
         meta_path_prefix: stack.meta_path_prefix.clone(),
         page: demo_page(),
+        cors: infra::cors::Cors::from_template(
+            &infra::template::template_path(),
+            [base.clone(), format!("http://localhost:{port}")]
+                .into_iter()
+                .chain(opts.allow_origins.iter().cloned())
+                .collect(),
+        ),
     });
     // Plays the every-minute schedule (PublishFunction's EveryMinute).
     tokio::spawn({
@@ -465,9 +474,30 @@ async fn dev_run_refresh(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// API Gateway: match the route, run the JWT authorizer where the route has
-/// one, build the payload 2.0 event and call the function's handler.
+/// API Gateway: CORS (from the template), then the route's function.
 async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
+    let origin = req
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // CORS preflights are API Gateway's to answer, on any path.
+    if req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method")
+    {
+        return infra::cors::with_headers(
+            StatusCode::NO_CONTENT.into_response(),
+            app.cors.preflight(&origin),
+        );
+    }
+    let resp = route_and_call(&app, req).await;
+    infra::cors::with_headers(resp, app.cors.answer(&origin))
+}
+
+/// Matches the route, runs the JWT authorizer where the route has one,
+/// builds the payload 2.0 event and calls the function's handler.
+async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();

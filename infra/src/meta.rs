@@ -895,9 +895,18 @@ fn token_of(i: &Inner, token: Option<&String>, kinds: &[&str]) -> Result<Token, 
     }
 }
 
+/// The app has "Require App Secret" on: every call with a user or Page
+/// token carries the token's `appsecret_proof`.
 fn check_proof(i: &Inner, q: &HashMap<String, String>) -> Result<(), Response> {
-    let (Some(token), Some(proof)) = (q.get("access_token"), q.get("appsecret_proof")) else {
+    let Some(token) = q.get("access_token") else {
         return Ok(());
+    };
+    let Some(proof) = q.get("appsecret_proof") else {
+        return Err(graph_error(
+            400,
+            100,
+            "API calls from the server require an appsecret_proof argument",
+        ));
     };
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(i.apps.facebook_app_secret.as_bytes())
         .expect("any key");
@@ -1228,19 +1237,45 @@ async fn fb_subscribe(
         return graph_error(400, 200, "Permissions error: the token is not this Page's");
     }
     let fields = q.get("subscribed_fields").cloned().unwrap_or_default();
+    if fields.split(',').all(|f| f.trim().is_empty()) {
+        return graph_error(
+            400,
+            100,
+            "(#100) The parameter subscribed_fields is required",
+        );
+    }
     i.subscriptions.insert(page, fields);
     Json(json!({"success": true})).into_response()
+}
+
+/// The Page token of `page`, and only that Page's (Meta refuses another
+/// Page's token with a permissions error).
+fn page_token_of(i: &Inner, q: &HashMap<String, String>, page: &str) -> Result<(), Response> {
+    check_proof(i, q)?;
+    let t = token_of(i, q.get("access_token"), &["page"])?;
+    if t.kind != Kind::Page(page.to_string()) {
+        return Err(graph_error(
+            400,
+            200,
+            "Permissions error: the token is not this Page's",
+        ));
+    }
+    Ok(())
 }
 
 async fn fb_unsubscribe(
     Path((_v, page)): Path<(String, String)>,
     State(s): State<Shared>,
-    Query(_q): Query<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Some(r) = enter(&s, "fb_unsubscribe").await {
         return r;
     }
-    s.lock().unwrap().subscriptions.remove(&page);
+    let mut i = s.lock().unwrap();
+    if let Err(r) = page_token_of(&i, &q, &page) {
+        return r;
+    }
+    i.subscriptions.remove(&page);
     Json(json!({"success": true})).into_response()
 }
 
@@ -1261,11 +1296,16 @@ async fn fb_debug_token(
             "Invalid OAuth access token - Cannot parse access token",
         );
     }
-    let valid = q
-        .get("input_token")
-        .and_then(|t| i.tokens.get(t))
-        .is_some_and(|t| t.valid);
-    let mut data = json!({"app_id": i.apps.facebook_app_id, "type": "PAGE", "is_valid": valid, "expires_at": 0,
+    let input = q.get("input_token").and_then(|t| i.tokens.get(t));
+    let valid = input.is_some_and(|t| t.valid);
+    // Meta says what kind of token it is: a Page's, a user's, or (unknown
+    // or another app's) nothing of the sort.
+    let kind = match input.map(|t| &t.kind) {
+        Some(Kind::Page(_)) => "PAGE",
+        Some(Kind::FbShort | Kind::FbLong) => "USER",
+        _ => "UNKNOWN",
+    };
+    let mut data = json!({"app_id": i.apps.facebook_app_id, "type": kind, "is_valid": valid, "expires_at": 0,
                           "scopes": ["instagram_basic", "pages_show_list"]});
     if let Some(at) = i.data_access_expires_at {
         data["data_access_expires_at"] = json!(at);
@@ -1323,10 +1363,7 @@ async fn fb_subscriptions(
         return r;
     }
     let i = s.lock().unwrap();
-    if let Err(r) = check_proof(&i, &q) {
-        return r;
-    }
-    if let Err(r) = token_of(&i, q.get("access_token"), &["page"]) {
+    if let Err(r) = page_token_of(&i, &q, &page) {
         return r;
     }
     let data: Vec<Value> = i

@@ -209,14 +209,19 @@ impl Stack {
 
     /// The connections API; deletes are finished by the next refresh run.
     pub fn connections(&self, clock: Clock) -> connections::Connections {
+        self.connections_nudging(clock, connections::Nudge::None)
+    }
+
+    /// The connections API nudging refresh after a delete as `nudge` says
+    /// (an invocation through [`crate::lambda_api::LambdaApi`] in tests).
+    pub fn connections_nudging(
+        &self,
+        clock: Clock,
+        nudge: connections::Nudge,
+    ) -> connections::Connections {
         let config = connections::ConnectionsConfig::from_env(self.env_reader())
             .expect("connections config");
-        connections::Connections::new(
-            config,
-            self.dynamodb.clone(),
-            connections::Nudge::None,
-            clock,
-        )
+        connections::Connections::new(config, self.dynamodb.clone(), nudge, clock)
     }
 
     pub fn callback(&self, clock: Clock) -> Callback<KmsDataKeys> {

@@ -5,6 +5,7 @@
 //! and the Graph proxy's stored answers.
 
 use infra::apigw::{match_route_under, ApiRequest, Door, ResponseExt};
+use infra::lambda_api::{Invocation, LambdaApi};
 use integration_tests::*;
 use serde_json::{json, Value};
 use shared::webhook::make_signed_request;
@@ -19,20 +20,23 @@ fn ig_secret(h: &Harness) -> String {
 /// `POST /meta/data-deletion` as Meta posts it: under the prefix, a form with
 /// a `signed_request` for the person issued at the test clock's time.
 async fn request_deletion(h: &Harness) -> Value {
+    let resp = h.call_webhook(deletion_request(h)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.body_text());
+    resp.body_json()
+}
+
+fn deletion_request(h: &Harness) -> ApiRequest {
     let signed = make_signed_request(
         ig_secret(h).as_bytes(),
         &json!({"algorithm": "HMAC-SHA256", "issued_at": h.clock.now().unix_timestamp(),
                 "user_id": META_USER}),
     );
-    let req = ApiRequest::post(&h.stack.meta_path("/meta/data-deletion"))
+    ApiRequest::post(&h.stack.meta_path("/meta/data-deletion"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "signed_request={}",
             url::form_urlencoded::byte_serialize(signed.as_bytes()).collect::<String>()
-        ));
-    let resp = h.call_webhook(req).await;
-    assert_eq!(resp.status(), 200, "{}", resp.body_text());
-    resp.body_json()
+        ))
 }
 
 /// `GET <url>` the way the deployed APIs route it: the gateway must serve it
@@ -162,10 +166,7 @@ async fn a_deletion_request_after_the_product_deleted_the_connection_leaves_noth
     let outcome = h
         .webhook
         .deletion_job()
-        .run(
-            &code,
-            std::time::Instant::now() + std::time::Duration::from_secs(60),
-        )
+        .run(&code, &shared::continuation::Deadline::distant())
         .await
         .unwrap();
     assert!(
@@ -197,4 +198,79 @@ async fn a_connection_deleted_longer_ago_than_the_retention_is_not_looked_for() 
     let answer = request_deletion(&h).await;
     assert_eq!(answer["status"], "complete");
     assert!(h.events("data_deletion.requested").await.is_empty());
+}
+
+/// The job starts as AWS starts it: an asynchronous invocation of the
+/// data-deletion function with the job's payload. When Lambda refuses, Meta
+/// gets a 503; its retry of the same request gets one code, the product one
+/// notice, and the job its start.
+#[tokio::test]
+async fn a_refused_job_start_is_a_503_and_metas_retry_starts_the_same_job() {
+    let mut h = Harness::new().await;
+    let lambda = LambdaApi::start().await;
+    let function = "ig-connect-data-deletion";
+    h.webhook = h
+        .stack
+        .webhook(h.clock.clone())
+        .with_launch(webhook::Launch::Lambda(
+            lambda.function(&h.stack.aws, function),
+        ));
+    let connected = h.connect("instagram", "user-1").await.location();
+    let account = param(&connected, "account_id").unwrap();
+    store_messages(&h, &account).await;
+    assert!(stored_of(&h, &account)
+        .await
+        .0
+        .contains(&"messages".to_string()));
+    h.clock.advance(time::Duration::minutes(1));
+
+    lambda.fail(true);
+    let refused = h.call_webhook(deletion_request(&h)).await;
+    assert_eq!(refused.status(), 503, "{}", refused.body_text());
+    assert_eq!(lambda.refused(), 1);
+    assert!(lambda.accepted().is_empty());
+
+    // Meta retries the same request once Lambda is back.
+    lambda.fail(false);
+    let answer = request_deletion(&h).await;
+    let code = answer["confirmation_code"].as_str().unwrap().to_string();
+    assert_eq!(answer["status"], "pending");
+    assert_eq!(
+        lambda.accepted(),
+        vec![Invocation {
+            function: function.into(),
+            invocation_type: "Event".into(),
+            payload: json!({"data_deletion": {"code": code, "round": 0}}),
+        }]
+    );
+    assert_eq!(
+        h.events("data_deletion.requested").await.len(),
+        1,
+        "the retry told the product again"
+    );
+
+    // Lambda runs the function with that payload: the job completes.
+    let (job, round) = webhook::deletion::parse_job(&lambda.accepted()[0].payload).unwrap();
+    assert_eq!((job.as_str(), round), (code.as_str(), 0));
+    let outcome = h
+        .webhook
+        .deletion_job()
+        .run(&job, &shared::continuation::Deadline::distant())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, webhook::deletion::JobOutcome::Complete { .. }),
+        "{outcome:?}"
+    );
+    let (events, _) = stored_of(&h, &account).await;
+    assert!(
+        events.is_empty(),
+        "events of the account are left: {events:?}"
+    );
+
+    // A late duplicate of the request: the same code, and no job to start.
+    let again = request_deletion(&h).await;
+    assert_eq!(again["confirmation_code"], code.as_str());
+    assert_eq!(again["status"], "complete");
+    assert_eq!(lambda.accepted().len(), 1);
 }

@@ -4,6 +4,7 @@
 use std::time::Duration as StdDuration;
 
 use infra::apigw::{ApiRequest, ResponseExt};
+use infra::lambda_api::{Invocation, LambdaApi};
 use integration_tests::*;
 use refresh::Summary;
 use serde_json::json;
@@ -423,6 +424,51 @@ async fn deleting_a_connection() {
     // The account is free again: someone else may connect it.
     h.connect_instagram_as("bob", "to.delete").await;
     assert_eq!(h.connections_of("bob").await.len(), 1);
+}
+
+/// A delete nudges refresh as AWS would (an asynchronous invocation), so
+/// Meta hears of it at once; when Lambda refuses the nudge the delete still
+/// succeeds and the next scheduled run finishes it.
+#[tokio::test]
+async fn a_delete_nudges_refresh_and_a_refused_nudge_loses_nothing() {
+    let mut h = Harness::new().await;
+    let lambda = LambdaApi::start().await;
+    let refresh_fn = "ig-connect-refresh";
+    h.connections = h.stack.connections_nudging(
+        h.clock.clone(),
+        connections::Nudge::Lambda(lambda.function(&h.stack.aws, refresh_fn)),
+    );
+    let first = h.connect_instagram_as("alice", "first").await;
+    let second = h.connect_instagram_as("alice", "second").await;
+
+    let path = format!("/connections/instagram/{first}");
+    let resp = h
+        .call_connections(ApiRequest::new("DELETE", &path).user("alice"))
+        .await;
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        lambda.accepted(),
+        vec![Invocation {
+            function: refresh_fn.into(),
+            invocation_type: "Event".into(),
+            payload: json!({"source": "connections.delete"}),
+        }]
+    );
+
+    lambda.fail(true);
+    let path = format!("/connections/instagram/{second}");
+    let resp = h
+        .call_connections(ApiRequest::new("DELETE", &path).user("alice"))
+        .await;
+    assert_eq!(resp.status(), 204, "a refused nudge fails no delete");
+    assert_eq!(lambda.refused(), 1);
+    assert!(h.connections_of("alice").await.is_empty());
+
+    // The nudged run and the scheduled one: Meta hears of both deletes.
+    h.refresh().await;
+    assert_eq!(h.stack.meta.calls("ig_unsubscribe"), 2);
+    assert!(h.stack.meta.subscription(&first).is_none());
+    assert!(h.stack.meta.subscription(&second).is_none());
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use infra::apigw::{Door, ROUTES};
-use infra::template::serde_yaml::value::{Tag, TaggedValue};
-use infra::template::serde_yaml::Value;
+use infra::template::yaml_serde::value::{Tag, TaggedValue};
+use infra::template::yaml_serde::Value;
 
 fn template() -> Value {
     infra::template::document(&infra::template::template_path())
@@ -594,14 +594,10 @@ fn graph_function_is_narrow(f: &Value) {
     for s in statements {
         let acts = actions(s);
         let resource = tagged_text(&s["Resource"]);
-        if acts.iter().any(|a| a == "kms:Decrypt") {
-            assert_eq!(acts, ["kms:Decrypt"]);
-            assert_eq!(
-                s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
-                Some("connection-token"),
-                "only with the token's encryption context"
-            );
-        }
+        // Its Decrypt, only with the token's encryption context, is granted
+        // by TokenKey's policy (only_the_roles_of_the_functions_that_seal_or_
+        // open_tokens_may_use_the_key).
+        assert!(!acts.iter().any(|a| a.starts_with("kms:")), "{acts:?}");
         if acts.iter().any(|a| a == "dynamodb:UpdateItem") && resource.contains("ConnectionsTable")
         {
             let attrs = &s["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"];
@@ -784,7 +780,7 @@ fn openapi_routes() -> BTreeSet<String> {
         .unwrap()
         .join("docs/openapi.yaml");
     let text = std::fs::read_to_string(&path).expect("docs/openapi.yaml");
-    let doc: Value = infra::template::serde_yaml::from_str(&text).expect("it parses");
+    let doc: Value = infra::template::yaml_serde::from_str(&text).expect("it parses");
     assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
     let mut routes = BTreeSet::new();
     for (p, item) in doc["paths"].as_mapping().unwrap() {
@@ -869,49 +865,333 @@ fn every_alarm_has_a_runbook_section() {
 }
 
 #[test]
-fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
+fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
     let doc = template();
     let statements = resource(&doc, "TokenKey")["Properties"]["KeyPolicy"]["Statement"]
         .as_sequence()
         .unwrap();
-    let deny = |sid: &str| {
+    let statement = |sid: &str| {
         statements
             .iter()
             .find(|s| s["Sid"].as_str() == Some(sid))
             .unwrap_or_else(|| panic!("statement {sid}"))
             .clone()
     };
-    let context = deny("CryptoOnlyWithTokenContext");
+    let context = statement("CryptoOnlyWithTokenContext");
     assert_eq!(context["Effect"].as_str(), Some("Deny"));
     assert_eq!(
         context["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
         Some("connection-token")
     );
-    let roles = deny("CryptoOnlyForTokenFunctions");
+    // Everyone but the three roles, named by ARN, is refused any crypto.
+    let roles = statement("CryptoOnlyForTokenFunctions");
     assert_eq!(roles["Effect"].as_str(), Some("Deny"));
     let actions = format!("{:?}", roles["Action"]);
     assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey*"));
-    assert_eq!(
-        roles["Condition"]["StringNotEquals"]["aws:PrincipalTag/ig-connect-token-access"].as_str(),
-        Some("true")
-    );
-    // The tag is on exactly the functions that need the key, propagated to
-    // their roles (scripts/check_role_tags.py checks SAM's translation).
+    let named: BTreeSet<String> = roles["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+        .as_sequence()
+        .expect("the roles, by aws:PrincipalArn")
+        .iter()
+        .map(tagged_text)
+        .collect();
+    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp", "Publish"]
+        .iter()
+        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
+        .collect();
+    assert_eq!(named, want);
+    // A tag anyone with iam:TagRole can set opens nothing.
+    let policy = format!("{statements:?}");
+    assert!(!policy.contains("PrincipalTag"), "{policy}");
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
-        let p = &f["Properties"];
-        let tagged = p["Tags"]["ig-connect-token-access"].as_str() == Some("true");
-        let wants = [
-            "CallbackFunction",
-            "RefreshFunction",
-            "GraphFunction",
-            "GraphHttpFunction",
-            "PublishFunction",
-        ]
-        .contains(&id);
-        assert_eq!(tagged, wants, "{id}");
-        if wants {
-            assert_eq!(p["PropagateTags"], Value::Bool(true), "{id}");
+        assert!(
+            f["Properties"].get("Tags").is_none(),
+            "{id} carries tags: the key trusts none"
+        );
+    }
+    // What each role may do is granted here, only with the token's context;
+    // no function's own policy names KMS.
+    let mut granted = BTreeSet::new();
+    for s in statements
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+    {
+        let principal = tagged_text(&s["Principal"]["AWS"]);
+        if principal.contains(":root") {
+            continue;
         }
+        assert_eq!(
+            s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
+            Some("connection-token"),
+            "{principal}"
+        );
+        let actions: Vec<String> = match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Sequence(v) => v.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            other => panic!("{other:?}"),
+        };
+        for a in actions {
+            granted.insert(format!("{principal} {a}"));
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "Callback kms:GenerateDataKey",
+        "Refresh kms:Decrypt",
+        "Refresh kms:GenerateDataKey",
+        "Graph kms:Decrypt",
+        "GraphHttp kms:Decrypt",
+        "Publish kms:Decrypt",
+    ]
+    .iter()
+    .map(|g| {
+        let (f, a) = g.split_once(' ').unwrap();
+        format!("!GetAtt {f}FunctionRole.Arn {a}")
+    })
+    .collect();
+    assert_eq!(granted, expected);
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let policies = format!("{:?}", f["Properties"]["Policies"]);
+        assert!(!policies.contains("kms:"), "{id}'s role names KMS itself");
+    }
+}
+
+#[test]
+fn the_readme_says_what_the_key_policy_guarantees_and_not_more() {
+    let root = infra::template::template_path();
+    let readme = std::fs::read_to_string(root.parent().unwrap().join("README.md")).unwrap();
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !flat.contains("not an administrator"),
+        "an administrator can change the key policy"
+    );
+    assert!(
+        flat.contains("aws:PrincipalArn"),
+        "README names the mechanism"
+    );
+}
+
+/// Whether `key` matches an IAM `StringLike` pattern (a trailing `*` only,
+/// which is all the template uses).
+fn like(pattern: &str, key: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == pattern,
+    }
+}
+
+/// The `ForAllValues:StringEquals` `dynamodb:Attributes` of every statement
+/// of a function's inline policy that allows `action` on `table`.
+fn attributes(doc: &Value, function: &str, action: &str, table: &str) -> Vec<Option<Vec<String>>> {
+    resource(doc, function)["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let acts = format!("{:?}", s["Action"]);
+            acts.contains(&format!("\"{action}\""))
+                && tagged_text(&s["Resource"]).contains(&format!("{table}.Arn"))
+        })
+        .map(|s| {
+            s["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+                .as_sequence()
+                .map(|v| v.iter().map(|k| k.as_str().unwrap().to_string()).collect())
+        })
+        .collect()
+}
+
+/// The one grant of `action` on `table`, its `LeadingKeys` patterns.
+fn only_grant(doc: &Value, function: &str, action: &str, table: &str) -> Vec<String> {
+    let grants = leading_keys(doc, function, action, table);
+    assert_eq!(
+        grants.len(),
+        1,
+        "{function} {action} on {table}: {grants:?}"
+    );
+    grants
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap_or_else(|| panic!("{function} may {action} any key of {table}"))
+}
+
+fn lifecycle_event_id() -> String {
+    let now = time::macros::datetime!(2026-12-04 12:00 UTC);
+    let conn = shared::connection::Connection::new(
+        "user-1",
+        shared::Provider::Instagram,
+        "17841400000000001",
+        "shop",
+        now,
+    );
+    shared::store::Event::lifecycle(
+        shared::connection::Lifecycle::NeedsReauth,
+        &conn,
+        now,
+        std::time::Duration::from_secs(86_400),
+    )
+    .event_id
+}
+
+fn webhook_event_id() -> String {
+    let body = br#"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"9"},"recipient":{"id":"17841400000000001"},"timestamp":1,"message":{"mid":"m_1","text":"hi"}}]}]}"#;
+    shared::webhook::parse_notification(body).unwrap()[0]
+        .event_id
+        .clone()
+}
+
+#[test]
+fn the_connections_function_touches_only_the_key_shapes_it_uses() {
+    let doc = template();
+    let f = "ConnectionsFunction";
+    let t = "ConnectionsTable";
+    let keys = |action| only_grant(&doc, f, action, t);
+    // The keys it uses, as the store writes them.
+    let user = shared::store::connections::user_pk("user-1");
+    assert!(keys("dynamodb:Query").iter().any(|p| like(p, &user)));
+    assert_eq!(keys("dynamodb:Query"), ["USER#*"]);
+    assert_eq!(keys("dynamodb:GetItem"), ["USER#*", "PAGE#*"]);
+    assert_eq!(
+        keys("dynamodb:DeleteItem"),
+        ["USER#*", "PAGE#*", "ACCOUNT#*"]
+    );
+    // It never writes a connection, a deletion record or a person's counter:
+    // only the owner claim it releases, the cleanup queue, and the deleted
+    // account's tombstone (a tombstone's attributes only: never a token).
+    assert_eq!(keys("dynamodb:UpdateItem"), ["ACCOUNT#*"]);
+    let puts = leading_keys(&doc, f, "dynamodb:PutItem", t);
+    assert_eq!(
+        puts,
+        [
+            Some(vec!["CLEANUP".to_string()]),
+            Some(vec!["USER#*".to_string()])
+        ]
+    );
+    let put_attrs = attributes(&doc, f, "dynamodb:PutItem", t);
+    let tombstone = put_attrs[1].as_ref().expect("the tombstone's attributes");
+    for never in ["token", "status", "version", "due_at", "scopes"] {
+        assert!(!tombstone.iter().any(|a| a == never), "{never}");
+    }
+    for action in ["dynamodb:BatchWriteItem", "dynamodb:Scan"] {
+        assert!(leading_keys(&doc, f, action, t).is_empty(), "{action}");
+    }
+    // Its events are lifecycle events, never a webhook item's id.
+    let events = only_grant(&doc, f, "dynamodb:PutItem", "EventsTable");
+    assert!(events.iter().any(|p| like(p, &lifecycle_event_id())));
+    assert!(!events.iter().any(|p| like(p, &webhook_event_id())));
+}
+
+#[test]
+fn the_graph_function_reads_its_rows_and_writes_only_a_needs_reauth_and_its_event() {
+    let doc = template();
+    let f = "GraphFunction";
+    // The caller's connection row only: both doors name the owner, so no
+    // owner claim is read.
+    assert_eq!(
+        only_grant(&doc, f, "dynamodb:GetItem", "ConnectionsTable"),
+        ["USER#*"]
+    );
+    // The needs_reauth write: connection rows only, named attributes only.
+    assert_eq!(
+        only_grant(&doc, f, "dynamodb:UpdateItem", "ConnectionsTable"),
+        ["USER#*"]
+    );
+    for action in ["dynamodb:PutItem", "dynamodb:DeleteItem"] {
+        assert!(
+            leading_keys(&doc, f, action, "ConnectionsTable").is_empty(),
+            "graph may {action} connections"
+        );
+    }
+    // Its connection.needs_reauth event: a lifecycle id (so it can't take a
+    // webhook item's id first and make the real delivery a duplicate), an
+    // event's attributes and nothing else.
+    let events = only_grant(&doc, f, "dynamodb:PutItem", "EventsTable");
+    assert_eq!(events, ["lc_*"]);
+    assert!(like(&events[0], &lifecycle_event_id()));
+    assert!(!like(&events[0], &webhook_event_id()));
+    let attrs = attributes(&doc, f, "dynamodb:PutItem", "EventsTable");
+    let attrs: BTreeSet<String> = attrs[0]
+        .clone()
+        .expect("event writes limited to named attributes")
+        .into_iter()
+        .collect();
+    let want: BTreeSet<String> = [
+        "event_id",
+        "kind",
+        "provider",
+        "account_id",
+        "user_id",
+        "occurred_at",
+        "received_at",
+        "payload",
+        "expires_at",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    assert_eq!(attrs, want);
+    for action in [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ] {
+        assert!(
+            leading_keys(&doc, f, action, "EventsTable").is_empty(),
+            "graph may {action} events"
+        );
+    }
+}
+
+#[test]
+fn only_the_pipe_may_put_ig_connect_events_on_the_bus() {
+    let doc = template();
+    let policy = resource(&doc, "EventBusOnlyThePipe");
+    assert_eq!(policy["Type"].as_str(), Some("AWS::Events::EventBusPolicy"));
+    let p = &policy["Properties"];
+    assert!(is_ref(&p["EventBusName"], "EventBus"));
+    let s = &p["Statement"];
+    assert_eq!(s["Effect"].as_str(), Some("Deny"));
+    assert_eq!(s["Principal"].as_str(), Some("*"));
+    assert_eq!(s["Action"].as_str(), Some("events:PutEvents"));
+    assert_eq!(tagged_text(&s["Resource"]), "!GetAtt EventBus.Arn");
+    // The source the pipe puts its events with...
+    let source = resource(&doc, "EventsPipe")["Properties"]["TargetParameters"]
+        ["EventBridgeEventBusParameters"]["Source"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        s["Condition"]["StringEquals"]["events:source"].as_str(),
+        Some(source)
+    );
+    // ...is refused to every principal but the pipe's role.
+    assert_eq!(
+        tagged_text(&s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        tagged_text(&resource(&doc, "EventsPipe")["Properties"]["RoleArn"])
+    );
+}
+
+#[test]
+fn cors_lets_a_browser_send_an_idempotency_key_and_read_the_proxy_headers() {
+    let doc = template();
+    let cors = &resource(&doc, "HttpApi")["Properties"]["CorsConfiguration"];
+    let list = |name: &str| -> BTreeSet<String> {
+        cors[name]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name}"))
+            .iter()
+            .map(|h| h.as_str().unwrap().to_ascii_lowercase())
+            .collect()
+    };
+    let allowed = list("AllowHeaders");
+    for h in ["authorization", "content-type", "idempotency-key"] {
+        assert!(allowed.contains(h), "{h} not allowed: {allowed:?}");
+    }
+    let exposed = list("ExposeHeaders");
+    for h in [
+        "retry-after",
+        "idempotent-replayed",
+        "x-app-usage",
+        "x-business-use-case-usage",
+    ] {
+        assert!(exposed.contains(h), "{h} not exposed: {exposed:?}");
     }
 }
 

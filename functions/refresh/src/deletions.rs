@@ -85,9 +85,9 @@ impl<K: DataKeys> Inner<K> {
         {
             tracing::warn!(error = %e, "unsubscribe at Meta failed (best effort)");
         }
-        // Facebook lets the app drop the person's grant, but only once none of
-        // their Pages is connected any more. Instagram Login has no revoke.
-        if job.provider == Provider::Facebook && !job.meta_user_id.is_empty() {
+        // Where Meta lets the app drop the person's grant, only once none of
+        // their connections is left.
+        if job.provider.revokes_grants() && !job.meta_user_id.is_empty() {
             self.revoke_if_last(secrets, &job.meta_user_id).await;
         }
         tracing::info!("deleted connection finished at Meta");

@@ -20,11 +20,12 @@
 //! It holds no KMS permission: deleting tokens, events and stored answers
 //! needs none.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::config::StoreConfig;
+use shared::continuation::{Continuation, Deadline, Next};
 use shared::graph::erase::{Erased, StoredAnswers};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
@@ -42,6 +43,10 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
 /// Continuations of one job before it is given up (and dead-lettered):
 /// far more than any account needs, but not endless.
 pub const MAX_ROUNDS: u64 = 500;
+/// The chain of runs (`shared::continuation`).
+pub const CONTINUATION: Continuation = Continuation {
+    max_rounds: MAX_ROUNDS,
+};
 
 #[derive(Clone, Debug)]
 pub struct DeletionConfig {
@@ -151,8 +156,9 @@ impl DeletionJob {
         }
     }
 
-    /// Works on deletion `code` until it is complete or `stop_at` comes.
-    pub async fn run(&self, code: &str, stop_at: Instant) -> Result<JobOutcome, StoreError> {
+    /// Works on deletion `code` until it is complete or `stop_at` says stop
+    /// (it is asked before each page).
+    pub async fn run(&self, code: &str, stop_at: &Deadline) -> Result<JobOutcome, StoreError> {
         let Some(record) = self.connections.get_deletion(code).await? else {
             return Ok(JobOutcome::NotFound);
         };
@@ -199,7 +205,7 @@ impl DeletionJob {
         &self,
         record: &DeletionRecord,
         account: &DeletionAccount,
-        stop_at: Instant,
+        stop_at: &Deadline,
     ) -> Result<Option<u64>, StoreError> {
         // The request's notices about this account stay.
         let keep: Vec<String> = noticed(&record.accounts)
@@ -209,7 +215,7 @@ impl DeletionJob {
         let mut start = None;
         let mut deleted = 0u64;
         loop {
-            if Instant::now() >= stop_at {
+            if !stop_at.may_start() {
                 return Ok(None);
             }
             let (mut ids, next) = self
@@ -240,12 +246,12 @@ impl DeletionJob {
     async fn delete_answers(
         &self,
         account: &DeletionAccount,
-        stop_at: Instant,
+        stop_at: &Deadline,
     ) -> Result<Option<usize>, StoreError> {
         let mut start = None;
         let mut deleted = 0;
         loop {
-            if Instant::now() >= stop_at {
+            if !stop_at.may_start() {
                 return Ok(None);
             }
             let page = self
@@ -328,24 +334,22 @@ impl DeletionJob {
         use lambda_http::lambda_runtime::{run, service_fn, LambdaEvent};
         run(service_fn(move |event: LambdaEvent<Value>| async move {
             let (code, round) = parse_job(&event.payload).ok_or(JobError::NotAJob)?;
-            let left = event
-                .context
-                .deadline()
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            let stop_at = Instant::now() + left.saturating_sub(DEADLINE_MARGIN);
-            match self.run(&code, stop_at).await.inspect_err(|e| {
+            let stop_at = Deadline::of_invocation(event.context.deadline(), DEADLINE_MARGIN);
+            match self.run(&code, &stop_at).await.inspect_err(|e| {
                 tracing::error!(error = %e, deletion = %tag(&code), round, "data deletion failed; Lambda retries it");
             })? {
-                JobOutcome::Unfinished { .. } if round + 1 >= MAX_ROUNDS => {
-                    Err(JobError::TooManyRounds(round + 1))
-                }
                 JobOutcome::Unfinished { events_deleted } => {
                     let itself = AsyncInvoke::new(lambda, &event.context.invoked_function_arn);
-                    invoke(&itself, &code, round + 1)
+                    let next = CONTINUATION
+                        .carry_on(Some(&itself), round, true, |n| job_payload(&code, n))
                         .await
                         .map_err(JobError::Continue)?;
-                    Ok(json!({"status": "continued", "events_deleted": events_deleted}))
+                    match next {
+                        Next::Invoked(_) => {
+                            Ok(json!({"status": "continued", "events_deleted": events_deleted}))
+                        }
+                        _ => Err(JobError::TooManyRounds(round + 1)),
+                    }
                 }
                 JobOutcome::Complete { events_deleted } => {
                     Ok(json!({"status": "complete", "events_deleted": events_deleted}))

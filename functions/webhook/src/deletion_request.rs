@@ -2,8 +2,6 @@
 //! (the person, on the public API): the request's record, the accounts it
 //! covers, the job's start, and the status page.
 
-use std::time::{Duration, Instant};
-
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use rand::RngExt;
@@ -18,7 +16,7 @@ use shared::time::OffsetDateTime;
 use shared::webhook::SignedRequest;
 
 use crate::deletion;
-use crate::{accounts, unavailable, Launch, Revoked, Webhook};
+use crate::{accounts, unavailable, Launch, Revoked, Unavailable, Webhook};
 
 impl Webhook {
     /// `POST /meta/data-deletion`: the person's connections granted before
@@ -34,8 +32,9 @@ impl Webhook {
             Ok(r) => r,
             Err(resp) => return resp,
         };
-        let Ok(record) = self.deletion_for(&request).await else {
-            return unavailable();
+        let record = match self.deletion_for(&request).await {
+            Ok(record) => record,
+            Err(e) => return e.response("data_deletion"),
         };
         http::json(
             StatusCode::OK,
@@ -50,13 +49,9 @@ impl Webhook {
     /// The deletion record that answers `request`: the one it already made
     /// (Meta's retry, a replay), or a new one. `Err`: a store or the job's
     /// start failed (logged); Meta retries and gets the same code.
-    async fn deletion_for(&self, request: &SignedRequest) -> Result<DeletionRecord, ()> {
+    async fn deletion_for(&self, request: &SignedRequest) -> Result<DeletionRecord, Unavailable> {
         let meta_user = request.user_id.as_str();
-        let person = self
-            .connections
-            .deletion_person(meta_user)
-            .await
-            .map_err(deletion_store_failed)?;
+        let person = self.connections.deletion_person(meta_user).await?;
         if let Some(record) = self.deletion_again(request, person.as_ref()).await? {
             tracing::info!(meta_user = %tag(meta_user), "data deletion requested again: same code");
             return Ok(record);
@@ -70,17 +65,13 @@ impl Webhook {
         &self,
         request: &SignedRequest,
         person: Option<&DeletionPerson>,
-    ) -> Result<Option<DeletionRecord>, ()> {
+    ) -> Result<Option<DeletionRecord>, Unavailable> {
         let Some(p) = person
             .filter(|p| request.issued_at.is_some() && p.latest_issued_at == request.issued_at)
         else {
             return Ok(None);
         };
-        let record = self
-            .connections
-            .get_deletion(&p.latest_code)
-            .await
-            .map_err(deletion_store_failed)?;
+        let record = self.connections.get_deletion(&p.latest_code).await?;
         if let Some(record) = &record {
             if record.status == DeletionStatus::Pending {
                 self.launch(&record.code).await?;
@@ -96,17 +87,14 @@ impl Webhook {
         &self,
         request: &SignedRequest,
         person: Option<&DeletionPerson>,
-    ) -> Result<DeletionRecord, ()> {
+    ) -> Result<DeletionRecord, Unavailable> {
         let meta_user = request.user_id.as_str();
         let revoked = self
             .revoke_granted_before(meta_user, self.issued_at(request))
             .await?;
         let accounts = self.covered_accounts(meta_user, &revoked).await?;
         let now = self.clock.now();
-        let record = self
-            .deletion_record(person, accounts, now)
-            .await
-            .map_err(deletion_store_failed)?;
+        let record = self.deletion_record(person, accounts, now).await?;
         // Tell the product first: it must delete its own copies.
         for account in deletion::noticed(&record.accounts) {
             let notice = deletion::notice(
@@ -115,10 +103,7 @@ impl Webhook {
                 now,
                 self.config.store.event_retention,
             );
-            self.events
-                .put(&notice)
-                .await
-                .map_err(deletion_store_failed)?;
+            self.events.put(&notice).await?;
         }
         let count = match person {
             Some(p) if p.count >= DELETIONS_PER_PERSON => p.count,
@@ -128,11 +113,9 @@ impl Webhook {
         let started = self
             .connections
             .start_deletion(meta_user, request.issued_at, &record, person, count)
-            .await
-            .map_err(deletion_store_failed)?;
+            .await?;
         if !started {
-            tracing::warn!(meta_user = %tag(meta_user), "data deletion: another request of this person at the same time; Meta will retry");
-            return Err(());
+            return Err(Unavailable::Busy);
         }
         if record.status == DeletionStatus::Pending {
             // On failure the record is pending; Meta's retry starts the job.
@@ -195,35 +178,30 @@ impl Webhook {
         &self,
         meta_user: &str,
         revoked: &[Revoked],
-    ) -> Result<Vec<DeletionAccount>, ()> {
+    ) -> Result<Vec<DeletionAccount>, Unavailable> {
         let deleted = self
             .connections
             .deleted_accounts(meta_user, self.clock.now())
-            .await
-            .map_err(deletion_store_failed)?;
+            .await?;
         let mut gone = Vec::new();
         for account in deleted {
-            let owner = self
-                .connections
-                .owner_of(&account.account_id)
-                .await
-                .map_err(deletion_store_failed)?;
+            let owner = self.connections.owner_of(&account.account_id).await?;
             gone.push(accounts::Gone { account, owner });
         }
         Ok(accounts::covered(deletion_accounts(revoked), gone))
     }
 
     /// Starts the job for `code`.
-    async fn launch(&self, code: &str) -> Result<(), ()> {
+    async fn launch(&self, code: &str) -> Result<(), Unavailable> {
         match &self.launch {
             Launch::Lambda(job) => deletion::invoke(job, code, 0)
                 .await
-                .map_err(|e| tracing::error!(error = %e, "could not start the data-deletion job")),
+                .map_err(Unavailable::Invoke),
             Launch::InProcess => {
                 let (job, code) = (self.job.clone(), code.to_string());
                 tokio::spawn(async move {
-                    let stop_at = Instant::now() + Duration::from_secs(300);
-                    if let Err(e) = job.run(&code, stop_at).await {
+                    let stop_at = shared::continuation::Deadline::distant();
+                    if let Err(e) = job.run(&code, &stop_at).await {
                         tracing::error!(error = %e, "data deletion failed");
                     }
                 });
@@ -273,10 +251,6 @@ impl Webhook {
 /// path prefix, whatever path the request came in on.
 pub fn status_url(public_base_url: &str, code: &str) -> String {
     format!("{public_base_url}/meta/data-deletion/{code}")
-}
-
-fn deletion_store_failed(e: shared::store::StoreError) {
-    tracing::error!(error = %e, "data deletion: store failed; Meta will retry");
 }
 
 /// The accounts of the revoked connections ([`accounts::covered`] keeps

@@ -20,26 +20,26 @@ pub mod accounts;
 pub mod deletion;
 mod deletion_request;
 pub mod delivery;
+mod error;
+mod notification;
 mod revoke;
 
-use std::collections::HashMap;
+pub use error::Unavailable;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use shared::config::StoreConfig;
 use shared::invoke::AsyncInvoke;
 use shared::secrets::{AppSecrets, SecretsCache};
-use shared::store::{ConnectionStore, Event, EventStore, Owner};
+use shared::store::{ConnectionStore, EventStore};
 use shared::time::OffsetDateTime;
-use shared::webhook::{self, SignatureError, SignedRequest};
-use shared::{http, Clock, EnvReader, FromEnv, Provider};
+use shared::webhook::{self, SignedRequest};
+use shared::{http, Clock, EnvReader, FromEnv};
 
 use deletion::{DeletionConfig, DeletionJob};
-use delivery::Delivery;
 
 /// Conditional puts in flight at once while storing a delivery.
 pub const STORE_CONCURRENCY: usize = 64;
@@ -187,12 +187,8 @@ impl Webhook {
         }
     }
 
-    async fn secrets(&self) -> Option<std::sync::Arc<AppSecrets>> {
-        self.secrets
-            .get()
-            .await
-            .inspect_err(|e| tracing::error!(error = %e, "could not read the app secrets"))
-            .ok()
+    async fn secrets(&self) -> Result<Arc<AppSecrets>, Unavailable> {
+        Ok(self.secrets.get().await?)
     }
 
     /// `GET /webhook?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...`
@@ -200,8 +196,9 @@ impl Webhook {
         let mode = http::query_param(req, "hub.mode");
         let token = http::query_param(req, "hub.verify_token").unwrap_or_default();
         let challenge = http::query_param(req, "hub.challenge").unwrap_or_default();
-        let Some(secrets) = self.secrets().await else {
-            return unavailable();
+        let secrets = match self.secrets().await {
+            Ok(s) => s,
+            Err(e) => return e.response("subscription_check"),
         };
         use shared::secrecy::ExposeSecret;
         let expected = secrets.webhook_verify_token.expose_secret();
@@ -219,110 +216,6 @@ impl Webhook {
         }
     }
 
-    /// Verifies `signature` over `body` with either app secret, re-reading the
-    /// secret once (rate limited) on a mismatch, in case it was rotated.
-    async fn verified(&self, body: &[u8], signature: &[u8; 32]) -> Result<bool, ()> {
-        let secrets = self.secrets().await.ok_or(())?;
-        if with_keys(&secrets, |keys| webhook::verify(body, signature, keys)) {
-            return Ok(true);
-        }
-        match self.secrets.reload_rate_limited().await {
-            Ok(Some(fresh)) => Ok(with_keys(&fresh, |keys| {
-                webhook::verify(body, signature, keys)
-            })),
-            Ok(None) => Ok(false),
-            Err(e) => {
-                tracing::error!(error = %e, "could not re-read the app secrets");
-                Ok(false)
-            }
-        }
-    }
-
-    /// `POST /webhook`, counted as metrics ([`Delivery`]).
-    async fn notification(&self, req: &Request) -> Response<Body> {
-        let (response, delivery) = self.deliver(req).await;
-        delivery.metrics().emit();
-        response
-    }
-
-    async fn deliver(&self, req: &Request) -> (Response<Body>, Delivery) {
-        let body = http::body_bytes(req);
-        if body.len() > webhook::MAX_BODY_BYTES {
-            tracing::warn!(bytes = body.len(), "webhook refused: too large");
-            return (
-                http::error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "The body is over 2 MiB.",
-                ),
-                Delivery::Oversized,
-            );
-        }
-        let values: Vec<&str> = req
-            .headers()
-            .get_all("x-hub-signature-256")
-            .iter()
-            .map(|v| v.to_str().unwrap_or("\u{0}"))
-            .collect();
-        let signature = match webhook::parse_signature(&values) {
-            Ok(sig) => sig,
-            Err(e) => return (refuse(e), Delivery::BadSignature),
-        };
-        match self.verified(body, &signature).await {
-            Ok(true) => {}
-            Ok(false) => return (refuse(SignatureError::Mismatch), Delivery::BadSignature),
-            Err(()) => return (unavailable(), Delivery::SecretsUnavailable),
-        }
-        let updates = match webhook::parse_notification(body) {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook refused: not Meta's shape");
-                return (
-                    http::error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_payload",
-                        "Not a Meta notification.",
-                    ),
-                    Delivery::Malformed,
-                );
-            }
-        };
-        let entry_ids: Vec<&str> = updates.iter().map(|u| u.entry_id.as_str()).collect();
-        let owners = match self.connections.owners(&entry_ids).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "webhook: owner lookup failed; Meta will retry");
-                return (unavailable(), Delivery::StoreFailed);
-            }
-        };
-        let now = self.clock.now();
-        let events = to_events(&updates, &owners, now, self.config.store.event_retention);
-        match self.events.put_all(&events, STORE_CONCURRENCY).await {
-            Ok(new) => {
-                tracing::info!(
-                    updates = events.len(),
-                    new,
-                    duplicates = events.len() - new,
-                    "webhook stored"
-                );
-                let stored = Delivery::Stored {
-                    new,
-                    duplicates: events.len() - new,
-                };
-                (
-                    http::json(StatusCode::OK, &json!({"received": events.len()})),
-                    stored,
-                )
-            }
-            Err(e) => {
-                // Nothing is acknowledged that was not stored: Meta retries,
-                // and what did get stored is skipped then.
-                tracing::error!(error = %e, updates = events.len(), "webhook store failed; Meta will retry");
-                (unavailable(), Delivery::StoreFailed)
-            }
-        }
-    }
-
     /// The verified `signed_request` of a form body.
     async fn signed_request(&self, req: &Request) -> Result<SignedRequest, Response<Body>> {
         let form = http::body_bytes(req);
@@ -330,9 +223,10 @@ impl Webhook {
             .find(|(k, _)| k == "signed_request")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        let Some(secrets) = self.secrets().await else {
-            return Err(unavailable());
-        };
+        let secrets = self
+            .secrets()
+            .await
+            .map_err(|e| e.response("signed_request"))?;
         let mut result = with_keys(&secrets, |keys| {
             webhook::verify_signed_request(&signed, keys)
         });
@@ -362,22 +256,10 @@ impl Webhook {
 }
 
 pub use deletion_request::status_url;
+pub use notification::to_events;
 use revoke::Revoked;
 
-/// `503`: something this service needs is down for now. Meta retries a
-/// delivery it did not get a 2xx for, so nothing is lost.
-fn unavailable() -> Response<Body> {
-    http::error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again.")
-}
-
-fn refuse(e: SignatureError) -> Response<Body> {
-    tracing::warn!(reason = %e, "webhook refused");
-    http::error(
-        StatusCode::UNAUTHORIZED,
-        "invalid_signature",
-        "The signature is missing or wrong.",
-    )
-}
+use error::unavailable;
 
 fn with_keys<T>(secrets: &AppSecrets, f: impl Fn(&[&[u8]]) -> T) -> T {
     use shared::secrecy::ExposeSecret;
@@ -385,46 +267,6 @@ fn with_keys<T>(secrets: &AppSecrets, f: impl Fn(&[&[u8]]) -> T) -> T {
         secrets.facebook_app_secret.expose_secret().as_bytes(),
         secrets.instagram_app_secret.expose_secret().as_bytes(),
     ])
-}
-
-/// One event per update; the owner (if connected) and provider from the
-/// owner claims.
-pub fn to_events(
-    updates: &[webhook::Update<'_>],
-    owners: &HashMap<String, Owner>,
-    now: OffsetDateTime,
-    retention: Duration,
-) -> Vec<Event> {
-    updates
-        .iter()
-        .map(|u| {
-            let owner = owners.get(&u.entry_id);
-            let provider = match (u.object.as_str(), owner) {
-                ("page", _) => "facebook",
-                (_, Some(o)) if o.providers == [Provider::Facebook] => "facebook",
-                _ => "instagram",
-            };
-            Event {
-                event_id: u.event_id.clone(),
-                kind: u.kind.clone(),
-                provider: Some(provider.into()),
-                account_id: owner
-                    .map(|o| o.account_id.clone())
-                    .filter(|a| !a.is_empty())
-                    .unwrap_or_else(|| u.entry_id.clone()),
-                user_id: owner.map(|o| o.user_id.clone()),
-                occurred_at: u
-                    .occurred_at_ms
-                    .and_then(|ms| {
-                        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-                    })
-                    .unwrap_or(now),
-                received_at: now,
-                payload: u.raw.to_string(),
-                expires_at: now + retention,
-            }
-        })
-        .collect()
 }
 
 impl Webhook {

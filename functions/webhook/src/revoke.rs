@@ -11,7 +11,7 @@ use shared::logging::tag;
 use shared::store::{Event, UserConnections};
 use shared::time::OffsetDateTime;
 
-use crate::{unavailable, Webhook};
+use crate::{Unavailable, Webhook};
 
 impl Webhook {
     /// `POST /meta/deauthorize`: every connection of that person granted
@@ -32,7 +32,7 @@ impl Webhook {
                 tracing::info!(meta_user = %tag(&request.user_id), revoked = newly, "deauthorized");
                 http::json(StatusCode::OK, &json!({"revoked": newly}))
             }
-            Err(()) => unavailable(),
+            Err(e) => e.response("deauthorize"),
         }
     }
 
@@ -45,14 +45,8 @@ impl Webhook {
         &self,
         meta_user: &str,
         issued_at: OffsetDateTime,
-    ) -> Result<Vec<Revoked>, ()> {
-        let conns = self
-            .connections
-            .by_meta_user(meta_user)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "could not find the person's connections");
-            })?;
+    ) -> Result<Vec<Revoked>, Unavailable> {
+        let conns = self.connections.by_meta_user(meta_user).await?;
         let now = self.clock.now();
         let mut out = Vec::new();
         let mut kept = 0;
@@ -69,14 +63,10 @@ impl Webhook {
                 now,
                 self.config.store.event_retention,
             );
-            let store_failed = |e: shared::store::StoreError| {
-                tracing::error!(error = %e, "could not revoke a connection");
-            };
             if self
                 .connections
                 .revoke_granted_before(&c, issued_at, &event, now)
-                .await
-                .map_err(store_failed)?
+                .await?
             {
                 out.push(Revoked {
                     conn: c,
@@ -89,8 +79,7 @@ impl Webhook {
             let current = self
                 .connections
                 .get(&c.user_id, c.provider, &c.account_id)
-                .await
-                .map_err(store_failed)?;
+                .await?;
             match current {
                 Some((now_conn, _)) if now_conn.token_issued_at <= issued_at => {
                     out.push(Revoked {

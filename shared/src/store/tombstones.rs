@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use time::OffsetDateTime;
 
 use super::{
-    epoch, get_consistent, get_s, get_time, item_key, query_all, s, user_pk, ConnectionStore,
-    DeletionAccount, Item, StoreError,
+    epoch, get_consistent, get_s, get_time, item_key, s, user_pk, ConnectionStore, DeletionAccount,
+    Item, StoreError,
 };
 use crate::connection::Connection;
 use crate::provider::Provider;
@@ -80,19 +80,9 @@ impl ConnectionStore {
         meta_user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<DeletionAccount>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by_meta_user")
-            .key_condition_expression("meta_user_id = :m")
-            .expression_attribute_values(":m", s(meta_user_id));
         let mut out = Vec::new();
         // The index holds keys only: read each tombstone (a person has few).
-        for key in query_all(query, usize::MAX).await? {
-            let (Some(pk), Some(sk)) = (get_s(&key, "pk"), get_s(&key, "sk")) else {
-                continue;
-            };
+        for (pk, sk) in self.person_keys(meta_user_id).await? {
             if !is_tombstone(&sk) {
                 continue;
             }
