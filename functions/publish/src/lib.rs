@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::{Action, Answer, Request};
-pub use doors::Door;
+pub use doors::{Door, CONTINUATION, DEADLINE_MARGIN};
 pub use run::RunSummary;
 
 use shared::config::{self, MetaAppConfig, StoreConfig};
