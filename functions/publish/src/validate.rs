@@ -58,13 +58,41 @@ pub fn validate(
     let caption = caption(post_type, obj.get("caption"))?;
     let publish_at = publish_at(obj.get("publish_at"), now)?;
     let options = options(obj.get("options"), uploads)?;
-    Ok(NewPost {
+    let post = NewPost {
         post_type,
         media,
         caption,
         publish_at,
         options,
-    })
+    };
+    uploads_kept_until(&post, now)?;
+    Ok(post)
+}
+
+/// A post naming an upload is published at most this far ahead: the bucket
+/// deletes uploads after 7 days (and a video's containers are made an hour
+/// before `publish_at`).
+pub const MAX_UPLOAD_AHEAD: Duration = Duration::days(6);
+
+fn uploads_kept_until(post: &NewPost, now: OffsetDateTime) -> Result<(), Invalid> {
+    let cover = post.options.get("cover_url").and_then(Value::as_str);
+    let names_upload = post
+        .media
+        .iter()
+        .map(|m| m.url.as_str())
+        .chain(cover)
+        .any(|u| u.starts_with("s3://"));
+    if names_upload
+        && post
+            .publish_at
+            .is_some_and(|at| at > now + MAX_UPLOAD_AHEAD)
+    {
+        return Err(invalid(
+            "$.publish_at",
+            "a post with an upload is published at most 6 days ahead (uploads are deleted after 7 days)",
+        ));
+    }
+    Ok(())
 }
 
 fn media(value: Option<&Value>, uploads: Option<&str>) -> Result<Vec<Media>, Invalid> {

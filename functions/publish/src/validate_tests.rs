@@ -178,6 +178,17 @@ fn an_upload_is_named_by_its_media_url_from_this_connection_and_of_its_kind() {
         validate(&post(&jpg), NOW, None).is_err(),
         "no uploads configured"
     );
+    // Uploads are deleted after 7 days: a post naming one is at most 6 ahead.
+    let at = |t: &str, url: &str| json!({"type": "feed", "media": [image(url)], "publish_at": t});
+    assert!(validate(&at("2026-11-27T12:00:00Z", &jpg), NOW, prefix).is_ok());
+    assert_eq!(
+        validate(&at("2026-11-27T12:00:01Z", &jpg), NOW, prefix)
+            .unwrap_err()
+            .field,
+        "$.publish_at"
+    );
+    let linked = at("2027-01-20T12:00:00Z", "https://cdn.example.com/a.jpg");
+    assert!(validate(&linked, NOW, prefix).is_ok());
     let cover = json!({"type": "reel", "media": [video(&mp4)], "options": {"cover_url": mp4}});
     assert_eq!(
         validate(&cover, NOW, prefix).unwrap_err().field,
