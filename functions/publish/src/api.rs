@@ -149,30 +149,12 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                 "Idempotency-Key must be 1 to 255 characters.",
             );
         }
-        let scheduled = request.publish_at.is_some();
-        let post = Post {
-            post_id: new_post_id(),
-            user_id: conn.user_id.clone(),
-            provider: conn.provider,
-            account_id: conn.account_id.clone(),
-            request,
-            status: if scheduled {
-                Status::Scheduled
-            } else {
-                Status::Publishing
-            },
-            containers: None,
-            publish_attempted: false,
-            transient_failures: 0,
-            media_id: None,
-            permalink: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            published_at: None,
-            version: 1,
+        let post = new_post(conn, request, now);
+        let status = if post.request.publish_at.is_some() {
+            201
+        } else {
+            202
         };
-        let status = if scheduled { 201 } else { 202 };
         let idem = key.map(|k| IdemRecord {
             key_hash: hash(&[
                 &conn.user_id,
@@ -301,6 +283,37 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             Ok(false) => not_cancellable(),
             Err(e) => Answer::unavailable(e),
         }
+    }
+}
+
+/// A new post of `conn`: `scheduled` for a time ahead, else `publishing`.
+fn new_post(
+    conn: &Connection,
+    request: crate::post::NewPost,
+    now: shared::time::OffsetDateTime,
+) -> Post {
+    let status = if request.publish_at.is_some() {
+        Status::Scheduled
+    } else {
+        Status::Publishing
+    };
+    Post {
+        post_id: new_post_id(),
+        user_id: conn.user_id.clone(),
+        provider: conn.provider,
+        account_id: conn.account_id.clone(),
+        request,
+        status,
+        containers: None,
+        publish_attempted: false,
+        transient_failures: 0,
+        media_id: None,
+        permalink: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+        published_at: None,
+        version: 1,
     }
 }
 

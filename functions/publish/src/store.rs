@@ -16,8 +16,7 @@ use crate::post::Post;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// Shards of the due index: a minute's posts spread over this many
-/// partitions.
+/// Shards of the due index: a minute's posts spread over this many partitions.
 pub const DUE_SHARDS: u8 = 16;
 /// Finished posts are kept this long, then expire (TTL).
 pub const KEEP_FINISHED: Duration = Duration::days(90);
@@ -247,50 +246,56 @@ impl PostStore {
         }
         let put = put.build().expect("complete");
         let result = match event {
-            None => {
-                let r = self
-                    .client
-                    .put_item()
-                    .table_name(put.table_name())
-                    .set_item(Some(put.item().clone()))
-                    .set_condition_expression(put.condition_expression().map(str::to_string))
-                    .set_expression_attribute_values(put.expression_attribute_values().cloned())
-                    .send()
-                    .await;
-                match r {
-                    Ok(_) => Ok(true),
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                    {
-                        Ok(false)
-                    }
-                    Err(e) => Err(StoreError::from_sdk(e)),
-                }
-            }
-            Some(event) => {
-                let r = self
-                    .client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().put(put).build())
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .put(event.to_put(&self.events_table))
-                            .build(),
-                    )
-                    .send()
-                    .await;
-                match r {
-                    Ok(_) => Ok(true),
-                    Err(e) if condition_failed(&e) => Ok(false),
-                    Err(e) => Err(StoreError::from_sdk(e)),
-                }
-            }
+            None => self.put_one(put).await,
+            Some(event) => self.put_with_event(put, event).await,
         };
         if !matches!(result, Ok(true)) {
             post.version = read_at;
         }
         result
+    }
+
+    /// One conditional put: `false` when its condition failed.
+    async fn put_one(&self, put: Put) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .set_condition_expression(put.condition_expression().map(str::to_string))
+            .set_expression_attribute_values(put.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
+    }
+
+    /// The put and its event in one transaction: `false` when its condition failed.
+    async fn put_with_event(&self, put: Put, event: &Event) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(event.to_put(&self.events_table))
+                    .build(),
+            )
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(StoreError::from_sdk(e)),
+        }
     }
 
     /// Ids of posts in `shard` due up to `until`, soonest first.
