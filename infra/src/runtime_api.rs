@@ -34,6 +34,8 @@ struct Inner {
     outcomes: HashMap<String, Outcome>,
     /// Answers Lambda would have refused (unknown id, a second answer).
     refused: usize,
+    /// What each invocation is given before its deadline (300 s unless set).
+    time_left: Option<Duration>,
     polls: usize,
     next_id: u64,
 }
@@ -87,6 +89,12 @@ impl RuntimeApi {
         self.wait(|i| i.polls > 0).await;
     }
 
+    /// Gives the next invocations `time_left` before their deadline (zero:
+    /// out of time from the start, as a job's last seconds are).
+    pub fn set_time_left(&self, time_left: Duration) {
+        self.shared.inner.lock().unwrap().time_left = Some(time_left);
+    }
+
     /// Answers the runtime sent that Lambda would have refused (an id it
     /// never handed out, a second answer to one invocation, over 6 MB).
     pub fn refused(&self) -> usize {
@@ -135,13 +143,14 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
             }
             if let Some((id, event)) = i.queue.pop_front() {
                 i.in_flight.insert(id.clone());
+                let time_left = i.time_left.unwrap_or(Duration::from_secs(300));
                 drop(i);
                 s.changed.notify_waiters();
                 let deadline_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis()
-                    + 300_000;
+                    + time_left.as_millis();
                 return (
                     [
                         ("lambda-runtime-aws-request-id", id),
