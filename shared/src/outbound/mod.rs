@@ -1,0 +1,11 @@
+//! Outbound webhooks: every event delivered to the product's HTTPS
+//! endpoints, signed per Standard Webhooks, retried for 72 hours.
+//! The decisions live here as plain functions; `functions/admin` and
+//! `functions/deliver` are the handlers around them.
+
+pub mod filter;
+pub mod health;
+pub mod resolver;
+pub mod schedule;
+pub mod signature;
+pub mod target;
