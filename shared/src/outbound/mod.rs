@@ -3,9 +3,13 @@
 //! The decisions live here as plain functions; `functions/admin` and
 //! `functions/deliver` are the handlers around them.
 
+pub mod attempt;
+pub mod config;
+pub mod endpoint;
 pub mod filter;
 pub mod health;
 pub mod resolver;
 pub mod schedule;
 pub mod signature;
+pub mod store;
 pub mod target;
