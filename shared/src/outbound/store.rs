@@ -150,8 +150,9 @@ impl EndpointStore {
     }
 
     /// Writes what `PATCH` and a rotation change (not the delivery health,
-    /// which `deliver` keeps). `false`: the endpoint is gone.
-    pub async fn save_settings(&self, e: &Endpoint) -> Result<bool, StoreError> {
+    /// which `deliver` keeps, except that re-enabling starts it afresh).
+    /// `false`: the endpoint is gone.
+    pub async fn save_settings(&self, e: &Endpoint, reenabled: bool) -> Result<bool, StoreError> {
         let mut expr = String::from(
             "SET #url = :url, kinds = :kinds, accounts = :accounts, description = :d, \
              updated_at = :u, #token = :token",
@@ -176,7 +177,10 @@ impl EndpointStore {
                 expr.push_str(", disabled_reason = :r");
                 req = req.expression_attribute_values(":r", s(reason.as_str()));
             }
-            None => remove.extend(["disabled_reason", "failing_since"]),
+            None => remove.push("disabled_reason"),
+        }
+        if reenabled {
+            remove.push("failing_since");
         }
         match &e.previous_secret {
             Some((sealed, until)) => {
