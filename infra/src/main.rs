@@ -443,6 +443,10 @@ async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
             api = api.header(k.as_str(), v);
         }
     }
+    if route.door == infra::apigw::Door::Iam {
+        // The local gateway checks no SigV4: the admin routes stay closed here.
+        return (StatusCode::FORBIDDEN, Json(json!({"message": "Forbidden"}))).into_response();
+    }
     if route.jwt {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = req

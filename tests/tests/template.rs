@@ -271,6 +271,7 @@ fn emitted(function: &str) -> BTreeSet<String> {
         "callback" => {
             vec![callback::decide::connect_metrics(shared::Provider::Instagram, Ok(1)).document(0)]
         }
+        "deliver" => return deliver::METRICS.iter().map(|s| s.to_string()).collect(),
         "graph" => {
             return graph::CALL_METRICS
                 .iter()

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use shared::config::{event_retention, table};
 use shared::metrics::Metrics;
 use shared::outbound::config::OutboundConfig;
-use shared::outbound::resolver::{delivery_client, GuardedResolver, Lookup};
+use shared::outbound::resolver::{
+    delivery_client, delivery_client_timing_out, GuardedResolver, Lookup,
+};
 use shared::outbound::store::EndpointStore;
 use shared::store::EventStore;
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
@@ -53,6 +55,16 @@ impl FromEnv for DeliverConfig {
     }
 }
 
+/// Every metric `deliver` writes (namespace `IgConnect`, dimension
+/// `function = deliver`).
+pub const METRICS: &[&str] = &[
+    "Delivered",
+    "DeliveryFailed",
+    "DeadLettered",
+    "RecordErrors",
+    "EndpointsDisabled",
+];
+
 /// How one record ended, for the batch's answer and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -76,6 +88,7 @@ pub struct Deliver<K = KmsDataKeys> {
     pub(crate) secrets: secrets::Secrets<K>,
     pub(crate) queue: Queue,
     pub(crate) client: reqwest::Client,
+    resolver: GuardedResolver,
     pub(crate) clock: Clock,
     /// The retry jitter (random in [-0.2, 0.2]; tests fix it).
     pub(crate) jitter: fn() -> f64,
@@ -97,16 +110,24 @@ impl<K: DataKeys + 'static> Deliver<K> {
             dead_letters: config.dead_letter_url.clone(),
             max_delay: config.max_delay,
         };
+        let resolver = GuardedResolver::new(lookup, config.outbound.allow_loopback);
         Self {
             endpoints: config.outbound.store(dynamodb),
             events: EventStore::new(dynamodb.clone(), &config.events_table),
             secrets: secrets::Secrets::new(TokenVault::new(keys)),
-            client: delivery_client(GuardedResolver::new(lookup, config.outbound.allow_loopback)),
+            client: delivery_client(resolver.clone()),
+            resolver,
             queue,
             clock,
             jitter: shared::outbound::schedule::random_jitter,
             config,
         }
+    }
+
+    /// Times attempts out after `timeout` instead of 15 s (tests).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.client = delivery_client_timing_out(self.resolver.clone(), timeout);
+        self
     }
 
     /// Fixes the retry jitter (tests).

@@ -81,11 +81,19 @@ pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// proxy (the proxy would connect where the resolver never looked), no
 /// redirects followed, 15 seconds in all.
 pub fn delivery_client(resolver: GuardedResolver) -> reqwest::Client {
+    delivery_client_timing_out(resolver, DELIVERY_TIMEOUT)
+}
+
+/// [`delivery_client`] with another timeout (tests of the timeout).
+pub fn delivery_client_timing_out(
+    resolver: GuardedResolver,
+    timeout: std::time::Duration,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .dns_resolver(resolver)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(DELIVERY_TIMEOUT)
+        .timeout(timeout)
         .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the TLS backend initializes")

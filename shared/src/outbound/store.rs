@@ -184,12 +184,12 @@ impl EndpointStore {
         }
         match &e.previous_secret {
             Some((sealed, until)) => {
-                let AttributeValue::M(mut m) = token_attr(sealed) else {
-                    unreachable!("a token is a map")
-                };
-                m.insert("until".into(), epoch(*until));
+                let previous = Item::from([
+                    ("token".into(), token_attr(sealed)),
+                    ("until".into(), epoch(*until)),
+                ]);
                 expr.push_str(", previous = :prev");
-                req = req.expression_attribute_values(":prev", AttributeValue::M(m));
+                req = req.expression_attribute_values(":prev", AttributeValue::M(previous));
             }
             None => remove.push("previous"),
         }
