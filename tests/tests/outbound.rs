@@ -143,9 +143,12 @@ struct World {
 }
 
 async fn world(allow_loopback: bool, lookup: Lookup) -> World {
+    world_at(allow_loopback, lookup, Clock::fixed(TEST_EPOCH)).await
+}
+
+async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
     integration_tests::logs();
     let mut stack = Stack::start(StackOptions::for_tests()).await;
-    let clock = Clock::fixed(TEST_EPOCH);
     let sqs = aws_sdk_sqs::Client::new(&stack.aws);
     let url = |name: String| {
         let sqs = sqs.clone();
@@ -791,4 +794,56 @@ async fn the_admin_routes_check_what_they_are_given() {
         .admin(ApiRequest::get(&format!("/admin/endpoints/{}", ids[1])))
         .await;
     assert_eq!(again, e, "what PATCH answered is what is stored");
+}
+
+#[tokio::test]
+async fn the_readmes_receiver_verifies_deliveries_with_the_official_library() {
+    use tokio::io::AsyncBufReadExt;
+    let root = infra::template::template_path()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = root.join("examples/receiver/receiver.py");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let code = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        readme.contains(&code),
+        "README.md shows examples/receiver/receiver.py as it is"
+    );
+
+    // A real receiver checks the timestamp against its own clock: this
+    // world's fixed clock starts at the receiver's now.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let w = world_at(true, loopback(), Clock::fixed(now)).await;
+    let (id, secret) = w
+        .endpoint(json!({"url": "http://127.0.0.1:9/", "kinds": ["messages"]}))
+        .await;
+    let mut child = tokio::process::Command::new(receiver_python())
+        .arg(&script)
+        .env("WEBHOOK_SECRET", &secret)
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next_line().await.unwrap().unwrap();
+    let port = ready.strip_prefix("listening on ").unwrap();
+    let patch = ApiRequest::new("PATCH", &format!("/admin/endpoints/{id}"))
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/ig-events")}));
+    assert_eq!(w.admin(patch).await.0, 200);
+
+    w.publish(bus_event("mid.20", "messages", "1784")).await;
+    w.pump().await;
+    w.pump().await;
+    let printed = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(printed, "messages 1784 2026-11-21T11:59:59.120Z");
+    let a = w.attempts(&id, "").await;
+    assert_eq!(
+        (a[0]["outcome"].as_str(), a[0]["status"].as_u64()),
+        (Some("delivered"), Some(204))
+    );
 }

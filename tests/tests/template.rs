@@ -793,3 +793,87 @@ fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
         }
     }
 }
+
+#[test]
+fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their_own() {
+    let doc = template();
+    // The bus's events reach the delivery queue, and only that rule may send.
+    let rule = &resource(&doc, "DeliveryRule")["Properties"];
+    assert!(is_ref(&rule["EventBusName"], "EventBus"));
+    assert_eq!(
+        rule["EventPattern"]["source"][0].as_str(),
+        Some("ig-connect")
+    );
+    assert!(tagged_text(&rule["Targets"][0]["Arn"]).contains("DeliveryQueue"));
+    let policy = &resource(&doc, "DeliveryQueuePolicy")["Properties"]["PolicyDocument"];
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"].as_str(),
+        Some("events.amazonaws.com")
+    );
+    assert!(
+        tagged_text(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]).contains("DeliveryRule")
+    );
+    let queue = &resource(&doc, "DeliveryQueue")["Properties"];
+    assert!(
+        tagged_text(&queue["RedrivePolicy"]["deadLetterTargetArn"]).contains("DeliveryDeadLetters")
+    );
+
+    // deliver reports partial batch failures; the queue outlasts its timeout.
+    let deliver = &resource(&doc, "DeliverFunction")["Properties"];
+    let source = &deliver["Events"]["Deliveries"];
+    assert_eq!(source["Type"].as_str(), Some("SQS"));
+    assert_eq!(
+        source["Properties"]["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let timeout = deliver["Timeout"].as_u64().unwrap();
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+
+    // Every admin route is IAM-authorized; nothing sets the loopback allowance.
+    let admin = &resource(&doc, "AdminFunction")["Properties"];
+    let routes = admin["Events"].as_mapping().unwrap();
+    assert_eq!(routes.len(), 7);
+    for (_, e) in routes {
+        assert_eq!(
+            e["Properties"]["Auth"]["Authorizer"].as_str(),
+            Some("AWS_IAM")
+        );
+    }
+    assert_eq!(
+        resource(&doc, "HttpApi")["Properties"]["Auth"]["EnableIamAuthorizer"],
+        Value::Bool(true)
+    );
+    let text = std::fs::read_to_string(infra::template::template_path()).unwrap();
+    assert!(!text.contains("DELIVERY_ALLOW_LOOPBACK"));
+
+    // Endpoint secrets: their own key, usable only with their own context by
+    // the two tagged functions; neither function may touch the token key.
+    let key = format!(
+        "{:?}",
+        resource(&doc, "EndpointSecretKey")["Properties"]["KeyPolicy"]
+    );
+    assert!(key.contains("webhook-endpoint-secret") && key.contains("ig-connect-endpoint-secrets"));
+    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        let tagged =
+            f["Properties"]["Tags"]["ig-connect-endpoint-secrets"].as_str() == Some("true");
+        assert_eq!(
+            tagged,
+            ["AdminFunction", "DeliverFunction"].contains(&id),
+            "{id}"
+        );
+    }
+    for id in ["AdminFunction", "DeliverFunction"] {
+        let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
+        assert!(
+            !policies.contains("TokenKey") && !policies.contains("ConnectionsTable"),
+            "{id}"
+        );
+        assert!(policies.contains("webhook-endpoint-secret"), "{id}");
+    }
+    let admin_policies = format!("{:?}", admin["Policies"]);
+    assert!(
+        !admin_policies.contains("kms:Decrypt"),
+        "admin seals, never opens"
+    );
+}

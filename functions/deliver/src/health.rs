@@ -66,7 +66,6 @@ impl<K: DataKeys> Deliver<K> {
             received_at: now,
             payload: serde_json::json!({
                 "endpoint_id": endpoint.id,
-                "url": endpoint.url,
                 "disabled_reason": "failing",
                 "failing_since": rfc3339(since),
             })
