@@ -805,6 +805,8 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
         Some("ig-connect")
     );
     assert!(tagged_text(&rule["Targets"][0]["Arn"]).contains("DeliveryQueue"));
+    let rule_dlq = &rule["Targets"][0]["DeadLetterConfig"]["Arn"];
+    assert!(tagged_text(rule_dlq).contains("DeliveryDeadLetters"));
     let policy = &resource(&doc, "DeliveryQueuePolicy")["Properties"]["PolicyDocument"];
     let statement = &policy["Statement"][0];
     assert_eq!(

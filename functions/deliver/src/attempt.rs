@@ -34,6 +34,23 @@ pub fn first_attempts(
         .collect()
 }
 
+/// What is kept of an attempt (never the response body).
+fn record_of(m: &AttemptMessage, sent: &Sent, next: Option<Next>, now: OffsetDateTime) -> Attempt {
+    Attempt {
+        endpoint_id: m.endpoint_id.clone(),
+        event_id: m.event.event_id.clone(),
+        attempt: m.attempt,
+        at: now,
+        error: sent.error,
+        status: sent.status,
+        latency_ms: sent.latency_ms,
+        next_attempt_at: match next {
+            Some(Next::RetryAt(at)) => Some(at),
+            _ => None,
+        },
+    }
+}
+
 impl<K: DataKeys> Deliver<K> {
     pub(crate) async fn attempt(
         &self,
@@ -71,25 +88,13 @@ impl<K: DataKeys> Deliver<K> {
                 (self.jitter)(),
             )),
         };
-        let record = Attempt {
-            endpoint_id: endpoint.id.clone(),
-            event_id: m.event.event_id.clone(),
-            attempt: m.attempt,
-            at: now,
-            error: sent.error,
-            status: sent.status,
-            latency_ms: sent.latency_ms,
-            next_attempt_at: match next {
-                Some(Next::RetryAt(at)) => Some(at),
-                _ => None,
-            },
-        };
+        let record = record_of(&m, &sent, next, now);
         self.endpoints
             .put_attempt(&record)
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(
-            endpoint = %endpoint.id, event_id = %m.event.event_id, attempt = m.attempt,
+            endpoint = %m.endpoint_id, event_id = %m.event.event_id, attempt = m.attempt,
             outcome = record.outcome(), status = ?sent.status,
             error = sent.error.map(|e| e.as_str()), "delivery attempt"
         );
