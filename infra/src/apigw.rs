@@ -55,6 +55,8 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
     ("DELETE", "/admin/endpoints/{id}", Door::Iam),
     ("POST", "/admin/endpoints/{id}/rotate-secret", Door::Iam),
     ("GET", "/admin/endpoints/{id}/attempts", Door::Iam),
+    ("POST", "/admin/replays", Door::Iam),
+    ("GET", "/admin/replays/{id}", Door::Iam),
 ];
 
 /// A matched route.

@@ -174,7 +174,13 @@ async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
     let admin_config = AdminConfig::from_env(env()).expect("admin config");
     let deliver_config = DeliverConfig::from_env(env()).expect("deliver config");
     let keys = || KmsDataKeys::new(stack.kms.clone(), &admin_config.outbound.endpoint_key_id);
-    let admin = Admin::new(admin_config.clone(), &stack.dynamodb, keys(), clock.clone());
+    let admin = Admin::new(
+        admin_config.clone(),
+        &stack.dynamodb,
+        sqs.clone(),
+        keys(),
+        clock.clone(),
+    );
     let deliver = Deliver::new(
         deliver_config,
         &stack.dynamodb,
@@ -845,5 +851,100 @@ async fn the_readmes_receiver_verifies_deliveries_with_the_official_library() {
     assert_eq!(
         (a[0]["outcome"].as_str(), a[0]["status"].as_u64()),
         (Some("delivered"), Some(204))
+    );
+}
+
+#[tokio::test]
+async fn a_replay_redelivers_stored_events_with_their_original_ids() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (live, secret) = w.endpoint(json!({"url": rx.url("/ok")})).await;
+    w.endpoint(json!({"url": rx.url("/ok-other"), "kinds": ["messages"]}))
+        .await;
+    let events =
+        shared::store::EventStore::new(w.stack.dynamodb.clone(), w.stack.var("EVENTS_TABLE"));
+    for (id, kind, account, ago) in [
+        ("e1", "messages", "1784", Duration::hours(2)),
+        ("e2", "comments", "1784", Duration::hours(1)),
+        ("e3", "messages", "1784", Duration::days(3)),
+        ("e4", "messages", "999", Duration::minutes(30)),
+    ] {
+        let at = TEST_EPOCH - ago;
+        let event = shared::store::Event {
+            event_id: id.into(),
+            kind: kind.into(),
+            provider: Some("instagram".into()),
+            account_id: account.into(),
+            user_id: Some("user-1".into()),
+            occurred_at: at,
+            received_at: at,
+            payload: r#"{"n": 1}"#.into(),
+            expires_at: at + Duration::days(14),
+        };
+        assert!(events.put(&event).await.unwrap());
+    }
+    let range = json!({"since": "2026-11-20T12:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    let mut ask = range.clone();
+    ask["dry_run"] = json!(true);
+    let (status, counted) = w.admin(ApiRequest::post("/admin/replays").json(&ask)).await;
+    assert_eq!(
+        (status, counted["events"].as_u64()),
+        (202, Some(3)),
+        "e1, e2, e4"
+    );
+    assert_eq!(counted["replay_id"], Value::Null);
+    assert_eq!(w.pump().await, 0, "a dry run only counts");
+
+    let mut ask = range.clone();
+    ask["endpoint_id"] = json!(live);
+    ask["account_id"] = json!("1784");
+    let (status, started) = w.admin(ApiRequest::post("/admin/replays").json(&ask)).await;
+    assert_eq!((status, started["events"].as_u64()), (202, Some(2)));
+    let replay = started["replay_id"].as_str().unwrap().to_string();
+    assert_eq!(w.pump().await, 1, "the job's page");
+    assert_eq!(
+        w.pump().await,
+        2,
+        "one attempt per event, to that endpoint only"
+    );
+    let got = rx.got("/ok");
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|c| c.headers["webhook-id"].as_str())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["e1", "e2"], "the original webhook-ids");
+    assert!(got
+        .iter()
+        .all(|c| verifies(&secret, c, w.clock.now().unix_timestamp())));
+    assert!(rx.got("/ok-other").is_empty());
+    let (status, job) = w
+        .admin(ApiRequest::get(&format!("/admin/replays/{replay}")))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        job,
+        json!({"replay_id": replay, "status": "complete", "events": 2, "enqueued": 2})
+    );
+
+    let too_old = json!({"since": "2026-11-01T12:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    let (status, body) = w
+        .admin(ApiRequest::post("/admin/replays").json(&too_old))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_range"))
+    );
+    let mut unknown = range.clone();
+    unknown["endpoint_id"] = json!("ep_nope");
+    assert_eq!(
+        w.admin(ApiRequest::post("/admin/replays").json(&unknown))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        w.admin(ApiRequest::get("/admin/replays/rp_nope")).await.0,
+        404
     );
 }

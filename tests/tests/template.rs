@@ -835,7 +835,7 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
     // Every admin route is IAM-authorized; nothing sets the loopback allowance.
     let admin = &resource(&doc, "AdminFunction")["Properties"];
     let routes = admin["Events"].as_mapping().unwrap();
-    assert_eq!(routes.len(), 7);
+    assert_eq!(routes.len(), 9);
     for (_, e) in routes {
         assert_eq!(
             e["Properties"]["Auth"]["Authorizer"].as_str(),

@@ -14,16 +14,27 @@ use shared::{Clock, EnvReader, FromEnv};
 mod attempts;
 mod endpoints;
 pub mod input;
+pub mod replays;
 
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
     pub outbound: OutboundConfig,
+    /// `EVENTS_TABLE`: what replays read.
+    pub events_table: String,
+    pub event_retention: time::Duration,
+    /// `DELIVERY_QUEUE_URL`: where a replay job starts.
+    pub queue_url: String,
 }
 
 impl FromEnv for AdminConfig {
     fn read(env: &mut EnvReader) -> Self {
+        let retention = shared::config::event_retention(env);
         Self {
             outbound: OutboundConfig::read(env),
+            events_table: shared::config::table(env, "EVENTS_TABLE"),
+            event_retention: time::Duration::try_from(retention)
+                .unwrap_or(time::Duration::days(14)),
+            queue_url: env.required("DELIVERY_QUEUE_URL"),
         }
     }
 }
@@ -32,6 +43,8 @@ pub struct Admin<K = KmsDataKeys> {
     pub(crate) config: AdminConfig,
     pub(crate) store: EndpointStore,
     pub(crate) vault: TokenVault<K>,
+    pub(crate) dynamodb: shared::aws_sdk_dynamodb::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) clock: Clock,
 }
 
@@ -67,12 +80,15 @@ impl<K: DataKeys> Admin<K> {
     pub fn new(
         config: AdminConfig,
         dynamodb: &shared::aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
         keys: K,
         clock: Clock,
     ) -> Self {
         Self {
             store: config.outbound.store(dynamodb),
             vault: TokenVault::new(keys),
+            dynamodb: dynamodb.clone(),
+            sqs,
             config,
             clock,
         }
@@ -97,6 +113,8 @@ impl<K: DataKeys> Admin<K> {
             (Method::DELETE, ["admin", "endpoints", id]) => self.delete(id).await,
             (Method::POST, ["admin", "endpoints", id, "rotate-secret"]) => self.rotate(id).await,
             (Method::GET, ["admin", "endpoints", id, "attempts"]) => self.attempts(id, &req).await,
+            (Method::POST, ["admin", "replays"]) => self.create_replay(&body).await,
+            (Method::GET, ["admin", "replays", id]) => self.get_replay(id).await,
             _ => http::error(StatusCode::NOT_FOUND, "not_found", "No such route."),
         }
     }

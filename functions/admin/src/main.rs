@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
         &config.outbound.endpoint_key_id,
     );
     let dynamodb = shared::aws_sdk_dynamodb::Client::new(&aws);
-    Admin::new(config, &dynamodb, keys, Clock::system())
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    Admin::new(config, &dynamodb, sqs, keys, Clock::system())
         .serve()
         .await
 }

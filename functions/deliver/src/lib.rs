@@ -23,6 +23,7 @@ mod attempt;
 mod health;
 pub mod message;
 pub mod queue;
+mod replay;
 mod secrets;
 pub mod send;
 
@@ -77,6 +78,8 @@ pub enum Outcome {
     Waiting,
     /// Not due yet, due within 15 minutes: a delayed copy was enqueued.
     Requeued,
+    /// A page of a replay: this many attempts enqueued.
+    Replayed(usize),
     /// Endpoint deleted or disabled, or an unreadable record.
     Dropped,
 }
@@ -85,6 +88,7 @@ pub struct Deliver<K = KmsDataKeys> {
     pub(crate) config: DeliverConfig,
     pub(crate) endpoints: EndpointStore,
     pub(crate) events: EventStore,
+    pub(crate) dynamodb: shared::aws_sdk_dynamodb::Client,
     pub(crate) secrets: secrets::Secrets<K>,
     pub(crate) queue: Queue,
     pub(crate) client: reqwest::Client,
@@ -114,6 +118,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         Self {
             endpoints: config.outbound.store(dynamodb),
             events: EventStore::new(dynamodb.clone(), &config.events_table),
+            dynamodb: dynamodb.clone(),
             secrets: secrets::Secrets::new(TokenVault::new(keys)),
             client: delivery_client(resolver.clone()),
             resolver,
@@ -153,6 +158,10 @@ impl<K: DataKeys + 'static> Deliver<K> {
                 Incoming::Attempt(m) => {
                     let this = self.clone();
                     running.spawn(async move { (id, this.attempt(m, &receipt).await) });
+                }
+                Incoming::Replay(replay) => {
+                    let this = self.clone();
+                    running.spawn(async move { (id, this.replay_page(&replay).await) });
                 }
                 Incoming::Unreadable(why) => {
                     tracing::error!(reason = why, "dropping an unreadable record");

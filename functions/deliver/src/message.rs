@@ -39,6 +39,17 @@ impl OutboundEvent {
         })
     }
 
+    /// The event from its stored item (a replay reads the table).
+    pub fn from_item(
+        item: &std::collections::HashMap<String, shared::aws_sdk_dynamodb::types::AttributeValue>,
+    ) -> Option<Self> {
+        let image: Map<String, Value> = item
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), json!({ "S": v.as_s().ok()? }))))
+            .collect();
+        Self::from_typed(&image)
+    }
+
     /// The request body: the same bytes on every attempt.
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(&json!({
@@ -72,6 +83,8 @@ pub enum Incoming {
     /// A new event from the bus: to fan out to the matching endpoints.
     Event(OutboundEvent),
     Attempt(AttemptMessage),
+    /// The next page of a replay job.
+    Replay(String),
     /// Neither: it can never be delivered (logged, dropped).
     Unreadable(&'static str),
 }
@@ -89,9 +102,14 @@ pub fn read_body(body: &str) -> Incoming {
             None => Incoming::Unreadable("a bus event without a readable NewImage"),
         };
     }
+    if value.get("endpoint_id").is_none() {
+        if let Some(id) = value.get("replay_id").and_then(Value::as_str) {
+            return Incoming::Replay(id.to_string());
+        }
+    }
     match serde_json::from_value::<AttemptMessage>(value) {
         Ok(m) => Incoming::Attempt(m),
-        Err(_) => Incoming::Unreadable("neither a bus event nor an attempt"),
+        Err(_) => Incoming::Unreadable("neither a bus event, an attempt nor a replay"),
     }
 }
 
@@ -153,6 +171,8 @@ mod tests {
         assert_eq!(read_body(&text), Incoming::Attempt(m));
         assert!(matches!(read_body("{"), Incoming::Unreadable(_)));
         assert!(matches!(read_body("{}"), Incoming::Unreadable(_)));
+        let replay = read_body(r#"{"replay_id": "rp_1"}"#);
+        assert_eq!(replay, Incoming::Replay("rp_1".into()));
         let no_image = r#"{"detail-type": "messages", "detail": {}}"#;
         assert!(matches!(read_body(no_image), Incoming::Unreadable(_)));
     }

@@ -87,6 +87,18 @@ impl Queue {
             .map_err(queue_error)
     }
 
+    /// The next page of a replay job, as a message of its own.
+    pub async fn continue_replay(&self, replay_id: &str) -> Result<(), QueueError> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(serde_json::json!({ "replay_id": replay_id }).to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(queue_error)
+    }
+
     /// Hides a received message until it is due (at most ~12 hours).
     pub async fn hide(&self, receipt_handle: &str, seconds: i64) -> Result<(), QueueError> {
         self.sqs

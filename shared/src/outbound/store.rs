@@ -91,6 +91,14 @@ impl EndpointStore {
         }
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn table(&self) -> &str {
+        &self.table
+    }
+
     fn counter_update(&self, delta: i64, guard: Option<&str>) -> TransactWriteItem {
         let mut update = Update::builder()
             .table_name(&self.table)
