@@ -948,3 +948,48 @@ async fn a_replay_redelivers_stored_events_with_their_original_ids() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_replay_resumes_page_by_page_and_a_duplicate_message_changes_nothing() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (live, _) = w.endpoint(json!({"url": rx.url("/ok")})).await;
+    let events =
+        shared::store::EventStore::new(w.stack.dynamodb.clone(), w.stack.var("EVENTS_TABLE"));
+    let stored: Vec<shared::store::Event> = (0..130)
+        .map(|i| shared::store::Event {
+            event_id: format!("e{i:03}"),
+            kind: "messages".into(),
+            provider: Some("instagram".into()),
+            account_id: "1784".into(),
+            user_id: None,
+            occurred_at: TEST_EPOCH - Duration::minutes(i + 1),
+            received_at: TEST_EPOCH,
+            payload: "{}".into(),
+            expires_at: TEST_EPOCH + Duration::days(14),
+        })
+        .collect();
+    assert_eq!(events.put_all(&stored, 8).await.unwrap(), 130);
+    let ask = json!({"endpoint_id": live, "since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    let (status, started) = w.admin(ApiRequest::post("/admin/replays").json(&ask)).await;
+    assert_eq!((status, started["events"].as_u64()), (202, Some(130)));
+    let replay = started["replay_id"].as_str().unwrap().to_string();
+    // SQS may hand the job's message over twice.
+    w.publish(json!({ "replay_id": replay }).to_string()).await;
+    while w.pump().await > 0 {}
+    let (_, job) = w
+        .admin(ApiRequest::get(&format!("/admin/replays/{replay}")))
+        .await;
+    assert_eq!(
+        job,
+        json!({"replay_id": replay, "status": "complete", "events": 130, "enqueued": 130})
+    );
+    let mut ids: Vec<String> = rx
+        .got("/ok")
+        .iter()
+        .map(|c| c.headers["webhook-id"].clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 130, "every stored event, at least once");
+}
