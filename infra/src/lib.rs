@@ -11,12 +11,14 @@
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process.
+//! - [`outbound`]: the outbound webhooks' queue loop and a local receiver.
 
 pub mod apigw;
 pub mod calls;
 pub mod graph_proxy;
 pub mod jwt;
 pub mod meta;
+pub mod outbound;
 pub mod runtime_api;
 pub mod stack;
 pub mod template;

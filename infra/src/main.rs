@@ -163,7 +163,8 @@ async fn main() {
         .route("/dev/invoke-graph", post(dev_invoke_graph))
         .route("/dev/run-dm-bot", post(dev_run_dm_bot))
         .fallback(gateway)
-        .with_state(app);
+        .with_state(app)
+        .merge(infra::outbound::LocalWebhooks::run(&stack, &base).await);
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let tables = [
         stack.var("STATES_TABLE"),
