@@ -8,20 +8,28 @@ VENV=$TOOLS_DIR/venv
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_tools test|build: installs the pinned requirements once (re-run when
-# the requirements file changes).
-ensure_tools() {
-  local group=$1 req="$ROOT/scripts/requirements-$1.txt"
-  if [ ! -x "$VENV/bin/python" ]; then
-    log "creating $VENV"
-    python3 -m venv "$VENV"
+# install_pinned VENV GROUP: makes VENV (once) and installs
+# scripts/requirements-GROUP.txt into it with `pip --require-hashes` (every
+# package, dependencies included, pinned with its hashes:
+# scripts/pin-requirements), again only when that file changed.
+install_pinned() {
+  local venv=$1 group=$2 req="$ROOT/scripts/requirements-$2.txt"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
   fi
-  local stamp="$VENV/.installed-$group"
+  local stamp="$venv/.installed-$group"
   if ! cmp -s "$req" "$stamp" 2>/dev/null; then
-    log "installing the pinned $group tools ($(grep -v '^#' "$req" | paste -sd ' ')) into $VENV: a minute or two the first time (and when the pins change), instant afterwards"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    log "installing the pinned $group tools ($(grep -v '^#' "$ROOT/scripts/requirements-$group.in" | paste -sd ' ')) and their pinned dependencies, hashes checked, into $venv: a minute or two the first time (and when the pins change), instant afterwards"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r "$req" ||
+      { log "pip could not install $req"; return 1; }
     cp "$req" "$stamp"
   fi
+}
+
+# ensure_tools test|build: the pinned tools in $VENV, on PATH.
+ensure_tools() {
+  install_pinned "$VENV" "$1"
   export PATH="$VENV/bin:$PATH"
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 pub enum Door {
     /// The frontend API, behind the JWT authorizer.
     Jwt,
-    /// The frontend API, open (the OAuth callback).
+    /// The public API, open (the OAuth callback, the data-deletion status page).
     Open,
     /// Meta's API (`MetaApi`): only under the stage named `MetaPathSecret`.
     Meta,
@@ -32,7 +32,8 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
     ("POST", "/webhook", Door::Meta),
     ("POST", "/meta/deauthorize", Door::Meta),
     ("POST", "/meta/data-deletion", Door::Meta),
-    ("GET", "/meta/data-deletion/{code}", Door::Meta),
+    // The status page people open: public, never under Meta's prefix.
+    ("GET", "/meta/data-deletion/{code}", Door::Open),
     (
         "GET",
         "/connections/{provider}/{account_id}/graph/{path+}",
@@ -413,15 +414,17 @@ mod tests {
             (r.key().as_str(), r.stage.as_str()),
             ("POST /webhook", prefix)
         );
-        let r = under("GET", &format!("{prefix}/meta/data-deletion/ABC")).unwrap();
-        assert_eq!(r.params, vec![("code".to_string(), "ABC".to_string())]);
         assert!(under("POST", &format!("{prefix}/meta/deauthorize")).is_some());
+        // The data-deletion status page is public, at its path only.
+        let r = under("GET", "/meta/data-deletion/ABC").unwrap();
+        assert_eq!((r.door, r.stage.as_str()), (Door::Open, ""));
+        assert_eq!(r.params, vec![("code".to_string(), "ABC".to_string())]);
         // Anywhere else, API Gateway answers 404 itself: no function runs.
         for (m, p) in [
             ("POST", "/webhook".to_string()),
             ("GET", "/webhook".to_string()),
             ("POST", "/meta/data-deletion".to_string()),
-            ("GET", "/meta/data-deletion/ABC".to_string()),
+            ("GET", format!("{prefix}/meta/data-deletion/ABC")),
             ("POST", "/wrong-guess/webhook".to_string()),
             ("POST", format!("{prefix}x/webhook")),
             ("POST", format!("{}/webhook", &prefix[..prefix.len() - 1])),
@@ -438,13 +441,17 @@ mod tests {
     #[test]
     fn a_meta_route_under_a_stage_is_the_event_api_gateway_sends() {
         let prefix = "/s3cr3t-0123456789abcdef0123456789ab";
-        let api = ApiRequest::get(&format!("{prefix}/meta/data-deletion/ABC"));
+        let api = ApiRequest::post(&format!("{prefix}/meta/data-deletion"));
         let event = api.event();
-        assert_eq!(event["routeKey"], "GET /meta/data-deletion/{code}");
+        assert_eq!(event["routeKey"], "POST /meta/data-deletion");
         assert_eq!(event["requestContext"]["stage"], &prefix[1..]);
-        assert_eq!(event["pathParameters"]["code"], "ABC");
         let req = api.into_request();
-        assert_eq!(req.uri().path(), format!("{prefix}/meta/data-deletion/ABC"));
+        assert_eq!(req.uri().path(), format!("{prefix}/meta/data-deletion"));
+        // The public status page: no stage, its code a path parameter.
+        let event = ApiRequest::get("/meta/data-deletion/ABC").event();
+        assert_eq!(event["routeKey"], "GET /meta/data-deletion/{code}");
+        assert_eq!(event["requestContext"]["stage"], "$default");
+        assert_eq!(event["pathParameters"]["code"], "ABC");
         // Without a stage, as before.
         let event = ApiRequest::post("/webhook").event();
         assert_eq!(event["requestContext"]["stage"], "$default");

@@ -6,7 +6,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_META_PORT: u16 = 8090;
 
 pub const USAGE: &str = "\
-Usage: scripts/local-stack [--port N] [--meta-port N]
+Usage: scripts/local-stack [--port N] [--meta-port N] [--allow-origin ORIGIN]...
 
 Runs the whole service on this machine: moto (DynamoDB, KMS, Secrets
 Manager), the emulated Meta, and a gateway with the API and a demo page.
@@ -16,6 +16,10 @@ gone when the stack stops.
 Options:
   --port N        the gateway (API and demo page at /app/); default 8080
   --meta-port N   the emulated Meta (consent pages, Graph API); default 8090
+  --allow-origin ORIGIN
+                  a frontend origin (http://localhost:3000) the gateway's CORS
+                  allows besides its own, as AllowedOrigins does in AWS;
+                  repeatable
   --check-args    only check the options, then exit
   -h, --help      print this help
 
@@ -27,6 +31,8 @@ pub struct Options {
     pub meta_port: u16,
     /// Stop after checking the options (the script calls this first).
     pub check_only: bool,
+    /// Frontend origins CORS allows besides the gateway's own.
+    pub allow_origins: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +52,7 @@ where
         port: DEFAULT_PORT,
         meta_port: DEFAULT_META_PORT,
         check_only: false,
+        allow_origins: vec![],
     };
     let mut args = args.into_iter().map(|a| a.as_ref().to_string());
     while let Some(arg) = args.next() {
@@ -56,6 +63,16 @@ where
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--check-args" if inline.is_none() => opts.check_only = true,
+            "--allow-origin" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => args
+                        .next()
+                        .filter(|v| !v.starts_with("--"))
+                        .ok_or_else(|| format!("{name} needs a value: {name} ORIGIN"))?,
+                };
+                opts.allow_origins.push(origin_value(&value)?);
+            }
             "--port" | "--meta-port" => {
                 let value = match inline {
                     Some(v) => v,
@@ -81,6 +98,18 @@ where
         ));
     }
     Ok(Command::Run(opts))
+}
+
+/// An origin as a browser sends it: `scheme://host[:port]`, nothing after.
+fn origin_value(value: &str) -> Result<String, String> {
+    let refused =
+        || format!("--allow-origin {value:?} is not an origin: give http(s)://host[:port]");
+    let url = url::Url::parse(value).map_err(|_| refused())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !["http", "https"].contains(&url.scheme()) || !bare || !url.username().is_empty() {
+        return Err(refused());
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 fn port_value(name: &str, value: &str) -> Result<u16, String> {
@@ -117,8 +146,18 @@ mod tests {
             Options {
                 port: 8080,
                 meta_port: 8090,
-                check_only: false
+                check_only: false,
+                allow_origins: vec![],
             }
+        );
+        let o = run(&[
+            "--allow-origin",
+            "http://localhost:3000",
+            "--allow-origin=https://App.example.com/",
+        ]);
+        assert_eq!(
+            o.allow_origins,
+            ["http://localhost:3000", "https://app.example.com"]
         );
         let o = run(&["--port", "9000", "--meta-port=9001", "--check-args"]);
         assert_eq!((o.port, o.meta_port, o.check_only), (9000, 9001, true));
@@ -152,6 +191,13 @@ mod tests {
             (&["--prot", "1"], "unknown option \"--prot\""),
             (&["8080"], "unknown option \"8080\""),
             (&["--check-args=yes"], "unknown option"),
+            (&["--allow-origin"], "--allow-origin needs a value"),
+            (&["--allow-origin", "localhost:3000"], "is not an origin"),
+            (
+                &["--allow-origin", "http://a.example/app"],
+                "is not an origin",
+            ),
+            (&["--allow-origin", "ftp://a.example"], "is not an origin"),
             (&["--port", "8090"], "must differ"),
         ] {
             let e = refused(args);

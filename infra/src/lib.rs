@@ -6,19 +6,23 @@
 //! - [`meta`]: an emulated Meta (consent pages, OAuth and Graph endpoints) on
 //!   loopback.
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
-//!   receive them in AWS.
+//!   receive them in AWS; [`cors`]: its CORS, from the template.
 //! - [`stack`]: all of it wired together against moto.
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process.
+//! - [`calls`], [`requests`]: AWS SDK calls counted (benchmarks), DynamoDB
+//!   requests recorded as IAM sees them (the IAM test).
 //! - [`outbound`]: the outbound webhooks' queue loop and a local receiver.
 
 pub mod apigw;
 pub mod calls;
+pub mod cors;
 pub mod graph_proxy;
 pub mod jwt;
 pub mod meta;
 pub mod outbound;
+pub mod requests;
 pub mod runtime_api;
 pub mod stack;
 pub mod template;

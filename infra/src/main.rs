@@ -38,6 +38,8 @@ struct App {
     meta_path_prefix: String,
     /// The demo page, as served.
     page: String,
+    /// The HTTP API's CORS (template.yaml's), for this gateway's origins.
+    cors: infra::cors::Cors,
 }
 
 /// The demo page, with the failure reasons' sentences (the ones `POST
@@ -150,6 +152,13 @@ async fn main() {
         jwt_key,
         meta_path_prefix: stack.meta_path_prefix.clone(),
         page: demo_page(),
+        cors: infra::cors::Cors::from_template(
+            &infra::template::template_path(),
+            [base.clone(), format!("http://localhost:{port}")]
+                .into_iter()
+                .chain(opts.allow_origins.iter().cloned())
+                .collect(),
+        ),
     });
     let router = Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/app/") }))
@@ -408,7 +417,10 @@ fn dev_error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn run_refresh(app: &App) -> Result<refresh::Summary, String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let deadline = shared::continuation::Deadline::before(
+        std::time::Instant::now() + std::time::Duration::from_secs(300),
+        refresh::DEADLINE_MARGIN,
+    );
     app.refresher.run(deadline).await.map_err(|e| e.to_string())
 }
 
@@ -423,9 +435,30 @@ async fn dev_run_refresh(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// API Gateway: match the route, run the JWT authorizer where the route has
-/// one, build the payload 2.0 event and call the function's handler.
+/// API Gateway: CORS (from the template), then the route's function.
 async fn gateway(State(app): State<Arc<App>>, req: Request) -> Response {
+    let origin = req
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // CORS preflights are API Gateway's to answer, on any path.
+    if req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method")
+    {
+        return infra::cors::with_headers(
+            StatusCode::NO_CONTENT.into_response(),
+            app.cors.preflight(&origin),
+        );
+    }
+    let resp = route_and_call(&app, req).await;
+    infra::cors::with_headers(resp, app.cors.answer(&origin))
+}
+
+/// Matches the route, runs the JWT authorizer where the route has one,
+/// builds the payload 2.0 event and calls the function's handler.
+async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();

@@ -195,6 +195,42 @@ struct Inner {
     pkce_verifiers: Vec<String>,
     /// The Graph calls products make (the proxy's side).
     graph: graph::GraphState,
+    /// Endpoints whose calls wait at the door until released.
+    gates: HashMap<String, Gate>,
+}
+
+/// Holds an endpoint's calls until released, and tells how many arrived:
+/// a test orders concurrent calls with it instead of with delays.
+#[derive(Clone)]
+pub struct Gate {
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            arrived: Arc::new(tokio::sync::watch::channel(0).0),
+            open: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Waits until `n` calls are held at the gate.
+    pub async fn arrivals(&self, n: usize) {
+        let mut rx = self.arrived.subscribe();
+        let _ = rx.wait_for(|a| *a >= n).await;
+    }
+
+    /// Lets every held call (and every later one) through.
+    pub fn release(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.arrived.send_modify(|a| *a += 1);
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -310,6 +346,14 @@ impl MetaEmulator {
     }
 
     /// Delays every answer (to widen race windows).
+    /// Holds every call to `endpoint` (e.g. `graph`) at the door until the
+    /// returned gate is released.
+    pub fn hold(&self, endpoint: &str) -> Gate {
+        let gate = Gate::new();
+        self.with(|i| i.gates.insert(endpoint.to_string(), gate.clone()));
+        gate
+    }
+
     pub fn set_delay(&self, d: Duration) {
         self.with(|i| i.delay = d);
     }
@@ -735,11 +779,18 @@ fn graph_error(status: u16, code: i64, message: &str) -> Response {
 
 /// Counts the call, waits the configured delay, and returns a forced failure if set.
 async fn enter(s: &Shared, endpoint: &str) -> Option<Response> {
-    let (delay, failure) = {
+    let (delay, failure, gate) = {
         let mut i = s.lock().unwrap();
         *i.calls.entry(endpoint.into()).or_default() += 1;
-        (i.delay, i.failures.get(endpoint).cloned())
+        (
+            i.delay,
+            i.failures.get(endpoint).cloned(),
+            i.gates.get(endpoint).cloned(),
+        )
     };
+    if let Some(gate) = gate {
+        gate.pass().await;
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -805,9 +856,18 @@ fn token_of(i: &Inner, token: Option<&String>, kinds: &[&str]) -> Result<Token, 
     }
 }
 
+/// The app has "Require App Secret" on: every call with a user or Page
+/// token carries the token's `appsecret_proof`.
 fn check_proof(i: &Inner, q: &HashMap<String, String>) -> Result<(), Response> {
-    let (Some(token), Some(proof)) = (q.get("access_token"), q.get("appsecret_proof")) else {
+    let Some(token) = q.get("access_token") else {
         return Ok(());
+    };
+    let Some(proof) = q.get("appsecret_proof") else {
+        return Err(graph_error(
+            400,
+            100,
+            "API calls from the server require an appsecret_proof argument",
+        ));
     };
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(i.apps.facebook_app_secret.as_bytes())
         .expect("any key");
@@ -1138,19 +1198,45 @@ async fn fb_subscribe(
         return graph_error(400, 200, "Permissions error: the token is not this Page's");
     }
     let fields = q.get("subscribed_fields").cloned().unwrap_or_default();
+    if fields.split(',').all(|f| f.trim().is_empty()) {
+        return graph_error(
+            400,
+            100,
+            "(#100) The parameter subscribed_fields is required",
+        );
+    }
     i.subscriptions.insert(page, fields);
     Json(json!({"success": true})).into_response()
+}
+
+/// The Page token of `page`, and only that Page's (Meta refuses another
+/// Page's token with a permissions error).
+fn page_token_of(i: &Inner, q: &HashMap<String, String>, page: &str) -> Result<(), Response> {
+    check_proof(i, q)?;
+    let t = token_of(i, q.get("access_token"), &["page"])?;
+    if t.kind != Kind::Page(page.to_string()) {
+        return Err(graph_error(
+            400,
+            200,
+            "Permissions error: the token is not this Page's",
+        ));
+    }
+    Ok(())
 }
 
 async fn fb_unsubscribe(
     Path((_v, page)): Path<(String, String)>,
     State(s): State<Shared>,
-    Query(_q): Query<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     if let Some(r) = enter(&s, "fb_unsubscribe").await {
         return r;
     }
-    s.lock().unwrap().subscriptions.remove(&page);
+    let mut i = s.lock().unwrap();
+    if let Err(r) = page_token_of(&i, &q, &page) {
+        return r;
+    }
+    i.subscriptions.remove(&page);
     Json(json!({"success": true})).into_response()
 }
 
@@ -1171,11 +1257,16 @@ async fn fb_debug_token(
             "Invalid OAuth access token - Cannot parse access token",
         );
     }
-    let valid = q
-        .get("input_token")
-        .and_then(|t| i.tokens.get(t))
-        .is_some_and(|t| t.valid);
-    let mut data = json!({"app_id": i.apps.facebook_app_id, "type": "PAGE", "is_valid": valid, "expires_at": 0,
+    let input = q.get("input_token").and_then(|t| i.tokens.get(t));
+    let valid = input.is_some_and(|t| t.valid);
+    // Meta says what kind of token it is: a Page's, a user's, or (unknown
+    // or another app's) nothing of the sort.
+    let kind = match input.map(|t| &t.kind) {
+        Some(Kind::Page(_)) => "PAGE",
+        Some(Kind::FbShort | Kind::FbLong) => "USER",
+        _ => "UNKNOWN",
+    };
+    let mut data = json!({"app_id": i.apps.facebook_app_id, "type": kind, "is_valid": valid, "expires_at": 0,
                           "scopes": ["instagram_basic", "pages_show_list"]});
     if let Some(at) = i.data_access_expires_at {
         data["data_access_expires_at"] = json!(at);
@@ -1233,10 +1324,7 @@ async fn fb_subscriptions(
         return r;
     }
     let i = s.lock().unwrap();
-    if let Err(r) = check_proof(&i, &q) {
-        return r;
-    }
-    if let Err(r) = token_of(&i, q.get("access_token"), &["page"]) {
+    if let Err(r) = page_token_of(&i, &q, &page) {
         return r;
     }
     let data: Vec<Value> = i

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 /// `template.yaml` at the workspace root.
 pub fn template_path() -> PathBuf {
@@ -22,10 +22,10 @@ pub fn template_path() -> PathBuf {
 /// stay tagged values).
 pub fn document(template: &Path) -> Value {
     let text = std::fs::read_to_string(template).expect("template.yaml is readable");
-    serde_yaml::from_str(&text).expect("template.yaml parses")
+    yaml_serde::from_str(&text).expect("template.yaml parses")
 }
 
-pub use serde_yaml;
+pub use yaml_serde;
 
 /// A table as the template declares it.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct TableSpec {
 /// Every `AWS::DynamoDB::Table` in the template.
 pub fn tables(template: &Path) -> Vec<TableSpec> {
     let text = std::fs::read_to_string(template).expect("template.yaml is readable");
-    let doc: Value = serde_yaml::from_str(&text).expect("template.yaml parses");
+    let doc: Value = yaml_serde::from_str(&text).expect("template.yaml parses");
     let resources = doc
         .get("Resources")
         .and_then(Value::as_mapping)

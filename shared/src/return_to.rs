@@ -38,38 +38,9 @@ pub fn resolve(
         ));
     }
     let url = if raw.starts_with('/') {
-        // A path: exactly one leading slash, also after percent-decoding
-        // (`/%2F%2Fevil.com` becomes `//evil.com` in some routers).
-        let decoded = decode(raw);
-        if raw.starts_with("//")
-            || decoded.starts_with("//")
-            || decoded.starts_with("/\\")
-            || decoded.chars().any(|c| c.is_control() || c == '\\')
-        {
-            return Err(InvalidReturnTo(
-                "return_to path must start with exactly one /",
-            ));
-        }
-        frontend
-            .join(raw)
-            .map_err(|_| InvalidReturnTo("return_to is not a valid path"))?
+        resolve_path(raw, frontend)?
     } else {
-        let lower = raw.to_ascii_lowercase();
-        if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-            return Err(InvalidReturnTo(
-                "return_to must be an absolute http(s) URL or a path",
-            ));
-        }
-        let url = Url::parse(raw).map_err(|_| InvalidReturnTo("return_to is not a valid URL"))?;
-        let after_scheme = &raw[raw.find("://").map_or(0, |i| i + 3)..];
-        let authority = after_scheme
-            .split(['/', '?', '#'])
-            .next()
-            .unwrap_or_default();
-        if !url.username().is_empty() || url.password().is_some() || authority.contains('@') {
-            return Err(InvalidReturnTo("return_to must not carry credentials"));
-        }
-        url
+        absolute(raw)?
     };
     if !allowed.contains(&url.origin()) {
         return Err(InvalidReturnTo("return_to origin is not allowed"));
@@ -81,6 +52,46 @@ pub fn resolve(
         return Err(InvalidReturnTo(
             "return_to path must start with exactly one / after resolution",
         ));
+    }
+    Ok(url)
+}
+
+/// A path: exactly one leading slash, also after percent-decoding
+/// (`/%2F%2Fevil.com` becomes `//evil.com` in some routers), resolved
+/// against the frontend.
+fn resolve_path(raw: &str, frontend: &Url) -> Result<Url, InvalidReturnTo> {
+    let decoded = decode(raw);
+    if raw.starts_with("//")
+        || decoded.starts_with("//")
+        || decoded.starts_with("/\\")
+        || decoded.chars().any(|c| c.is_control() || c == '\\')
+    {
+        return Err(InvalidReturnTo(
+            "return_to path must start with exactly one /",
+        ));
+    }
+    frontend
+        .join(raw)
+        .map_err(|_| InvalidReturnTo("return_to is not a valid path"))
+}
+
+/// An absolute `http(s)` URL without credentials (also none hidden before
+/// an `@` the parser would read otherwise).
+fn absolute(raw: &str) -> Result<Url, InvalidReturnTo> {
+    let lower = raw.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Err(InvalidReturnTo(
+            "return_to must be an absolute http(s) URL or a path",
+        ));
+    }
+    let url = Url::parse(raw).map_err(|_| InvalidReturnTo("return_to is not a valid URL"))?;
+    let after_scheme = &raw[raw.find("://").map_or(0, |i| i + 3)..];
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if !url.username().is_empty() || url.password().is_some() || authority.contains('@') {
+        return Err(InvalidReturnTo("return_to must not carry credentials"));
     }
     Ok(url)
 }

@@ -147,7 +147,7 @@ impl Harness {
     /// One scheduled refresh run with a generous deadline.
     pub async fn refresh(&self) -> refresh::Summary {
         self.refresher
-            .run(std::time::Instant::now() + std::time::Duration::from_secs(600))
+            .run(shared::continuation::Deadline::distant())
             .await
             .expect("refresh run")
     }
@@ -259,12 +259,13 @@ impl Harness {
         }
     }
 
-    /// Connection items (not owner claims) of a user.
+    /// Connection items (not owner claims, nor the tombstones of deleted
+    /// connections) of a user.
     pub async fn connections_of(&self, user: &str) -> Vec<HashMap<String, AttributeValue>> {
         self.scan("CONNECTIONS_TABLE")
             .await
             .into_iter()
-            .filter(|i| s(i, "pk") == format!("USER#{user}"))
+            .filter(|i| s(i, "pk") == format!("USER#{user}") && s(i, "sk").starts_with("CONN#"))
             .collect()
     }
 

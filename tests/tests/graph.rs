@@ -8,6 +8,9 @@
 use infra::apigw::{ApiRequest, ResponseExt};
 use infra::graph_proxy;
 use integration_tests::*;
+
+#[path = "graph/limits.rs"]
+mod limits;
 use serde_json::{json, Value};
 use shared::Provider;
 
@@ -212,8 +215,16 @@ async fn facebook_connections_use_the_page_token_and_appsecret_proof_on_graph_fa
 
 #[tokio::test]
 async fn every_refusal_is_a_clear_error_and_never_reaches_meta() {
-    let h = Harness::new().await;
+    let mut h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "careful.one").await;
+    // Every refusal counts against the caller's buckets too: room for all
+    // of this test's calls in one instant.
+    for (k, v) in [
+        ("GRAPH_USER_BURST", "1000"),
+        ("GRAPH_CONNECTION_BURST", "1000"),
+    ] {
+        h.stack.env.insert(k.into(), v.into());
+    }
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
     for path in [
         "me/subscribed_apps",
@@ -643,9 +654,7 @@ async fn concurrent_requests_with_one_key_send_once() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "racy.one").await;
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
-    h.stack
-        .meta
-        .set_delay(std::time::Duration::from_millis(300));
+    let gate = h.stack.meta.hold("graph");
     let send = || {
         graph.handle(
             proxied("POST", &account, "me/messages")
@@ -655,7 +664,13 @@ async fn concurrent_requests_with_one_key_send_once() {
                 .into_request(),
         )
     };
-    let (a, b) = tokio::join!(send(), send());
+    // The first is held at Meta's door; the second arrives meanwhile.
+    let (a, b) = tokio::join!(send(), async {
+        gate.arrivals(1).await;
+        let b = send().await;
+        gate.release();
+        b
+    });
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort();
     assert_eq!(
@@ -1014,11 +1029,12 @@ async fn a_timed_out_send_keeps_its_key_as_outcome_unknown() {
                 .into_request(),
         )
     };
-    h.stack.meta.set_delay(std::time::Duration::from_secs(2));
+    // Meta holds the first send past the proxy's timeout, then acts on it.
+    let gate = h.stack.meta.hold("graph");
     let first = send("slow-1").await;
     assert_eq!(first.status(), 502, "{}", first.body_text());
     assert_eq!(first.body_json()["error"], "meta_unavailable");
-    h.stack.meta.set_delay(std::time::Duration::ZERO);
+    gate.release();
     for _ in 0..2 {
         let again = send("slow-1").await;
         assert_eq!(again.status(), 409, "{}", again.body_text());

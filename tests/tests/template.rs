@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use infra::apigw::{Door, ROUTES};
-use infra::template::serde_yaml::value::{Tag, TaggedValue};
-use infra::template::serde_yaml::Value;
+use infra::template::yaml_serde::value::{Tag, TaggedValue};
+use infra::template::yaml_serde::Value;
 
 fn template() -> Value {
     infra::template::document(&infra::template::template_path())
@@ -182,6 +182,51 @@ fn meta_and_frontend_routes_have_throttles_of_their_own() {
 }
 
 #[test]
+fn the_deletion_status_page_is_public_and_floods_on_meta_routes_raise_an_alarm() {
+    let doc = template();
+    // On the public API, with a throttle of its own; not on Meta's API.
+    let route = "GET /meta/data-deletion/{code}";
+    assert!(!meta_route_keys().contains(route));
+    let settings = &resource(&doc, "HttpApi")["Properties"]["RouteSettings"][route];
+    assert!(is_ref(
+        &settings["ThrottlingRateLimit"],
+        "DeletionStatusRateLimit"
+    ));
+    assert!(is_ref(
+        &settings["ThrottlingBurstLimit"],
+        "DeletionStatusBurstLimit"
+    ));
+    let params = &doc["Parameters"];
+    assert!(
+        params["DeletionStatusRateLimit"]["Default"]
+            .as_u64()
+            .unwrap()
+            <= params["FrontendRateLimit"]["Default"].as_u64().unwrap()
+    );
+
+    // Throttled floods never reach Lambda: API Gateway's own 4xx count on
+    // Meta's API raises the alarm, by API id only (the stage is the secret).
+    let stage = &resource(&doc, "MetaApiStage")["Properties"];
+    assert_eq!(
+        stage["DefaultRouteSettings"]["DetailedMetricsEnabled"],
+        Value::Bool(true),
+        "per-route metrics on Meta's API"
+    );
+    let alarm = &resource(&doc, "MetaApiClientErrorsAlarm")["Properties"];
+    assert_eq!(alarm["Namespace"].as_str(), Some("AWS/ApiGateway"));
+    assert_eq!(alarm["MetricName"].as_str(), Some("4xx"));
+    let dimensions = alarm["Dimensions"].as_sequence().unwrap();
+    assert_eq!(dimensions.len(), 1);
+    assert_eq!(dimensions[0]["Name"].as_str(), Some("ApiId"));
+    assert!(is_ref(&dimensions[0]["Value"], "MetaApi"));
+    assert!(is_ref(
+        &alarm["Threshold"],
+        "MetaApiClientErrorsAlarmThreshold"
+    ));
+    assert!(!format!("{dimensions:?}").contains("MetaPathSecret"));
+}
+
+#[test]
 fn the_webhook_function_has_capacity_of_its_own_and_no_kms() {
     let doc = template();
     let webhook = &resource(&doc, "WebhookFunction")["Properties"];
@@ -195,13 +240,31 @@ fn the_webhook_function_has_capacity_of_its_own_and_no_kms() {
             .unwrap()
             >= 10
     );
-    assert!(webhook.get("Events").is_none(), "its routes are MetaApi's");
+    // Meta's routes are MetaApi's; its one public route is the status page.
+    let events = webhook["Events"].as_mapping().unwrap();
+    let public: Vec<String> = events
+        .values()
+        .map(|e| {
+            assert_eq!(e["Type"].as_str(), Some("HttpApi"));
+            assert!(is_ref(&e["Properties"]["ApiId"], "HttpApi"));
+            let p = &e["Properties"];
+            format!(
+                "{} {}",
+                p["Method"].as_str().unwrap(),
+                p["Path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(public, ["GET /meta/data-deletion/{code}"]);
     let env = &webhook["Environment"]["Variables"];
     assert!(is_ref(
         &env["DATA_DELETION_FUNCTION"],
         "DataDeletionFunction"
     ));
-    assert!(tagged_text(&env["META_BASE_URL"]).contains("${MetaApi}"));
+    assert!(
+        env.get("META_BASE_URL").is_none(),
+        "no URL it hands out is on Meta's API"
+    );
 
     for id in ["WebhookFunction", "DataDeletionFunction"] {
         let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
@@ -231,6 +294,61 @@ fn data_deletion_is_finished_by_a_retried_dead_lettered_function() {
     let ttl = &resource(&doc, "ConnectionsTable")["Properties"]["TimeToLiveSpecification"];
     assert_eq!(ttl["AttributeName"].as_str(), Some("expires_at"));
     assert_eq!(ttl["Enabled"], Value::Bool(true));
+}
+
+#[test]
+fn data_deletion_may_find_and_delete_the_proxys_stored_answers_and_nothing_more() {
+    let doc = template();
+    // A sparse keys-only index of the proxy's table lists an account's
+    // idempotency records.
+    let table = &resource(&doc, "GraphTable")["Properties"];
+    let indexes = table["GlobalSecondaryIndexes"].as_sequence().unwrap();
+    let by_account = indexes
+        .iter()
+        .find(|i| i["IndexName"].as_str() == Some("by_account"))
+        .expect("GraphTable's by_account index");
+    assert_eq!(
+        by_account["KeySchema"][0]["AttributeName"].as_str(),
+        Some("account_key")
+    );
+    assert_eq!(
+        by_account["Projection"]["ProjectionType"].as_str(),
+        Some("KEYS_ONLY")
+    );
+
+    let f = &resource(&doc, "DataDeletionFunction")["Properties"];
+    assert!(is_ref(
+        &f["Environment"]["Variables"]["GRAPH_TABLE"],
+        "GraphTable"
+    ));
+    let on_graph: Vec<(String, String)> = f["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| tagged_text(&s["Resource"]).contains("GraphTable"))
+        .map(|s| (format!("{:?}", s["Action"]), tagged_text(&s["Resource"])))
+        .collect();
+    assert_eq!(on_graph.len(), 2, "{on_graph:?}");
+    for (actions, resource) in &on_graph {
+        if actions.contains("dynamodb:Query") {
+            assert!(resource.ends_with("/index/by_account"), "{resource}");
+        } else {
+            assert!(actions.contains("dynamodb:DeleteItem"), "{actions}");
+        }
+        for never in ["PutItem", "UpdateItem", "GetItem", "BatchWriteItem", "Scan"] {
+            assert!(!actions.contains(never), "{never} on the proxy's table");
+        }
+    }
+    assert_eq!(
+        leading_keys(
+            &doc,
+            "DataDeletionFunction",
+            "dynamodb:DeleteItem",
+            "GraphTable"
+        ),
+        [Some(vec!["IDEM#*".to_string()])],
+        "only idempotency records"
+    );
 }
 
 #[test]
@@ -474,14 +592,10 @@ fn graph_function_is_narrow(f: &Value) {
     for s in statements {
         let acts = actions(s);
         let resource = tagged_text(&s["Resource"]);
-        if acts.iter().any(|a| a == "kms:Decrypt") {
-            assert_eq!(acts, ["kms:Decrypt"]);
-            assert_eq!(
-                s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
-                Some("connection-token"),
-                "only with the token's encryption context"
-            );
-        }
+        // Its Decrypt, only with the token's encryption context, is granted
+        // by TokenKey's policy (only_the_roles_of_the_functions_that_seal_or_
+        // open_tokens_may_use_the_key).
+        assert!(!acts.iter().any(|a| a.starts_with("kms:")), "{acts:?}");
         if acts.iter().any(|a| a == "dynamodb:UpdateItem") && resource.contains("ConnectionsTable")
         {
             let attrs = &s["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"];
@@ -664,7 +778,7 @@ fn openapi_routes() -> BTreeSet<String> {
         .unwrap()
         .join("docs/openapi.yaml");
     let text = std::fs::read_to_string(&path).expect("docs/openapi.yaml");
-    let doc: Value = infra::template::serde_yaml::from_str(&text).expect("it parses");
+    let doc: Value = infra::template::yaml_serde::from_str(&text).expect("it parses");
     assert_eq!(doc["openapi"].as_str(), Some("3.1.0"));
     let mut routes = BTreeSet::new();
     for (p, item) in doc["paths"].as_mapping().unwrap() {
@@ -748,50 +862,422 @@ fn every_alarm_has_a_runbook_section() {
     }
 }
 
+/// A key's policy read as IAM would: the roles its `roles_sid` Deny names by
+/// `aws:PrincipalArn` (everyone else is refused any crypto), and each
+/// "<principal> <action>" its Allow statements grant, each checked to hold
+/// only with the encryption context `purpose`.
+fn key_policy(
+    doc: &Value,
+    key: &str,
+    roles_sid: &str,
+    purpose: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let statements = resource(doc, key)["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let statement = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"].as_str() == Some(sid))
+            .unwrap_or_else(|| panic!("{key}: statement {sid}"))
+            .clone()
+    };
+    let roles = statement(roles_sid);
+    assert_eq!(roles["Effect"].as_str(), Some("Deny"));
+    let actions = format!("{:?}", roles["Action"]);
+    assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey*"));
+    let named = roles["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+        .as_sequence()
+        .expect("the roles, by aws:PrincipalArn")
+        .iter()
+        .map(tagged_text)
+        .collect();
+    // A tag anyone with iam:TagRole can set opens nothing.
+    let policy = format!("{statements:?}");
+    assert!(!policy.contains("PrincipalTag"), "{policy}");
+    let mut granted = BTreeSet::new();
+    for s in statements
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+    {
+        let principal = tagged_text(&s["Principal"]["AWS"]);
+        if principal.contains(":root") {
+            continue;
+        }
+        assert_eq!(
+            s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
+            Some(purpose),
+            "{principal}"
+        );
+        let actions: Vec<String> = match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Sequence(v) => v.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+            other => panic!("{other:?}"),
+        };
+        for a in actions {
+            granted.insert(format!("{principal} {a}"));
+        }
+    }
+    (named, granted)
+}
+
+/// `"Function kms:Action"` as `"!GetAtt FunctionFunctionRole.Arn kms:Action"`.
+fn role_grants(grants: &[&str]) -> BTreeSet<String> {
+    grants
+        .iter()
+        .map(|g| {
+            let (f, a) = g.split_once(' ').unwrap();
+            format!("!GetAtt {f}FunctionRole.Arn {a}")
+        })
+        .collect()
+}
+
 #[test]
-fn only_the_functions_that_seal_or_open_tokens_may_use_the_key() {
+fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
     let doc = template();
     let statements = resource(&doc, "TokenKey")["Properties"]["KeyPolicy"]["Statement"]
         .as_sequence()
         .unwrap();
-    let deny = |sid: &str| {
-        statements
-            .iter()
-            .find(|s| s["Sid"].as_str() == Some(sid))
-            .unwrap_or_else(|| panic!("statement {sid}"))
-            .clone()
-    };
-    let context = deny("CryptoOnlyWithTokenContext");
+    let context = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("CryptoOnlyWithTokenContext"))
+        .expect("CryptoOnlyWithTokenContext");
     assert_eq!(context["Effect"].as_str(), Some("Deny"));
     assert_eq!(
         context["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
         Some("connection-token")
     );
-    let roles = deny("CryptoOnlyForTokenFunctions");
-    assert_eq!(roles["Effect"].as_str(), Some("Deny"));
-    let actions = format!("{:?}", roles["Action"]);
-    assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey*"));
-    assert_eq!(
-        roles["Condition"]["StringNotEquals"]["aws:PrincipalTag/ig-connect-token-access"].as_str(),
-        Some("true")
+    // Everyone but the four roles, named by ARN, is refused any crypto; what
+    // each may do is granted in the key policy, only with the token's context.
+    let (named, granted) = key_policy(
+        &doc,
+        "TokenKey",
+        "CryptoOnlyForTokenFunctions",
+        "connection-token",
     );
-    // The tag is on exactly the functions that need the key, propagated to
-    // their roles (scripts/check_role_tags.py checks SAM's translation).
+    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp"]
+        .iter()
+        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
+        .collect();
+    assert_eq!(named, want);
+    let expected = role_grants(&[
+        "Callback kms:GenerateDataKey",
+        "Refresh kms:Decrypt",
+        "Refresh kms:GenerateDataKey",
+        "Graph kms:Decrypt",
+        "GraphHttp kms:Decrypt",
+    ]);
+    assert_eq!(granted, expected);
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
-        let p = &f["Properties"];
-        let tagged = p["Tags"]["ig-connect-token-access"].as_str() == Some("true");
-        let wants = [
-            "CallbackFunction",
-            "RefreshFunction",
-            "GraphFunction",
-            "GraphHttpFunction",
-        ]
-        .contains(&id);
-        assert_eq!(tagged, wants, "{id}");
-        if wants {
-            assert_eq!(p["PropagateTags"], Value::Bool(true), "{id}");
-        }
+        assert!(
+            f["Properties"].get("Tags").is_none(),
+            "{id} carries tags: the key trusts none"
+        );
+        let policies = format!("{:?}", f["Properties"]["Policies"]);
+        assert!(!policies.contains("kms:"), "{id}'s role names KMS itself");
     }
+}
+
+#[test]
+fn the_readme_says_what_the_key_policy_guarantees_and_not_more() {
+    let root = infra::template::template_path();
+    let readme = std::fs::read_to_string(root.parent().unwrap().join("README.md")).unwrap();
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !flat.contains("not an administrator"),
+        "an administrator can change the key policy"
+    );
+    assert!(
+        flat.contains("aws:PrincipalArn"),
+        "README names the mechanism"
+    );
+}
+
+/// Whether `key` matches an IAM `StringLike` pattern (a trailing `*` only,
+/// which is all the template uses).
+fn like(pattern: &str, key: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == pattern,
+    }
+}
+
+/// The `ForAllValues:StringEquals` `dynamodb:Attributes` of every statement
+/// of a function's inline policy that allows `action` on `table`.
+fn attributes(doc: &Value, function: &str, action: &str, table: &str) -> Vec<Option<Vec<String>>> {
+    resource(doc, function)["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let acts = format!("{:?}", s["Action"]);
+            acts.contains(&format!("\"{action}\""))
+                && tagged_text(&s["Resource"]).contains(&format!("{table}.Arn"))
+        })
+        .map(|s| {
+            s["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+                .as_sequence()
+                .map(|v| v.iter().map(|k| k.as_str().unwrap().to_string()).collect())
+        })
+        .collect()
+}
+
+/// The one grant of `action` on `table`, its `LeadingKeys` patterns.
+fn only_grant(doc: &Value, function: &str, action: &str, table: &str) -> Vec<String> {
+    let grants = leading_keys(doc, function, action, table);
+    assert_eq!(
+        grants.len(),
+        1,
+        "{function} {action} on {table}: {grants:?}"
+    );
+    grants
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap_or_else(|| panic!("{function} may {action} any key of {table}"))
+}
+
+fn lifecycle_event_id() -> String {
+    let now = time::macros::datetime!(2026-12-04 12:00 UTC);
+    let conn = shared::connection::Connection::new(
+        "user-1",
+        shared::Provider::Instagram,
+        "17841400000000001",
+        "shop",
+        now,
+    );
+    shared::store::Event::lifecycle(
+        shared::connection::Lifecycle::NeedsReauth,
+        &conn,
+        now,
+        std::time::Duration::from_secs(86_400),
+    )
+    .event_id
+}
+
+fn webhook_event_id() -> String {
+    let body = br#"{"object":"instagram","entry":[{"id":"17841400000000001","time":1,"messaging":[{"sender":{"id":"9"},"recipient":{"id":"17841400000000001"},"timestamp":1,"message":{"mid":"m_1","text":"hi"}}]}]}"#;
+    shared::webhook::parse_notification(body).unwrap()[0]
+        .event_id
+        .clone()
+}
+
+#[test]
+fn the_connections_function_touches_only_the_key_shapes_it_uses() {
+    let doc = template();
+    let f = "ConnectionsFunction";
+    let t = "ConnectionsTable";
+    let keys = |action| only_grant(&doc, f, action, t);
+    // The keys it uses, as the store writes them.
+    let user = shared::store::connections::user_pk("user-1");
+    assert!(keys("dynamodb:Query").iter().any(|p| like(p, &user)));
+    assert_eq!(keys("dynamodb:Query"), ["USER#*"]);
+    assert_eq!(keys("dynamodb:GetItem"), ["USER#*", "PAGE#*"]);
+    assert_eq!(
+        keys("dynamodb:DeleteItem"),
+        ["USER#*", "PAGE#*", "ACCOUNT#*"]
+    );
+    // It never writes a connection, a deletion record or a person's counter:
+    // only the owner claim it releases, the cleanup queue, and the deleted
+    // account's tombstone (a tombstone's attributes only: never a token).
+    assert_eq!(keys("dynamodb:UpdateItem"), ["ACCOUNT#*"]);
+    let puts = leading_keys(&doc, f, "dynamodb:PutItem", t);
+    assert_eq!(
+        puts,
+        [
+            Some(vec!["CLEANUP".to_string()]),
+            Some(vec!["USER#*".to_string()])
+        ]
+    );
+    let put_attrs = attributes(&doc, f, "dynamodb:PutItem", t);
+    let tombstone = put_attrs[1].as_ref().expect("the tombstone's attributes");
+    for never in ["token", "status", "version", "due_at", "scopes"] {
+        assert!(!tombstone.iter().any(|a| a == never), "{never}");
+    }
+    for action in ["dynamodb:BatchWriteItem", "dynamodb:Scan"] {
+        assert!(leading_keys(&doc, f, action, t).is_empty(), "{action}");
+    }
+    // Its events are lifecycle events, never a webhook item's id.
+    let events = only_grant(&doc, f, "dynamodb:PutItem", "EventsTable");
+    assert!(events.iter().any(|p| like(p, &lifecycle_event_id())));
+    assert!(!events.iter().any(|p| like(p, &webhook_event_id())));
+}
+
+#[test]
+fn the_graph_function_reads_its_rows_and_writes_only_a_needs_reauth_and_its_event() {
+    let doc = template();
+    let f = "GraphFunction";
+    // The caller's connection row only: both doors name the owner, so no
+    // owner claim is read.
+    assert_eq!(
+        only_grant(&doc, f, "dynamodb:GetItem", "ConnectionsTable"),
+        ["USER#*"]
+    );
+    // The needs_reauth write: connection rows only, named attributes only.
+    assert_eq!(
+        only_grant(&doc, f, "dynamodb:UpdateItem", "ConnectionsTable"),
+        ["USER#*"]
+    );
+    for action in ["dynamodb:PutItem", "dynamodb:DeleteItem"] {
+        assert!(
+            leading_keys(&doc, f, action, "ConnectionsTable").is_empty(),
+            "graph may {action} connections"
+        );
+    }
+    // Its connection.needs_reauth event: a lifecycle id (so it can't take a
+    // webhook item's id first and make the real delivery a duplicate), an
+    // event's attributes and nothing else.
+    let events = only_grant(&doc, f, "dynamodb:PutItem", "EventsTable");
+    assert_eq!(events, ["lc_*"]);
+    assert!(like(&events[0], &lifecycle_event_id()));
+    assert!(!like(&events[0], &webhook_event_id()));
+    let attrs = attributes(&doc, f, "dynamodb:PutItem", "EventsTable");
+    let attrs: BTreeSet<String> = attrs[0]
+        .clone()
+        .expect("event writes limited to named attributes")
+        .into_iter()
+        .collect();
+    let want: BTreeSet<String> = [
+        "event_id",
+        "kind",
+        "provider",
+        "account_id",
+        "user_id",
+        "occurred_at",
+        "received_at",
+        "payload",
+        "expires_at",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    assert_eq!(attrs, want);
+    for action in [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ] {
+        assert!(
+            leading_keys(&doc, f, action, "EventsTable").is_empty(),
+            "graph may {action} events"
+        );
+    }
+}
+
+#[test]
+fn only_the_pipe_may_put_ig_connect_events_on_the_bus() {
+    let doc = template();
+    let policy = resource(&doc, "EventBusOnlyThePipe");
+    assert_eq!(policy["Type"].as_str(), Some("AWS::Events::EventBusPolicy"));
+    let p = &policy["Properties"];
+    assert!(is_ref(&p["EventBusName"], "EventBus"));
+    let s = &p["Statement"];
+    assert_eq!(s["Effect"].as_str(), Some("Deny"));
+    assert_eq!(s["Principal"].as_str(), Some("*"));
+    assert_eq!(s["Action"].as_str(), Some("events:PutEvents"));
+    assert_eq!(tagged_text(&s["Resource"]), "!GetAtt EventBus.Arn");
+    // The source the pipe puts its events with...
+    let source = resource(&doc, "EventsPipe")["Properties"]["TargetParameters"]
+        ["EventBridgeEventBusParameters"]["Source"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        s["Condition"]["StringEquals"]["events:source"].as_str(),
+        Some(source)
+    );
+    // ...is refused to every principal but the pipe's role.
+    assert_eq!(
+        tagged_text(&s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        tagged_text(&resource(&doc, "EventsPipe")["Properties"]["RoleArn"])
+    );
+}
+
+#[test]
+fn cors_lets_a_browser_send_an_idempotency_key_and_read_the_proxy_headers() {
+    let doc = template();
+    let cors = &resource(&doc, "HttpApi")["Properties"]["CorsConfiguration"];
+    let list = |name: &str| -> BTreeSet<String> {
+        cors[name]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{name}"))
+            .iter()
+            .map(|h| h.as_str().unwrap().to_ascii_lowercase())
+            .collect()
+    };
+    let allowed = list("AllowHeaders");
+    for h in ["authorization", "content-type", "idempotency-key"] {
+        assert!(allowed.contains(h), "{h} not allowed: {allowed:?}");
+    }
+    let exposed = list("ExposeHeaders");
+    for h in [
+        "retry-after",
+        "idempotent-replayed",
+        "x-app-usage",
+        "x-business-use-case-usage",
+    ] {
+        assert!(exposed.contains(h), "{h} not exposed: {exposed:?}");
+    }
+}
+
+#[test]
+fn the_graph_proxy_has_capacity_of_its_own_and_per_caller_limits() {
+    let doc = template();
+    let params = &doc["Parameters"];
+    let graph = &resource(&doc, "GraphFunction");
+    // Reserved concurrency: kept for it, and its ceiling.
+    assert!(is_ref(
+        &graph["Properties"]["ReservedConcurrentExecutions"],
+        "GraphReservedConcurrency"
+    ));
+    let reserved = &params["GraphReservedConcurrency"];
+    assert!(reserved["Default"].as_u64().unwrap() >= 10);
+    assert!(reserved["MinValue"].as_u64().unwrap() >= 1);
+    // Running out of it is an alarm.
+    let throttles = &resource(&doc, "GraphThrottlesAlarm")["Properties"];
+    assert_eq!(throttles["MetricName"].as_str(), Some("Throttles"));
+    assert!(is_ref(
+        &throttles["Dimensions"][0]["Value"],
+        "GraphFunction"
+    ));
+    let skips = format!("{:?}", graph["Metadata"]["checkov"]);
+    assert!(
+        !skips.contains("CKV_AWS_115"),
+        "no skip of the concurrency check now that it has a reservation"
+    );
+    // The buckets: each a parameter, passed to the function, with the
+    // contract's defaults (the code's own defaults).
+    let defaults = shared::graph::buckets::CallerLimits::default();
+    let env = &graph["Properties"]["Environment"]["Variables"];
+    for (var, param, default) in [
+        ("GRAPH_USER_RATE", "GraphUserRate", defaults.user.rate),
+        ("GRAPH_USER_BURST", "GraphUserBurst", defaults.user.burst),
+        (
+            "GRAPH_CONNECTION_RATE",
+            "GraphConnectionRate",
+            defaults.connection.rate,
+        ),
+        (
+            "GRAPH_CONNECTION_BURST",
+            "GraphConnectionBurst",
+            defaults.connection.burst,
+        ),
+    ] {
+        assert!(is_ref(&env[var], param), "{var} is !Ref {param}");
+        let p = &params[param];
+        assert_eq!(p["Type"].as_str(), Some("Number"), "{param}");
+        assert_eq!(p["Default"].as_u64(), Some(default), "{param}");
+        assert_eq!(p["MinValue"].as_u64(), Some(1), "{param}");
+        assert!(p["Description"].as_str().is_some_and(|d| d.len() > 20));
+    }
+    assert_eq!(
+        (defaults.user.rate, defaults.user.burst),
+        (20, 40),
+        "CONTRACT.md's defaults"
+    );
+    assert_eq!(
+        (defaults.connection.rate, defaults.connection.burst),
+        (10, 20)
+    );
 }
 
 #[test]
@@ -850,32 +1336,39 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
     assert!(!text.contains("DELIVERY_ALLOW_LOOPBACK"));
 
     // Endpoint secrets: their own key, usable only with their own context by
-    // the two tagged functions; neither function may touch the token key.
-    let key = format!(
-        "{:?}",
-        resource(&doc, "EndpointSecretKey")["Properties"]["KeyPolicy"]
+    // the roles of admin (seals) and deliver (opens), named by ARN; neither
+    // function may touch the token key or the connections.
+    let key = &resource(&doc, "EndpointSecretKey")["Properties"]["KeyPolicy"];
+    let context = &key["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("CryptoOnlyWithEndpointSecretContext"));
+    assert_eq!(
+        context.unwrap()["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
+        Some("webhook-endpoint-secret")
     );
-    assert!(key.contains("webhook-endpoint-secret") && key.contains("ig-connect-endpoint-secrets"));
-    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
-        let tagged =
-            f["Properties"]["Tags"]["ig-connect-endpoint-secrets"].as_str() == Some("true");
-        assert_eq!(
-            tagged,
-            ["AdminFunction", "DeliverFunction"].contains(&id),
-            "{id}"
-        );
-    }
+    let (named, granted) = key_policy(
+        &doc,
+        "EndpointSecretKey",
+        "CryptoOnlyForWebhookFunctions",
+        "webhook-endpoint-secret",
+    );
+    let roles: BTreeSet<String> = ["Admin", "Deliver"]
+        .iter()
+        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
+        .collect();
+    assert_eq!(named, roles);
+    assert_eq!(
+        granted,
+        role_grants(&["Admin kms:GenerateDataKey", "Deliver kms:Decrypt"]),
+        "admin seals, never opens; deliver opens, never seals"
+    );
     for id in ["AdminFunction", "DeliverFunction"] {
         let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
         assert!(
             !policies.contains("TokenKey") && !policies.contains("ConnectionsTable"),
             "{id}"
         );
-        assert!(policies.contains("webhook-endpoint-secret"), "{id}");
     }
-    let admin_policies = format!("{:?}", admin["Policies"]);
-    assert!(
-        !admin_policies.contains("kms:Decrypt"),
-        "admin seals, never opens"
-    );
 }

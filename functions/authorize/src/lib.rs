@@ -79,56 +79,10 @@ impl Authorize {
         let Some(user_id) = http::user_id(&req) else {
             return http::unauthenticated();
         };
-        match self.read_request(http::body_bytes(&req), provider) {
+        match read_request(&self.config, http::body_bytes(&req), provider) {
             Ok(start) => self.start(provider, &user_id, start).await,
             Err(BadRequest(code, message)) => http::error(StatusCode::BAD_REQUEST, code, message),
         }
-    }
-
-    /// Checks the body against this service's settings (no I/O): the mode,
-    /// the `redirect_uri` it implies, and the `return_to` allowed.
-    fn read_request(&self, body: &[u8], provider: Provider) -> Result<Start, BadRequest> {
-        let bad_request = BadRequest;
-        let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            ConnectRequest::default()
-        } else {
-            serde_json::from_slice(body).map_err(|_| {
-                bad_request(
-                    "invalid_request",
-                    "The body must be a JSON object with optional \"return_to\" and \"mode\".",
-                )
-            })?
-        };
-        let mode = match request.mode.as_deref() {
-            None => Mode::Redirect,
-            Some(m) => Mode::parse(m).ok_or_else(|| {
-                bad_request(
-                    "invalid_request",
-                    "\"mode\" must be \"redirect\" or \"complete\".",
-                )
-            })?,
-        };
-        let site = &self.config.site;
-        let redirect_uri = match mode {
-            Mode::Redirect => site.callback_uri(provider),
-            Mode::Complete => site.complete_redirect_uri.clone().ok_or_else(|| {
-                bad_request(
-                    "complete_mode_disabled",
-                    "This service has no COMPLETE_REDIRECT_URI: use the redirect mode.",
-                )
-            })?,
-        };
-        let return_to = shared::return_to::resolve(
-            request.return_to.as_deref(),
-            &site.frontend_url,
-            &site.allowed_return_origins,
-        )
-        .map_err(|why| bad_request("invalid_return_to", why.0))?;
-        Ok(Start {
-            mode,
-            redirect_uri,
-            return_to,
-        })
     }
 
     /// Stores a new state for the flow and answers with Meta's dialog URL
@@ -146,8 +100,7 @@ impl Authorize {
             redirect_uri: start.redirect_uri,
             return_to: start.return_to.clone(),
             binding_hash: binding.as_deref().map(oauth_state::hash),
-            // Facebook Login takes PKCE; Instagram Login documents none.
-            pkce_verifier: (provider == Provider::Facebook).then(PkceVerifier::new),
+            pkce_verifier: provider.uses_pkce().then(PkceVerifier::new),
             created_at: now,
             expires_at: now + ttl,
         };
@@ -188,10 +141,62 @@ impl Authorize {
     }
 }
 
+/// Checks the body against this service's settings (no I/O): the mode,
+/// the `redirect_uri` it implies, and the `return_to` allowed.
+fn read_request(
+    config: &AuthorizeConfig,
+    body: &[u8],
+    provider: Provider,
+) -> Result<Start, BadRequest> {
+    let bad_request = BadRequest;
+    let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|_| {
+            bad_request(
+                "invalid_request",
+                "The body must be a JSON object with optional \"return_to\" and \"mode\".",
+            )
+        })?
+    };
+    let mode = match request.mode.as_deref() {
+        None => Mode::Redirect,
+        Some(m) => Mode::parse(m).ok_or_else(|| {
+            bad_request(
+                "invalid_request",
+                "\"mode\" must be \"redirect\" or \"complete\".",
+            )
+        })?,
+    };
+    let site = &config.site;
+    let redirect_uri = match mode {
+        Mode::Redirect => site.callback_uri(provider),
+        Mode::Complete => site.complete_redirect_uri.clone().ok_or_else(|| {
+            bad_request(
+                "complete_mode_disabled",
+                "This service has no COMPLETE_REDIRECT_URI: use the redirect mode.",
+            )
+        })?,
+    };
+    let return_to = shared::return_to::resolve(
+        request.return_to.as_deref(),
+        &site.frontend_url,
+        &site.allowed_return_origins,
+    )
+    .map_err(|why| bad_request("invalid_return_to", why.0))?;
+    Ok(Start {
+        mode,
+        redirect_uri,
+        return_to,
+    })
+}
+
 /// A `400`: its error code and message.
+#[derive(Debug, PartialEq)]
 struct BadRequest(&'static str, &'static str);
 
 /// What a valid `POST /connect` asks for.
+#[derive(Debug)]
 struct Start {
     mode: Mode,
     redirect_uri: String,
@@ -204,5 +209,97 @@ impl Authorize {
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
         http::serve(|req| self.handle(req)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(complete: Option<&str>) -> AuthorizeConfig {
+        let mut vars: HashMap<String, String> = [
+            ("STATES_TABLE", "states"),
+            ("INSTAGRAM_APP_ID", "1"),
+            ("FACEBOOK_APP_ID", "2"),
+            ("PUBLIC_BASE_URL", "https://api.example.com"),
+            ("FRONTEND_URL", "https://app.example.com/home"),
+            ("ALLOWED_RETURN_ORIGINS", "https://app.example.com"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(c) = complete {
+            vars.insert("COMPLETE_REDIRECT_URI".into(), c.into());
+        }
+        AuthorizeConfig::from_env(EnvReader::from_map(vars)).expect("a valid configuration")
+    }
+
+    fn read(config: &AuthorizeConfig, body: &str) -> Result<Start, BadRequest> {
+        read_request(config, body.as_bytes(), Provider::Instagram)
+    }
+
+    #[test]
+    fn an_empty_body_is_the_redirect_mode_back_to_the_frontend() {
+        for body in ["", "  \n", "{}"] {
+            let start = read(&config(None), body).unwrap();
+            assert_eq!(start.mode, Mode::Redirect);
+            assert_eq!(
+                start.redirect_uri,
+                "https://api.example.com/oauth/instagram/callback"
+            );
+            assert_eq!(start.return_to.as_str(), "https://app.example.com/home");
+        }
+    }
+
+    #[test]
+    fn return_to_is_resolved_or_refused() {
+        let c = config(None);
+        let start = read(&c, r#"{"return_to": "/done?x=1"}"#).unwrap();
+        assert_eq!(start.return_to.as_str(), "https://app.example.com/done?x=1");
+        for bad in [
+            "//evil.com",
+            "https://evil.com/",
+            "/\\evil.com",
+            "javascript:alert(1)",
+        ] {
+            let body = serde_json::json!({ "return_to": bad }).to_string();
+            assert_eq!(read(&c, &body).unwrap_err().0, "invalid_return_to", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_complete_mode_needs_its_page() {
+        let body = r#"{"mode": "complete"}"#;
+        assert_eq!(
+            read(&config(None), body).unwrap_err().0,
+            "complete_mode_disabled"
+        );
+        let start = read(&config(Some("https://app.example.com/finish")), body).unwrap();
+        assert_eq!(start.mode, Mode::Complete);
+        assert_eq!(start.redirect_uri, "https://app.example.com/finish");
+    }
+
+    #[test]
+    fn anything_else_is_an_invalid_request() {
+        let c = config(None);
+        for body in [
+            "not json",
+            "[]",
+            r#"{"mode": "popup"}"#,
+            r#"{"return_to": "/x", "extra": 1}"#,
+            r#"{"return_to": 5}"#,
+        ] {
+            assert_eq!(read(&c, body).unwrap_err().0, "invalid_request", "{body}");
+        }
+    }
+
+    #[test]
+    fn each_provider_has_its_own_callback() {
+        let start = read_request(&config(None), b"", Provider::Facebook).unwrap();
+        assert_eq!(
+            start.redirect_uri,
+            "https://api.example.com/oauth/facebook/callback"
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! `GET /connections` and `DELETE /connections/{provider}/{account_id}`.
 //!
 //! A delete removes the connection, its share of the account's ownership and
-//! writes `connection.deleted` in one transaction. This function may not use
+//! writes `connection.deleted` in one transaction, which also keeps the Meta
+//! user → account link (a tombstone, for the event retention) so a later
+//! data-deletion request of the person still covers the account. This
+//! function may not use
 //! KMS, so the Meta side (unsubscribe, revoke) is finished by `refresh`,
 //! which is nudged at once; the sealed token waits for it in a cleanup job
 //! and is destroyed right after.

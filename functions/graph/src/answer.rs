@@ -118,7 +118,7 @@ pub(crate) fn rate_limited(block: &Block, now: OffsetDateTime) -> ProxyAnswer {
     ProxyAnswer::error(
         429,
         "meta_rate_limited",
-        "Meta is limiting calls for this account. Try again after Retry-After seconds.",
+        "Meta is limiting calls for this account (or the whole app). Try again after Retry-After seconds.",
     )
     .with_meta(block.meta.clone())
     .header(

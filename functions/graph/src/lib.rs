@@ -6,14 +6,16 @@
 //! `/connections/{provider}/{account_id}/graph/{path+}` (the user's JWT) and
 //! direct invocation by the product's backend (IAM), each its own Lambda
 //! function (`GRAPH_DOOR`). The order of the steps is the point: refuse what
-//! the contract refuses before anything is opened or sent, honour a block
-//! Meta put on the account before calling it, claim an idempotency key before
-//! sending, and act on Meta's answer (a dead token, a throttle) for every
-//! later call and every container.
+//! the contract refuses before anything is opened or sent, hold a caller over
+//! its token buckets, honour a block Meta put on the account or the whole app
+//! before calling it, claim an idempotency key before sending, and act on
+//! Meta's answer (a dead token, a throttle) for every later call and every
+//! container.
 
 mod answer;
 mod doors;
 mod idempotency;
+mod limits;
 mod meta_call;
 
 pub use answer::ProxyAnswer;
@@ -21,8 +23,10 @@ pub use doors::{Door, InvokeRequest};
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use shared::config::{self, MetaAppConfig, StoreConfig};
 use shared::connection::Connection;
+use shared::graph::buckets::CallerLimits;
 use shared::graph::policy::{self, GraphMethod};
 use shared::graph::store::GraphStore;
 use shared::graph::token_cache::TokenCache;
@@ -52,6 +56,7 @@ pub struct GraphConfig {
     pub meta: MetaAppConfig,
     /// Which door this function is (`GRAPH_DOOR`: `http` or `invoke`).
     pub door: Door,
+    pub limits: CallerLimits,
 }
 
 impl FromEnv for GraphConfig {
@@ -68,6 +73,7 @@ impl FromEnv for GraphConfig {
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(env),
             door,
+            limits: CallerLimits::read(env),
         }
     }
 }
@@ -206,14 +212,14 @@ impl<K: DataKeys> Graph<K> {
         if req.body_len > MAX_BODY_BYTES {
             return ProxyAnswer::error(413, "body_too_large", "The body must be at most 1 MiB.");
         }
-        // The connection and the account's rate-limit state, read together:
-        // one round trip's latency instead of two.
+        // The connection, Meta's blocks and the caller's buckets, together:
+        // one round trip's latency instead of several. (The limits' future
+        // is boxed, as is the bucket check below: the proxy's own future stays
+        // small enough for the runtime loop's stack in a debug build.)
         let now = self.clock.now();
         let store_started = Instant::now();
-        let (found, block) = tokio::join!(
-            self.find(req),
-            self.store.block(req.provider, &req.account_id, now)
-        );
+        let limits = Box::pin(self.limits(req, now));
+        let (found, limits) = tokio::join!(self.find(req), limits);
         trace.store_latency += store_started.elapsed();
         let found = match found {
             Ok(Some(found)) => found,
@@ -223,6 +229,9 @@ impl<K: DataKeys> Graph<K> {
             Err(answer) => return answer,
         };
         let conn = &found.conn;
+        if let Some(answer) = Box::pin(self.over_bucket(limits.buckets)).await {
+            return answer;
+        }
         let segments = match check_policy(req, conn) {
             Ok(segments) => segments,
             Err(answer) => return answer,
@@ -235,7 +244,7 @@ impl<K: DataKeys> Graph<K> {
             Ok(claimed) => claimed,
             Err(answer) => return answer,
         };
-        if let Some(refused) = answer::refusal(conn.status, block, now) {
+        if let Some(refused) = answer::refusal(conn.status, limits.block, now) {
             // Meta was not called: the key stays free for a later try.
             if let Some(c) = &claimed {
                 self.settle(conn, c, Settle::NotSent).await;
@@ -293,18 +302,20 @@ fn check_policy<'r>(req: &'r ProxyRequest, conn: &Connection) -> Result<Vec<&'r 
 }
 
 /// Every metric name [`call_metrics`] may write (alarms name these).
-pub const CALL_METRICS: [&str; 7] = [
+pub const CALL_METRICS: [&str; 8] = [
     "Answers2xx",
     "Answers4xx",
     "Answers5xx",
     "MetaThrottled",
+    "RateLimited",
     "IdempotentReplays",
     "KmsDecrypts",
     "MetaLatency",
 ];
 
 /// The call's metrics (EMF): answers by status class, Meta's throttling,
-/// idempotent replays, Meta's latency, KMS decryptions.
+/// callers over their buckets, idempotent replays, Meta's latency, KMS
+/// decryptions.
 fn call_metrics(provider: Provider, answer: &ProxyAnswer, trace: &CallTrace) -> Metrics {
     let class = match answer.status {
         200..=299 => "Answers2xx",
@@ -314,8 +325,10 @@ fn call_metrics(provider: Provider, answer: &ProxyAnswer, trace: &CallTrace) -> 
     let mut m = Metrics::new("graph")
         .provider(provider.as_str())
         .count(class, 1);
-    if answer.status == 429 {
-        m = m.count("MetaThrottled", 1);
+    match answer.body.get("error").and_then(Value::as_str) {
+        Some("meta_rate_limited") => m = m.count("MetaThrottled", 1),
+        Some("rate_limited") => m = m.count("RateLimited", 1),
+        _ => {}
     }
     if answer.replayed {
         m = m.count("IdempotentReplays", 1);
@@ -354,6 +367,12 @@ mod tests {
         assert_eq!(doc["Answers2xx"], 1.0);
         assert_eq!(doc["IdempotentReplays"], 1.0);
         assert!(doc.get("MetaLatency").is_none());
+        // A caller over its bucket is not Meta throttling (that alarm stays
+        // quiet).
+        let ours = ProxyAnswer::error(429, "rate_limited", "x");
+        let doc = call_metrics(Provider::Instagram, &ours, &CallTrace::default()).document(1);
+        assert_eq!(doc["RateLimited"], 1.0);
+        assert!(doc.get("MetaThrottled").is_none());
     }
 
     #[test]
@@ -363,8 +382,14 @@ mod tests {
             meta_latency: Some(Duration::from_millis(3)),
             ..CallTrace::default()
         };
-        for status in [200, 404, 429, 502] {
-            let mut answer = ProxyAnswer::error(status, "x", "y");
+        for (status, error) in [
+            (200, "x"),
+            (404, "not_found"),
+            (429, "meta_rate_limited"),
+            (429, "rate_limited"),
+            (502, "meta_unavailable"),
+        ] {
+            let mut answer = ProxyAnswer::error(status, error, "y");
             answer.replayed = status == 200;
             let doc = call_metrics(Provider::Instagram, &answer, &trace).document(1);
             for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]

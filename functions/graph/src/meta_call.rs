@@ -238,18 +238,12 @@ impl<K: DataKeys> Graph<K> {
             business_use_case_usage: meta.header("x-business-use-case-usage"),
             app_usage: meta.header("x-app-usage"),
         };
-        let until = ratelimit::blocked_until(now, &limits)?;
+        let blocks = ratelimit::blocks(now, &limits)?;
         let block = Block {
-            until,
+            until: blocks.until,
             meta: error.unwrap_or_else(|| json!({"usage": limits_json(meta)})),
         };
-        if let Err(e) = self
-            .store
-            .put_block(conn.provider, &conn.account_id, &block)
-            .await
-        {
-            tracing::error!(error = %e, "could not record Meta's block");
-        }
+        Box::pin(self.record_blocks(conn, blocks, &block, meta)).await;
         ratelimit::is_throttling(code).then(|| rate_limited(&block, now))
     }
 

@@ -6,7 +6,7 @@
 //! connection's, and so is the grant, and neither is touched. The old token
 //! is destroyed either way.
 
-use std::time::Instant;
+use shared::continuation::Deadline;
 
 use shared::meta::WebhookTarget;
 use shared::secrets::AppSecrets;
@@ -19,7 +19,7 @@ use crate::Inner;
 impl<K: DataKeys> Inner<K> {
     /// Finishes the queued jobs it has time for. Returns how many jobs could
     /// not be read (each logged by a hash of its keys, and left queued).
-    pub(crate) async fn finish_deletions(&self, secrets: &AppSecrets, stop_at: Instant) -> usize {
+    pub(crate) async fn finish_deletions(&self, secrets: &AppSecrets, stop_at: &Deadline) -> usize {
         let found = match self.store.cleanup_jobs(100).await {
             Ok(j) => j,
             Err(e) => {
@@ -31,7 +31,7 @@ impl<K: DataKeys> Inner<K> {
             tracing::error!(row = %row, "deleted connection's cleanup job unreadable; skipped");
         }
         for job in found.jobs {
-            if Instant::now() >= stop_at {
+            if !stop_at.may_start() {
                 break;
             }
             if !self.cleanup(secrets, &job).await {
@@ -85,9 +85,9 @@ impl<K: DataKeys> Inner<K> {
         {
             tracing::warn!(error = %e, "unsubscribe at Meta failed (best effort)");
         }
-        // Facebook lets the app drop the person's grant, but only once none of
-        // their Pages is connected any more. Instagram Login has no revoke.
-        if job.provider == Provider::Facebook && !job.meta_user_id.is_empty() {
+        // Where Meta lets the app drop the person's grant, only once none of
+        // their connections is left.
+        if job.provider.revokes_grants() && !job.meta_user_id.is_empty() {
             self.revoke_if_last(secrets, &job.meta_user_id).await;
         }
         tracing::info!("deleted connection finished at Meta");

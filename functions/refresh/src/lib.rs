@@ -16,12 +16,13 @@ mod connection;
 mod deletions;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lambda_http::lambda_runtime::Diagnostic;
 use rand::Rng;
 use serde::Serialize;
 use shared::config::{MetaAppConfig, StoreConfig};
+use shared::continuation::{Continuation, Deadline, Next};
 use shared::invoke::AsyncInvoke;
 use shared::meta::MetaClient;
 use shared::metrics::Metrics;
@@ -146,6 +147,10 @@ pub const MAX_PER_RUN: usize = 100_000;
 /// several million connections, and a fault that makes runs end early
 /// cannot make them chain without end.
 pub const MAX_ROUNDS: u64 = 48;
+/// The chain of runs (`shared::continuation`).
+pub const CONTINUATION: Continuation = Continuation {
+    max_rounds: MAX_ROUNDS,
+};
 
 /// The round of a run: 0 for the schedule (or any other caller), `n` for the
 /// `n`th continuation.
@@ -167,7 +172,7 @@ pub fn continuation_payload(round: u64) -> serde_json::Value {
 /// a run that got through everything due (even with failures, which wait for
 /// their retry time) ends the chain, and so does [`MAX_ROUNDS`].
 pub fn next_round(round: u64, summary: &Summary) -> Option<u64> {
-    (summary.left_for_next_run > 0 && round + 1 < MAX_ROUNDS).then_some(round + 1)
+    CONTINUATION.next_round(round, summary.left_for_next_run > 0)
 }
 
 pub struct Refresher<K = KmsDataKeys> {
@@ -241,31 +246,31 @@ impl<K: DataKeys + 'static> Refresher<K> {
         run(service_fn(
             move |event: LambdaEvent<serde_json::Value>| async move {
                 let round = round_of(&event.payload);
-                let left = event
-                    .context
-                    .deadline()
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default();
-                let summary = self.run(Instant::now() + left).await?;
+                let deadline = Deadline::of_invocation(event.context.deadline(), DEADLINE_MARGIN);
+                let summary = self.run(deadline).await?;
                 self.inner
                     .vault
                     .take_usage()
                     .add_to(summary.metrics())
                     .emit();
-                if let (Some(next), Some(lambda)) = (next_round(round, &summary), lambda) {
-                    let itself = AsyncInvoke::new(lambda, &event.context.invoked_function_arn);
-                    match itself.send(&continuation_payload(next)).await {
-                        Ok(()) => tracing::info!(
-                            round = next,
-                            left = summary.left_for_next_run,
-                            "refresh continues in another invocation"
-                        ),
-                        Err(e) => tracing::error!(
-                            error = %e,
-                            round = next,
-                            "could not continue the refresh run; the next scheduled run takes the rest"
-                        ),
-                    }
+                let itself =
+                    lambda.map(|l| AsyncInvoke::new(l, &event.context.invoked_function_arn));
+                let left = summary.left_for_next_run;
+                match CONTINUATION
+                    .carry_on(itself.as_ref(), round, left > 0, continuation_payload)
+                    .await
+                {
+                    Ok(Next::Invoked(next)) => tracing::info!(
+                        round = next,
+                        left,
+                        "refresh continues in another invocation"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        round = round + 1,
+                        "could not continue the refresh run; the next scheduled run takes the rest"
+                    ),
                 }
                 Ok::<_, RunError>(summary)
             },
@@ -273,11 +278,12 @@ impl<K: DataKeys + 'static> Refresher<K> {
         .await
     }
 
-    /// One run, stopping before `deadline` minus [`DEADLINE_MARGIN`].
-    pub async fn run(&self, deadline: Instant) -> Result<Summary, RunError> {
+    /// One run, starting no new work once `deadline` says stop (in AWS:
+    /// [`DEADLINE_MARGIN`] before the invocation's deadline).
+    pub async fn run(&self, deadline: Deadline) -> Result<Summary, RunError> {
         let secrets = self.inner.secrets.get().await?;
         let run_id = format!("run-{:016x}", rand::rng().next_u64());
-        let stop_at = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
+        let stop_at = &deadline;
 
         let unreadable_jobs = self.inner.finish_deletions(&secrets, stop_at).await;
         let due = self.inner.due_keys().await?;
@@ -305,20 +311,23 @@ impl<K: DataKeys + 'static> Refresher<K> {
         Ok(summary)
     }
 
-    /// Refreshes the connections of `keys`, `concurrency` at a time, until
-    /// `stop_at`. Returns what was done and how many keys were left.
+    /// Refreshes the connections of `keys`, `concurrency` at a time, while
+    /// `stop_at` allows. Returns what was done and how many keys were left.
     async fn work_through(
         &self,
         keys: Vec<ConnectionKey>,
         run_id: &str,
         secrets: &Arc<AppSecrets>,
-        stop_at: Instant,
+        stop_at: &Deadline,
     ) -> (Summary, usize) {
         let mut summary = Summary::default();
         let mut pending = keys.into_iter();
         let mut running = tokio::task::JoinSet::new();
         loop {
-            while running.len() < self.inner.config.concurrency && Instant::now() < stop_at {
+            while running.len() < self.inner.config.concurrency
+                && pending.len() > 0
+                && stop_at.may_start()
+            {
                 let Some(key) = pending.next() else { break };
                 let (inner, secrets, run_id) =
                     (self.inner.clone(), secrets.clone(), run_id.to_string());

@@ -1,5 +1,7 @@
-//! The data-deletion job: deletes the stored events of the accounts a
-//! deletion request named, then marks the request `complete`.
+//! The data-deletion job: deletes the stored events and the Graph proxy's
+//! stored answers (idempotency records) of the accounts a deletion request
+//! named, then marks the request `complete`: only once nothing of theirs is
+//! left.
 //!
 //! `POST /meta/data-deletion` revokes the person's connections (their tokens
 //! are deleted at once), writes the record as `pending` and starts this job;
@@ -15,13 +17,15 @@
 //!   destination (a queue, with an alarm); re-invoking it with the queued
 //!   payload resumes, and so does Meta sending the same request again.
 //!
-//! It holds no KMS permission: deleting tokens and events needs none.
+//! It holds no KMS permission: deleting tokens, events and stored answers
+//! needs none.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::config::StoreConfig;
+use shared::graph::erase::{Erased, StoredAnswers};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
 use shared::store::{
@@ -42,12 +46,16 @@ pub const MAX_ROUNDS: u64 = 500;
 #[derive(Clone, Debug)]
 pub struct DeletionConfig {
     pub store: StoreConfig,
+    /// `GRAPH_TABLE`: the proxy's table, whose stored answers of the
+    /// accounts are deleted too.
+    pub graph_table: String,
 }
 
 impl FromEnv for DeletionConfig {
     fn read(env: &mut EnvReader) -> Self {
         Self {
             store: StoreConfig::read(env),
+            graph_table: shared::config::table(env, "GRAPH_TABLE"),
         }
     }
 }
@@ -68,6 +76,7 @@ pub enum JobOutcome {
 pub struct DeletionJob {
     connections: ConnectionStore,
     events: EventStore,
+    answers: StoredAnswers,
     retention: Duration,
     clock: Clock,
     backoff: Vec<Duration>,
@@ -85,6 +94,15 @@ pub fn notice_id(code: &str, account: &DeletionAccount) -> String {
     ]);
     let digest = Sha256::digest(parts.to_string().as_bytes());
     format!("dd_{}", hex::encode(&digest[..16]))
+}
+
+/// The accounts a request's notices are about: one per account, whatever
+/// the providers it was connected through.
+pub fn noticed(accounts: &[DeletionAccount]) -> impl Iterator<Item = &DeletionAccount> {
+    accounts.iter().enumerate().filter_map(|(i, a)| {
+        let first = !accounts[..i].iter().any(|b| b.account_id == a.account_id);
+        first.then_some(a)
+    })
 }
 
 /// The `data_deletion.requested` event telling the product that it must
@@ -122,6 +140,7 @@ impl DeletionJob {
         Self {
             connections: config.store.connections(&dynamodb),
             events: config.store.events(&dynamodb),
+            answers: StoredAnswers::new(dynamodb.clone(), &config.graph_table),
             retention: config.store.event_retention,
             clock,
             backoff: shared::store::events::backoff(
@@ -144,20 +163,25 @@ impl DeletionJob {
         }
         let mut deleted = record.events_deleted;
         for account in &record.accounts {
-            match self.delete_events(&record, account, stop_at).await? {
-                Some(n) => deleted += n,
-                None => {
-                    tracing::info!(deletion = %tag(code), "data deletion continues in the next run");
-                    return Ok(JobOutcome::Unfinished {
-                        events_deleted: deleted,
-                    });
-                }
+            let events = self.delete_events(&record, account, stop_at).await?;
+            if let Some(n) = events {
+                deleted += n;
+            }
+            let answers = match events {
+                Some(_) => self.delete_answers(account, stop_at).await?,
+                None => None,
+            };
+            if answers.is_none() {
+                tracing::info!(deletion = %tag(code), "data deletion continues in the next run");
+                return Ok(JobOutcome::Unfinished {
+                    events_deleted: deleted,
+                });
             }
         }
         // Written at the request already; again here in case that was an
         // older record without them (a conditional put: never twice).
         let now = self.clock.now();
-        for account in &record.accounts {
+        for account in noticed(&record.accounts) {
             self.events
                 .put(&notice(code, account, now, self.retention))
                 .await?;
@@ -177,7 +201,11 @@ impl DeletionJob {
         account: &DeletionAccount,
         stop_at: Instant,
     ) -> Result<Option<u64>, StoreError> {
-        let keep = notice_id(&record.code, account);
+        // The request's notices about this account stay.
+        let keep: Vec<String> = noticed(&record.accounts)
+            .filter(|a| a.account_id == account.account_id)
+            .map(|a| notice_id(&record.code, a))
+            .collect();
         let mut start = None;
         let mut deleted = 0u64;
         loop {
@@ -188,7 +216,7 @@ impl DeletionJob {
                 .events
                 .account_event_ids(&account.account_id, start, PAGE)
                 .await?;
-            ids.retain(|id| id.as_s().ok() != Some(&keep));
+            ids.retain(|id| id.as_s().map_or(true, |id| !keep.contains(id)));
             if !ids.is_empty() {
                 let n = self
                     .events
@@ -200,6 +228,46 @@ impl DeletionJob {
             match next {
                 Some(key) => start = Some(key),
                 None => return Ok(Some(deleted)),
+            }
+        }
+    }
+}
+
+impl DeletionJob {
+    /// Deletes the proxy's stored answers of the account, one page at a
+    /// time. `None`: `stop_at` came first (the next run starts over: what
+    /// was deleted is no longer listed).
+    async fn delete_answers(
+        &self,
+        account: &DeletionAccount,
+        stop_at: Instant,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut start = None;
+        let mut deleted = 0;
+        loop {
+            if Instant::now() >= stop_at {
+                return Ok(None);
+            }
+            let page = self
+                .answers
+                .erase_page(account.provider, &account.account_id, start)
+                .await?;
+            match page {
+                Erased::More(n, next) => {
+                    deleted += n;
+                    start = Some(next);
+                }
+                Erased::Done(n) => {
+                    deleted += n;
+                    if deleted > 0 {
+                        tracing::info!(
+                            account = %tag(&account.account_id),
+                            answers = deleted,
+                            "stored proxy answers deleted"
+                        );
+                    }
+                    return Ok(Some(deleted));
+                }
             }
         }
     }
@@ -330,5 +398,25 @@ mod tests {
         assert_ne!(notice_id("C1", &a), notice_id("C2", &a));
         assert_ne!(notice_id("C1", &a), notice_id("C1", &b));
         assert!(notice_id("C1", &a).starts_with("dd_"));
+    }
+
+    #[test]
+    fn one_notice_per_account_whatever_its_providers() {
+        let ig = DeletionAccount {
+            provider: Provider::Instagram,
+            account_id: "178".into(),
+            user_id: "u".into(),
+        };
+        let fb = DeletionAccount {
+            provider: Provider::Facebook,
+            ..ig.clone()
+        };
+        let other = DeletionAccount {
+            account_id: "179".into(),
+            ..fb.clone()
+        };
+        let accounts = [ig.clone(), fb, other.clone()];
+        let got: Vec<&DeletionAccount> = noticed(&accounts).collect();
+        assert_eq!(got, [&ig, &other]);
     }
 }

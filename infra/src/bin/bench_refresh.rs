@@ -155,7 +155,10 @@ async fn main() {
         let t = Instant::now();
         // A Lambda's 15-minute ceiling; the run stops itself before it.
         let summary = refresher
-            .run(Instant::now() + StdDuration::from_secs(900))
+            .run(shared::continuation::Deadline::before(
+                Instant::now() + StdDuration::from_secs(900),
+                refresh::DEADLINE_MARGIN,
+            ))
             .await
             .unwrap();
         let elapsed = t.elapsed();

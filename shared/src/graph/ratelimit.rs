@@ -9,6 +9,10 @@ use time::{Duration, OffsetDateTime};
 /// cases for Pages, Instagram and Messenger).
 pub const THROTTLE_CODES: [i64; 7] = [4, 17, 32, 613, 80001, 80002, 80006];
 
+/// The throttle that is the app's, not one account's ("Application request
+/// limit reached"): it stops every account of the app.
+pub const APP_THROTTLE_CODE: i64 = 4;
+
 /// How long to stop when Meta throttles without saying for how long.
 pub const DEFAULT_BLOCK: Duration = Duration::seconds(60);
 
@@ -43,6 +47,40 @@ pub fn blocked_until(now: OffsetDateTime, answer: &MetaAnswerLimits<'_>) -> Opti
     } else {
         None
     }
+}
+
+/// What one answer stops, and until when: the account that saw it, every
+/// account of the app (per provider: each has its own Meta app), or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocks {
+    pub until: OffsetDateTime,
+    /// The answer speaks of the account: an account-level throttle code, or
+    /// `x-business-use-case-usage` at 100 % or with a regain time.
+    pub account: bool,
+    /// The answer speaks of the app: code 4, or `x-app-usage` at 100 % in
+    /// any of its percentages.
+    pub app: bool,
+}
+
+/// Which blocks one of Meta's answers causes (see [`Blocks`]), if any.
+pub fn blocks(now: OffsetDateTime, answer: &MetaAnswerLimits<'_>) -> Option<Blocks> {
+    let until = blocked_until(now, answer)?;
+    let app = answer.error_code == Some(APP_THROTTLE_CODE)
+        || max_usage(None, answer.app_usage) >= USAGE_CEILING;
+    let account = answer
+        .error_code
+        .is_some_and(|c| c != APP_THROTTLE_CODE && THROTTLE_CODES.contains(&c))
+        || max_usage(answer.business_use_case_usage, None) >= USAGE_CEILING
+        || answer
+            .business_use_case_usage
+            .map(regain_minutes)
+            .unwrap_or(0)
+            > 0;
+    Some(Blocks {
+        until,
+        account,
+        app,
+    })
 }
 
 /// Whether Meta's error code means throttling.
@@ -195,6 +233,61 @@ mod tests {
             blocked_until(NOW, &limits(None, Some(huge), None)),
             Some(NOW + Duration::hours(24))
         );
+    }
+
+    #[test]
+    fn an_app_throttle_blocks_the_app_an_account_throttle_the_account() {
+        let blocks_of = |code, buc, app| blocks(NOW, &limits(code, buc, app));
+        assert_eq!(blocks_of(None, None, None), None);
+        // Code 4 without a regain time: the whole app, the default pause.
+        assert_eq!(
+            blocks_of(Some(4), None, None),
+            Some(Blocks {
+                until: NOW + DEFAULT_BLOCK,
+                account: false,
+                app: true
+            })
+        );
+        // Every other throttle code is the account's.
+        for code in THROTTLE_CODES.into_iter().filter(|c| *c != 4) {
+            assert_eq!(
+                blocks_of(Some(code), None, None),
+                Some(Blocks {
+                    until: NOW + DEFAULT_BLOCK,
+                    account: true,
+                    app: false
+                }),
+                "{code}"
+            );
+        }
+        // Code 4 with the account's usage at its limit too: both, until
+        // Meta's regain time.
+        let buc =
+            r#"{"1":[{"type":"instagram","call_count":100,"estimated_time_to_regain_access":5}]}"#;
+        assert_eq!(
+            blocks_of(Some(4), Some(buc), None),
+            Some(Blocks {
+                until: NOW + Duration::minutes(5),
+                account: true,
+                app: true
+            })
+        );
+        // x-app-usage at 100 in any of its percentages, on a success: the app.
+        for app in [
+            r#"{"call_count":100,"total_time":1,"total_cputime":1}"#,
+            r#"{"call_count":3,"total_time":"100","total_cputime":1}"#,
+            r#"{"call_count":3,"total_time":1,"total_cputime":104}"#,
+        ] {
+            let b = blocks_of(None, None, Some(app)).expect(app);
+            assert!(b.app && !b.account, "{app}");
+        }
+        // The account's usage at 100, the app's not: the account only.
+        let buc = r#"{"1":[{"type":"pages","call_count":100}]}"#;
+        let app = r#"{"call_count":99,"total_time":1,"total_cputime":1}"#;
+        let b = blocks_of(None, Some(buc), Some(app)).unwrap();
+        assert!(b.account && !b.app);
+        // Non-throttling errors block nothing.
+        assert_eq!(blocks_of(Some(190), None, Some(app)), None);
     }
 
     #[test]

@@ -9,10 +9,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+use super::erase::{account_key, ACCOUNT_KEY};
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
 use crate::store::connections::{conn_sk, user_pk};
 use crate::store::{epoch, get_n, get_s, n, s, transacted, written, Event, Item, StoreError};
+
+mod limits;
+pub use limits::{Bucket, Taken};
 
 /// How long an idempotency record (and the answer it keeps) lives.
 pub const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
@@ -90,6 +94,8 @@ pub struct GraphStore {
     table: String,
     connections_table: String,
     events_table: String,
+    /// What this container last saw of each bucket it took from.
+    hints: limits::Hints,
 }
 
 fn rate_pk(provider: Provider, account_id: &str) -> String {
@@ -108,6 +114,7 @@ impl GraphStore {
             table: table.into(),
             connections_table: connections_table.into(),
             events_table: events_table.into(),
+            hints: limits::Hints::default(),
         }
     }
 
@@ -118,11 +125,15 @@ impl GraphStore {
         account_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Block>, StoreError> {
+        self.block_at(rate_pk(provider, account_id), now).await
+    }
+
+    async fn block_at(&self, pk: String, now: OffsetDateTime) -> Result<Option<Block>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(rate_pk(provider, account_id)))
+            .key("pk", s(pk))
             .consistent_read(true)
             .send()
             .await
@@ -144,11 +155,16 @@ impl GraphStore {
         account_id: &str,
         block: &Block,
     ) -> Result<(), StoreError> {
+        self.put_block_at(rate_pk(provider, account_id), block)
+            .await
+    }
+
+    async fn put_block_at(&self, pk: String, block: &Block) -> Result<(), StoreError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(rate_pk(provider, account_id)))
+            .item("pk", s(pk))
             .item("blocked_until", epoch(block.until))
             .item("meta", s(block.meta.to_string()))
             .item("expires_at", epoch(block.until + Duration::hours(1)))
@@ -175,6 +191,8 @@ impl GraphStore {
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&pk))
+            // Lists the record under its account, for data deletion.
+            .item(ACCOUNT_KEY, account_key(key.provider, key.account_id))
             .item("fingerprint", s(fingerprint))
             .item("state", s("in_flight"))
             .item("lease_until", epoch(now + lease))

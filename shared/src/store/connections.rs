@@ -9,7 +9,8 @@
 //! Sparse index `by_due` (`due_bucket`, `due_at`) lists what the refresher
 //! must look at (`refresh::Due` decides the values); `by_meta_user`
 //! (`meta_user_id`) finds a person's connections when Meta calls deauthorize
-//! or data deletion.
+//! or data deletion, and the tombstones of those they deleted
+//! (`tombstones.rs`).
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
@@ -18,8 +19,8 @@ use time::OffsetDateTime;
 
 use super::items::{connected_update, parse_connection};
 use super::{
-    epoch, get_consistent, get_s, item_key, n, owners, query_all, s, transacted, Event, Item,
-    StoreError,
+    epoch, get_consistent, get_s, item_key, n, owners, query_all, s, tombstones, transacted, Event,
+    Item, StoreError,
 };
 use crate::connection::{Connection, Status};
 use crate::provider::Provider;
@@ -170,19 +171,12 @@ impl ConnectionStore {
     /// The connections of a Meta person (deauthorize and data-deletion
     /// callbacks name them by their app-scoped id).
     pub async fn by_meta_user(&self, meta_user_id: &str) -> Result<Vec<Connection>, StoreError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("by_meta_user")
-            .key_condition_expression("meta_user_id = :m")
-            .expression_attribute_values(":m", s(meta_user_id));
         let mut out = Vec::new();
         // The index holds keys only: read each row (a person has few).
-        for key in query_all(query, usize::MAX).await? {
-            let (Some(pk), Some(sk)) = (get_s(&key, "pk"), get_s(&key, "sk")) else {
-                continue;
-            };
+        for (pk, sk) in self.person_keys(meta_user_id).await? {
+            if tombstones::is_tombstone(&sk) {
+                continue; // a deleted connection's link: `deleted_accounts`
+            }
             let key = Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]);
             if let Some(c) = get_consistent(&self.client, &self.table, key)
                 .await?
@@ -193,6 +187,26 @@ impl ConnectionStore {
             }
         }
         Ok(out)
+    }
+
+    /// The keys of every row of a Meta person (connections and tombstones),
+    /// from the keys-only index `by_meta_user`.
+    pub(super) async fn person_keys(
+        &self,
+        meta_user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("by_meta_user")
+            .key_condition_expression("meta_user_id = :m")
+            .expression_attribute_values(":m", s(meta_user_id));
+        Ok(query_all(query, usize::MAX)
+            .await?
+            .iter()
+            .filter_map(|key| Some((get_s(key, "pk")?, get_s(key, "sk")?)))
+            .collect())
     }
 
     /// Deletes the connection's token and marks it `revoked`, writing `event`

@@ -110,65 +110,57 @@ pub(super) fn connected_update(
     token: &SealedToken,
     now: OffsetDateTime,
 ) -> UpdateExpr {
-    let due = Due::when_connected(conn, now);
     let mut u = UpdateExpr::default();
+    set_identity(&mut u, conn);
+    set_token(&mut u, conn, token, now);
+    set_page(&mut u, conn);
+    u
+}
+
+/// Who and what the connection is: owner, account, profile, grant.
+fn set_identity(u: &mut UpdateExpr, conn: &Connection) {
     u.set("user_id = :user_id", ":user_id", s(&conn.user_id));
-    u.set(
-        "provider = :provider",
-        ":provider",
-        s(conn.provider.as_str()),
-    );
-    u.set(
-        "account_id = :account_id",
-        ":account_id",
-        s(&conn.account_id),
-    );
+    let provider = s(conn.provider.as_str());
+    u.set("provider = :provider", ":provider", provider);
+    let account = s(&conn.account_id);
+    u.set("account_id = :account_id", ":account_id", account);
     u.set("username = :username", ":username", s(&conn.username));
     u.set("#status = :status", ":status", s(Status::Active.as_str()));
-    u.set(
-        "webhooks = :webhooks",
-        ":webhooks",
-        webhooks_attr(conn.webhooks_subscribed),
-    );
+    u.name("#status", "status");
+    let webhooks = webhooks_attr(conn.webhooks_subscribed);
+    u.set("webhooks = :webhooks", ":webhooks", webhooks);
     let scopes = AttributeValue::L(conn.scopes.iter().map(s).collect());
     u.set("scopes = :scopes", ":scopes", scopes);
     let connected_at = "connected_at = if_not_exists(connected_at, :connected_at)";
     u.set(connected_at, ":connected_at", epoch(conn.connected_at));
-    u.set(
-        "token_issued_at = :issued_at",
-        ":issued_at",
-        epoch(conn.token_issued_at),
-    );
-    u.set(
-        "meta_user_id = :meta_user_id",
-        ":meta_user_id",
-        s(&conn.meta_user_id),
-    );
+    let meta_user = s(&conn.meta_user_id);
+    u.set("meta_user_id = :meta_user_id", ":meta_user_id", meta_user);
+}
+
+/// The sealed token, its dates, the refresh bookkeeping reset and the
+/// connection's place in the refresh index.
+fn set_token(u: &mut UpdateExpr, conn: &Connection, token: &SealedToken, now: OffsetDateTime) {
+    let due = Due::when_connected(conn, now);
+    let issued = epoch(conn.token_issued_at);
+    u.set("token_issued_at = :issued_at", ":issued_at", issued);
     u.set("#token = :token", ":token", token_attr(token));
-    u.set(
-        "due_bucket = :due_bucket",
-        ":due_bucket",
-        s(due.bucket.as_str()),
-    );
+    u.name("#token", "token");
+    let bucket = s(due.bucket.as_str());
+    u.set("due_bucket = :due_bucket", ":due_bucket", bucket);
     u.set("due_at = :due_at", ":due_at", epoch(due.at));
     u.set("updated_at = :now", ":now", epoch(now));
     u.set("refresh_failures = :zero", ":zero", n(0));
-    u.set(
-        "version = if_not_exists(version, :zero) + :one",
-        ":one",
-        n(1),
-    );
-    u.name("#status", "status");
-    u.name("#token", "token");
+    let version = "version = if_not_exists(version, :zero) + :one";
+    u.set(version, ":one", n(1));
     u.remove("last_refreshed_at");
     u.remove("last_refresh_failure_at");
     let expires = conn.token_expires_at.map(epoch);
-    u.set_or_remove(
-        "token_expires_at = :expires",
-        ":expires",
-        "token_expires_at",
-        expires,
-    );
+    let set_expires = "token_expires_at = :expires";
+    u.set_or_remove(set_expires, ":expires", "token_expires_at", expires);
+}
+
+/// The Page of a `facebook` connection, or none.
+fn set_page(u: &mut UpdateExpr, conn: &Connection) {
     match &conn.page_id {
         Some(id) => {
             u.set("page_id = :page_id", ":page_id", s(id));
@@ -180,7 +172,6 @@ pub(super) fn connected_update(
             u.remove("page_name");
         }
     }
-    u
 }
 
 #[cfg(test)]

@@ -135,6 +135,30 @@ impl ConnectionStore {
     }
 }
 
+/// Status, subscription, failures and the last refresh, as the outcome
+/// says.
+fn set_bookkeeping(u: &mut UpdateExpr, outcome: &RefreshOutcome) {
+    if let Some(status) = outcome.status {
+        u.set("#status = :status", ":status", s(status.as_str()));
+        u.name("#status", "status");
+    }
+    if let Some(subscribed) = outcome.webhooks_subscribed {
+        let webhooks = webhooks_attr(subscribed);
+        u.set("webhooks = :webhooks", ":webhooks", webhooks);
+    }
+    if let Some(failures) = outcome.failures {
+        let days = n(failures.days);
+        u.set("refresh_failures = :failures", ":failures", days);
+        let last = failures.last_at.map(epoch);
+        let clause = "last_refresh_failure_at = :failed_at";
+        u.set_or_remove(clause, ":failed_at", "last_refresh_failure_at", last);
+    }
+    if let Some(refreshed) = outcome.refreshed {
+        let at = epoch(refreshed.at);
+        u.set("last_refreshed_at = :refreshed_at", ":refreshed_at", at);
+    }
+}
+
 /// The changes an outcome makes to the connection's row.
 fn outcome_update(
     outcome: &RefreshOutcome,
@@ -151,41 +175,10 @@ fn outcome_update(
         u.name("#token", "token");
         u.set_clause("token_issued_at = :now");
         let expires = refreshed.expires_at.map(epoch);
-        u.set_or_remove(
-            "token_expires_at = :expires",
-            ":expires",
-            "token_expires_at",
-            expires,
-        );
+        let clause = "token_expires_at = :expires";
+        u.set_or_remove(clause, ":expires", "token_expires_at", expires);
     }
-    if let Some(status) = outcome.status {
-        u.set("#status = :status", ":status", s(status.as_str()));
-        u.name("#status", "status");
-    }
-    if let Some(subscribed) = outcome.webhooks_subscribed {
-        u.set(
-            "webhooks = :webhooks",
-            ":webhooks",
-            webhooks_attr(subscribed),
-        );
-    }
-    if let Some(failures) = outcome.failures {
-        u.set(
-            "refresh_failures = :failures",
-            ":failures",
-            n(failures.days),
-        );
-        let last = failures.last_at.map(epoch);
-        let clause = "last_refresh_failure_at = :failed_at";
-        u.set_or_remove(clause, ":failed_at", "last_refresh_failure_at", last);
-    }
-    if let Some(refreshed) = outcome.refreshed {
-        u.set(
-            "last_refreshed_at = :refreshed_at",
-            ":refreshed_at",
-            epoch(refreshed.at),
-        );
-    }
+    set_bookkeeping(&mut u, outcome);
     match outcome.due {
         Some(due) => {
             u.set("due_bucket = :bucket", ":bucket", s(due.bucket.as_str()));

@@ -9,6 +9,7 @@ pub(crate) mod items;
 mod leases;
 mod owners;
 pub mod states;
+mod tombstones;
 mod update;
 mod user_connections;
 

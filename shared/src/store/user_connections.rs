@@ -13,8 +13,8 @@ use aws_sdk_dynamodb::types::{Delete, TransactWriteItem};
 use super::connections::{condition_failed_only_at, ConnectionKey};
 use super::items::{parse_connection, parse_token};
 use super::{
-    cleanup, get_consistent, is_condition_failure, owners, query_all, s, user_pk, ConnectionStore,
-    Event, StoreError,
+    cleanup, get_consistent, is_condition_failure, owners, query_all, s, tombstones, user_pk,
+    ConnectionStore, Event, StoreError,
 };
 use crate::connection::Connection;
 use crate::provider::Provider;
@@ -38,7 +38,9 @@ pub trait UserConnections: Send + Sync {
         account_id: &str,
     ) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
 
-    /// Deletes it and writes `event`; `Ok(false)`: it was already gone.
+    /// Deletes it and writes `event`, keeping the person's link to the
+    /// account (a tombstone) as long as `event` is kept; `Ok(false)`: it was
+    /// already gone.
     fn delete(
         &self,
         conn: &Connection,
@@ -84,7 +86,9 @@ impl UserConnections for ConnectionStore {
     /// alias (only while it still routes the Page to this connection: a Page
     /// linked since to another user's account keeps their routing), and
     /// writes `event`; its sealed token moves to a cleanup job for the
-    /// refresher. One transaction. `Ok(false)`: it was already gone.
+    /// refresher; its tombstone keeps the Meta user → account link until
+    /// `event` expires (the event retention), for data deletion. One
+    /// transaction. `Ok(false)`: it was already gone.
     async fn delete(
         &self,
         conn: &Connection,
@@ -108,6 +112,7 @@ impl UserConnections for ConnectionStore {
                 self.event_item(event),
             ];
             items.extend(token.map(|t| cleanup::enqueue(&self.table, conn, t, now)));
+            items.extend(tombstones::put(&self.table, conn, now, event.expires_at));
             let alias_at = items.len();
             if alias_ours {
                 items.extend(owners::delete_alias(&self.table, conn));

@@ -113,19 +113,13 @@ fn to_millis(t: f64) -> i64 {
     }
 }
 
-fn update<'a>(
-    object: &str,
-    entry_id: &str,
+/// An update's kind (Meta's field) and, where Meta gives one, the natural id
+/// its event id is made of.
+fn kind_and_id(
     field: &str,
-    item: &'a RawValue,
-    entry_time: Option<i64>,
-) -> Result<Update<'a>, ShapeError> {
-    let value: Value =
-        serde_json::from_str(item.get()).map_err(|_| ShapeError("update is not JSON"))?;
-    let obj = value
-        .as_object()
-        .ok_or(ShapeError("update must be an object"))?;
-    let (kind, natural_id) = match field {
+    obj: &serde_json::Map<String, Value>,
+) -> Result<(String, Option<String>), ShapeError> {
+    Ok(match field {
         "messaging" => {
             let kind = messaging_kind(obj);
             let key = messaging_key(&kind, obj);
@@ -150,18 +144,35 @@ fn update<'a>(
             (kind, id)
         }
         other => (other.to_string(), None),
-    };
-    let occurred_at_ms = obj
-        .get("timestamp")
+    })
+}
+
+/// The item's own timestamp (messaging items), or its change value's.
+fn occurred_at(obj: &serde_json::Map<String, Value>) -> Option<i64> {
+    obj.get("timestamp")
         .and_then(Value::as_f64)
-        .map(to_millis)
         .or_else(|| {
             obj.get("value")
                 .and_then(|v| v.get("timestamp"))
                 .and_then(Value::as_f64)
-                .map(to_millis)
         })
-        .or(entry_time);
+        .map(to_millis)
+}
+
+fn update<'a>(
+    object: &str,
+    entry_id: &str,
+    field: &str,
+    item: &'a RawValue,
+    entry_time: Option<i64>,
+) -> Result<Update<'a>, ShapeError> {
+    let value: Value =
+        serde_json::from_str(item.get()).map_err(|_| ShapeError("update is not JSON"))?;
+    let obj = value
+        .as_object()
+        .ok_or(ShapeError("update must be an object"))?;
+    let (kind, natural_id) = kind_and_id(field, obj)?;
+    let occurred_at_ms = occurred_at(obj).or(entry_time);
     let key = match natural_id.filter(|id| id.len() <= 256) {
         Some(id) => id,
         None => format!(

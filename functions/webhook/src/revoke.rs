@@ -1,0 +1,109 @@
+//! `POST /meta/deauthorize`, and the revoke it shares with data deletion:
+//! a person's connections granted before Meta's request are revoked and
+//! their tokens deleted; a newer grant is never undone.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use shared::connection::{Connection, Lifecycle};
+use shared::http;
+use shared::logging::tag;
+use shared::store::{Event, UserConnections};
+use shared::time::OffsetDateTime;
+
+use crate::{Unavailable, Webhook};
+
+impl Webhook {
+    /// `POST /meta/deauthorize`: every connection of that person granted
+    /// before the request was issued is revoked and its token deleted; a
+    /// grant made after it is left alone.
+    pub(crate) async fn deauthorize(&self, req: &Request) -> Response<Body> {
+        let request = match self.signed_request(req).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let issued_at = self.issued_at(&request);
+        match self
+            .revoke_granted_before(&request.user_id, issued_at)
+            .await
+        {
+            Ok(revoked) => {
+                let newly = revoked.iter().filter(|r| r.newly).count();
+                tracing::info!(meta_user = %tag(&request.user_id), revoked = newly, "deauthorized");
+                http::json(StatusCode::OK, &json!({"revoked": newly}))
+            }
+            Err(e) => e.response("deauthorize"),
+        }
+    }
+
+    /// Revokes the person's connections whose grant is not newer than
+    /// `issued_at`, and returns them (revoked now, or already before). A
+    /// connection Meta issued its token for after `issued_at` was made again
+    /// after the request: it is not touched, even if that happens while this
+    /// runs (the revoke's condition).
+    pub(crate) async fn revoke_granted_before(
+        &self,
+        meta_user: &str,
+        issued_at: OffsetDateTime,
+    ) -> Result<Vec<Revoked>, Unavailable> {
+        let conns = self.connections.by_meta_user(meta_user).await?;
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        let mut kept = 0;
+        for c in conns {
+            if c.token_issued_at > issued_at {
+                kept += 1;
+                continue;
+            }
+            let mut revoked = c.clone();
+            revoked.status = shared::connection::Status::Revoked;
+            let event = Event::lifecycle(
+                Lifecycle::Revoked,
+                &revoked,
+                now,
+                self.config.store.event_retention,
+            );
+            if self
+                .connections
+                .revoke_granted_before(&c, issued_at, &event, now)
+                .await?
+            {
+                out.push(Revoked {
+                    conn: c,
+                    newly: true,
+                });
+                continue;
+            }
+            // Nothing changed: already revoked, gone, or granted again since
+            // it was read. Only the first still concerns this request.
+            let current = self
+                .connections
+                .get(&c.user_id, c.provider, &c.account_id)
+                .await?;
+            match current {
+                Some((now_conn, _)) if now_conn.token_issued_at <= issued_at => {
+                    out.push(Revoked {
+                        conn: now_conn,
+                        newly: false,
+                    });
+                }
+                Some(_) => kept += 1,
+                None => {}
+            }
+        }
+        if kept > 0 {
+            tracing::info!(
+                meta_user = %tag(meta_user),
+                kept,
+                "signed_request older than a grant: that grant is kept"
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// A connection a Meta callback concerns, and whether this call revoked it.
+pub(crate) struct Revoked {
+    pub(crate) conn: Connection,
+    pub(crate) newly: bool,
+}

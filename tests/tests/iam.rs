@@ -1,0 +1,301 @@
+//! The roles' policies in `template.yaml` against what the code really asks
+//! of DynamoDB: every request the `connections` and `graph` functions make in
+//! a run through their real entry points (list, delete with a Page alias,
+//! a proxied call, a dead token) is recorded and must be allowed by that
+//! function's statements: action, table or index, `dynamodb:LeadingKeys`,
+//! `dynamodb:Attributes`. moto checks no IAM, so without this a policy
+//! narrower than the code would only fail in AWS.
+
+use std::collections::BTreeMap;
+
+use infra::apigw::{ApiRequest, ResponseExt};
+use infra::graph_proxy;
+use infra::meta::{FbPage, FbPerson};
+use infra::requests::{Asked, Requests};
+use infra::template::yaml_serde::Value;
+use integration_tests::*;
+
+/// One Allow statement of a function's role, as the test reads it.
+#[derive(Debug)]
+struct Grant {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    leading_keys: Option<Vec<String>>,
+    attributes: Option<Vec<String>>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Tagged(t) => format!(
+            "!{} {}",
+            t.tag.to_string().trim_start_matches('!'),
+            text(&t.value)
+        ),
+        Value::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Sequence(items) => items.iter().map(text).collect(),
+        Value::Null => vec![],
+        other => vec![text(other)],
+    }
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_sequence()
+        .map(|s| s.iter().map(|k| k.as_str().unwrap().to_string()).collect())
+}
+
+fn grant(s: &Value) -> Grant {
+    let c = &s["Condition"];
+    Grant {
+        actions: list(&s["Action"]),
+        resources: list(&s["Resource"]),
+        leading_keys: strings(&c["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]),
+        attributes: strings(&c["ForAllValues:StringEquals"]["dynamodb:Attributes"]),
+    }
+}
+
+/// The Allow statements of `function`'s role: its own policies and any
+/// `AWS::IAM::Policy` attached to `<function>Role`.
+fn grants(doc: &Value, function: &str) -> Vec<Grant> {
+    let resources = doc["Resources"].as_mapping().unwrap();
+    let own = doc["Resources"][function]["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default());
+    let attached = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::IAM::Policy"))
+        .filter(|r| list(&r["Properties"]["Roles"]).contains(&format!("!Ref {function}Role")))
+        .flat_map(|r| {
+            r["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        });
+    own.chain(attached)
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+        .map(|s| grant(&s))
+        .collect()
+}
+
+fn like(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => value == pattern,
+    }
+}
+
+/// The table's (or index's) partition key attribute.
+fn hash_key(doc: &Value, table: &str, index: Option<&str>) -> String {
+    let p = &doc["Resources"][table]["Properties"];
+    let schema = match index {
+        None => &p["KeySchema"],
+        Some(i) => &p["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|g| g["IndexName"].as_str() == Some(i))
+            .unwrap()["KeySchema"],
+    };
+    schema
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|k| k["KeyType"].as_str() == Some("HASH"))
+        .unwrap()["AttributeName"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn allows(g: &Grant, asked: &Asked, table: &str, leading: &str) -> bool {
+    let resource = match &asked.index {
+        None => format!("!GetAtt {table}.Arn"),
+        Some(i) => format!("!Sub ${{{table}.Arn}}/index/{i}"),
+    };
+    g.actions.iter().any(|a| a == asked.action)
+        && g.resources.contains(&resource)
+        && g.leading_keys
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|k| like(k, leading)))
+        && g.attributes
+            .as_ref()
+            .is_none_or(|allowed| asked.attributes.iter().all(|a| allowed.contains(a)))
+}
+
+/// The template's logical ids of the stack's tables, by name.
+fn tables(h: &Harness) -> BTreeMap<String, String> {
+    infra::template::tables(&infra::template::template_path())
+        .into_iter()
+        .filter_map(|t| {
+            let var = infra::template::env_var_for(&t.logical_id)?;
+            Some((h.stack.var(var).to_string(), t.logical_id))
+        })
+        .collect()
+}
+
+/// Every request `function` made that its role would be refused, described.
+fn refused(h: &Harness, function: &str, asked: &[Asked]) -> Vec<String> {
+    let doc = infra::template::document(&infra::template::template_path());
+    let grants = grants(&doc, function);
+    let tables = tables(h);
+    asked
+        .iter()
+        .filter_map(|a| {
+            let Some(table) = tables.get(&a.table) else {
+                return Some(format!("{a:?}: not a table of the template"));
+            };
+            let key = hash_key(&doc, table, a.index.as_deref());
+            let leading = a.values.get(&key).cloned().unwrap_or_default();
+            (!grants.iter().any(|g| allows(g, a, table, &leading))).then(|| {
+                format!(
+                    "{} on {table}{} with {key} = {leading:?}, attributes {:?}",
+                    a.action,
+                    a.index
+                        .as_deref()
+                        .map(|i| format!("/index/{i}"))
+                        .unwrap_or_default(),
+                    a.attributes
+                )
+            })
+        })
+        .collect()
+}
+
+fn actions(asked: &[Asked]) -> Vec<&'static str> {
+    let mut a: Vec<_> = asked.iter().map(|a| a.action).collect();
+    a.sort();
+    a.dedup();
+    a
+}
+
+#[tokio::test]
+async fn the_connections_function_asks_dynamodb_only_what_its_role_allows() {
+    let mut h = Harness::new().await;
+    h.stack.meta.set_facebook_person(FbPerson::new(
+        "10160000000000031",
+        "Grace",
+        vec![FbPage::linked(
+            "p31",
+            "Studio",
+            "17841400000000031",
+            "studio",
+        )],
+    ));
+    let back = h.connect("facebook", "user-31").await;
+    assert_eq!(back.status(), 302);
+    let account = h.connect_instagram_as("user-31", "studio.ig").await;
+
+    let recorded = Requests::default();
+    h.stack.dynamodb = recorded.dynamodb(&h.stack.aws);
+    let connections = h.stack.connections(h.clock.clone());
+    let list = connections
+        .handle(
+            ApiRequest::new("GET", "/connections")
+                .user("user-31")
+                .into_request(),
+        )
+        .await;
+    assert_eq!(list.status(), 200, "{}", list.body_text());
+    for path in [
+        "/connections/facebook/17841400000000031".to_string(),
+        format!("/connections/instagram/{account}"),
+    ] {
+        let deleted = connections
+            .handle(
+                ApiRequest::new("DELETE", &path)
+                    .user("user-31")
+                    .into_request(),
+            )
+            .await;
+        assert_eq!(deleted.status(), 204, "{path}: {}", deleted.body_text());
+    }
+    let asked = recorded.take();
+    // The run went through every kind of request the function makes.
+    assert_eq!(
+        actions(&asked),
+        [
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem"
+        ]
+    );
+    assert!(
+        asked
+            .iter()
+            .any(|a| a.values.get("pk").is_some_and(|k| k.starts_with("PAGE#"))),
+        "the Page alias was read and deleted"
+    );
+    let refused = refused(&h, "ConnectionsFunction", &asked);
+    assert!(
+        refused.is_empty(),
+        "refused in AWS:\n{}",
+        refused.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_graph_function_asks_dynamodb_only_what_its_role_allows() {
+    let mut h = Harness::new().await;
+    let account = h.connect_instagram_as("user-32", "dying.two").await;
+    let recorded = Requests::default();
+    h.stack.dynamodb = recorded.dynamodb(&h.stack.aws);
+    let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
+    let call = |method: &str, path: &str| {
+        ApiRequest::new(
+            method,
+            &format!("/connections/instagram/{account}/graph/{path}"),
+        )
+        .user("user-32")
+    };
+    let read = graph.handle(call("GET", "me/media").into_request()).await;
+    assert_eq!(read.status(), 200, "{}", read.body_text());
+    let sent = graph
+        .handle(
+            call("POST", "me/messages")
+                .header("idempotency-key", "k-32")
+                .json(&serde_json::json!({"recipient": {"id": "1"}, "message": {"text": "hi"}}))
+                .into_request(),
+        )
+        .await;
+    assert_eq!(sent.status(), 200, "{}", sent.body_text());
+    // The backend door without a user reads the owner claim (400 once the
+    // door requires user_id: then it reads nothing).
+    let backend = graph
+        .handle_invocation(serde_json::json!({
+            "provider": "instagram", "account_id": account, "method": "GET",
+            "path": "me", "query": {}, "body": null, "idempotency_key": null
+        }))
+        .await;
+    assert!(
+        [200, 400].contains(&backend["status"].as_u64().unwrap()),
+        "{backend}"
+    );
+    // A dead token: the connection flips to needs_reauth with its event.
+    h.stack.meta.invalidate_account(&account);
+    let dead = graph.handle(call("GET", "me/media").into_request()).await;
+    assert_eq!(dead.status(), 409, "{}", dead.body_text());
+    let asked = recorded.take();
+    assert_eq!(h.events("connection.needs_reauth").await.len(), 1);
+    assert!(
+        asked.iter().any(|a| a.action == "dynamodb:PutItem"
+            && a.values
+                .get("event_id")
+                .is_some_and(|id| id.starts_with("lc_"))),
+        "the needs_reauth event was written"
+    );
+    let refused = refused(&h, "GraphFunction", &asked);
+    assert!(
+        refused.is_empty(),
+        "refused in AWS:\n{}",
+        refused.join("\n")
+    );
+}
