@@ -1,7 +1,8 @@
 //! The roles' policies in `template.yaml` against what the code really asks
-//! of DynamoDB: every request the `connections` and `graph` functions make in
-//! a run through their real entry points (list, delete with a Page alias,
-//! a proxied call, a dead token) is recorded and must be allowed by that
+//! of DynamoDB: every request the `connections`, `graph`, `admin` and
+//! `deliver` functions make in a run through their real entry points (list,
+//! delete with a Page alias, a proxied call, a dead token; every admin route,
+//! a fan-out, a failed attempt, a replay page) is recorded and must be allowed by that
 //! function's statements: action, table or index, `dynamodb:LeadingKeys`,
 //! `dynamodb:Attributes`. moto checks no IAM, so without this a policy
 //! narrower than the code would only fail in AWS.
