@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
@@ -204,13 +205,17 @@ impl LocalWebhooks {
     }
 
     /// `/dev/receiver` (the endpoint), `/dev/receiver/state` (GET: what it
-    /// got and the endpoint's attempts; POST `{"failing"}`), and
-    /// `/dev/webhooks/register` (registers it through `admin`).
+    /// got and the endpoint's attempts; POST `{"failing"}`),
+    /// `/dev/webhooks/register` (registers it through `admin`), and
+    /// `/dev/admin/...`: the `/admin/...` routes as a SigV4-signed caller
+    /// would reach them (the local gateway checks no SigV4 and answers
+    /// `/admin` itself with 403).
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/dev/receiver", post(receive))
             .route("/dev/receiver/state", get(state).post(set_failing))
             .route("/dev/webhooks/register", post(register))
+            .route("/dev/admin/{*rest}", any(admin_as_local_caller))
             .with_state(self)
     }
 
@@ -309,6 +314,30 @@ async fn state(State(w): Shared) -> Json<Value> {
     Json(
         json!({"endpoint_id": endpoint, "failing": failing, "deliveries": deliveries, "attempts": attempts}),
     )
+}
+
+/// `/dev/admin/<rest>?<query>` → `admin`'s `/admin/<rest>?<query>`, with the
+/// method and body as sent, from a fixed local IAM caller.
+async fn admin_as_local_caller(
+    State(w): Shared,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    let path = format!("/admin/{}", path.trim_start_matches("/dev/admin/"));
+    let mut req = ApiRequest::new(method.as_str(), &path);
+    if !body.is_empty() {
+        req = req
+            .body(body.to_vec())
+            .header("content-type", "application/json");
+    }
+    let (status, answer) = w.admin(req).await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if answer.is_null() {
+        return status.into_response();
+    }
+    (status, Json(answer)).into_response()
 }
 
 async fn set_failing(State(w): Shared, Json(body): Json<Value>) -> Json<Value> {
