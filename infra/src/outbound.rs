@@ -53,21 +53,13 @@ impl LocalWebhooks {
     pub async fn start(stack: &Stack, base_url: &str) -> Arc<Self> {
         let sqs = aws_sdk_sqs::Client::new(&stack.aws);
         let mut env = stack.env.clone();
-        for name in ["deliveries", "dead-deliveries"] {
+        for (name, var) in [
+            ("deliveries", "DELIVERY_QUEUE_URL"),
+            ("dead-deliveries", "DELIVERY_DEAD_LETTER_QUEUE_URL"),
+        ] {
             let q = sqs.create_queue().queue_name(format!("local-{name}"));
-            let url = q
-                .send()
-                .await
-                .expect("create a queue")
-                .queue_url()
-                .unwrap_or_default()
-                .to_string();
-            let var = if name == "deliveries" {
-                "DELIVERY_QUEUE_URL"
-            } else {
-                "DELIVERY_DEAD_LETTER_QUEUE_URL"
-            };
-            env.insert(var.into(), url);
+            let created = q.send().await.expect("create a queue");
+            env.insert(var.into(), created.queue_url().unwrap_or_default().into());
         }
         let key = stack
             .kms
@@ -167,13 +159,16 @@ impl LocalWebhooks {
 
     /// What the pipe and the rule do: every new event, as a bus event.
     async fn forward_new_events(&self) -> Result<(), String> {
-        let scan = self
+        let pages = self
             .dynamodb
             .scan()
             .table_name(&self.events_table)
+            .into_paginator()
+            .items()
             .send()
+            .collect::<Result<Vec<_>, _>>()
             .await;
-        for item in scan.map_err(|e| e.to_string())?.items() {
+        for item in &pages.map_err(|e| e.to_string())? {
             let Some(id) = item.get("event_id").and_then(|v| v.as_s().ok()) else {
                 continue;
             };
