@@ -14,6 +14,7 @@
 //!   records asynchronous invocations and can refuse them.
 //! - [`calls`], [`requests`]: AWS SDK calls counted (benchmarks), DynamoDB
 //!   requests recorded as IAM sees them (the IAM test).
+//! - [`outbound`]: the outbound webhooks' queue loop and a local receiver.
 
 pub mod apigw;
 pub mod calls;
@@ -22,6 +23,7 @@ pub mod graph_proxy;
 pub mod jwt;
 pub mod lambda_api;
 pub mod meta;
+pub mod outbound;
 pub mod requests;
 pub mod runtime_api;
 pub mod stack;

@@ -1,0 +1,198 @@
+//! One attempt message: is it due, is the endpoint still there and enabled,
+//! the signed `POST`, its record, and what comes next.
+
+use shared::outbound::attempt::Attempt;
+use shared::outbound::endpoint::Endpoint;
+use shared::outbound::schedule::{next_attempt, Next};
+use shared::outbound::signature::signature_header;
+use shared::outbound::target::validate_url;
+use shared::vault::DataKeys;
+use time::OffsetDateTime;
+
+use crate::message::{AttemptMessage, OutboundEvent};
+use crate::queue::MAX_DELAY_SECONDS;
+use crate::send::{post, Sent, Signed};
+use crate::{Deliver, Outcome};
+
+/// The first attempt of `event` for every enabled endpoint that takes it.
+pub fn first_attempts(
+    endpoints: &[Endpoint],
+    event: &OutboundEvent,
+    now: OffsetDateTime,
+) -> Vec<AttemptMessage> {
+    endpoints
+        .iter()
+        .filter(|e| e.receives(&event.kind, &event.account_id))
+        .map(|e| AttemptMessage {
+            endpoint_id: e.id.clone(),
+            event: event.clone(),
+            attempt: 1,
+            first_attempt_at: None,
+            due_at: now.unix_timestamp(),
+            replay_id: None,
+        })
+        .collect()
+}
+
+/// What is kept of an attempt (never the response body).
+fn record_of(m: &AttemptMessage, sent: &Sent, next: Option<Next>, now: OffsetDateTime) -> Attempt {
+    Attempt {
+        endpoint_id: m.endpoint_id.clone(),
+        event_id: m.event.event_id.clone(),
+        attempt: m.attempt,
+        at: now,
+        error: sent.error,
+        status: sent.status,
+        latency_ms: sent.latency_ms,
+        next_attempt_at: match next {
+            Some(Next::RetryAt(at)) => Some(at),
+            _ => None,
+        },
+    }
+}
+
+impl<K: DataKeys> Deliver<K> {
+    pub(crate) async fn attempt(
+        &self,
+        m: AttemptMessage,
+        receipt: &str,
+    ) -> Result<Outcome, String> {
+        let now = self.clock.now();
+        let wait = m.due_at - now.unix_timestamp();
+        if wait > 0 {
+            return self.wait(m, receipt, wait, now).await;
+        }
+        let Some(endpoint) = self
+            .endpoints
+            .get(&m.endpoint_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(Outcome::Dropped);
+        };
+        if endpoint.disabled.is_some() {
+            return Ok(Outcome::Dropped);
+        }
+        let sent = self.send(&endpoint, &m, now).await?;
+        let first = m
+            .first_attempt_at
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .unwrap_or(now);
+        let next = match sent.error {
+            None => None,
+            Some(_) => Some(next_attempt(
+                m.attempt,
+                first,
+                now,
+                sent.retry_after,
+                (self.jitter)(),
+            )),
+        };
+        let record = record_of(&m, &sent, next, now);
+        self.endpoints
+            .put_attempt(&record)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            endpoint = %m.endpoint_id, event_id = %m.event.event_id, attempt = m.attempt,
+            outcome = record.outcome(), status = ?sent.status,
+            error = sent.error.map(|e| e.as_str()), "delivery attempt"
+        );
+        let outcome = self.follow_up(m, next, first, now).await?;
+        self.record_health(&endpoint, sent.error.is_none(), now)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Signs and sends. A stored URL that no longer passes is refused
+    /// without a request (it was checked when it was stored).
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        m: &AttemptMessage,
+        now: OffsetDateTime,
+    ) -> Result<Sent, String> {
+        if validate_url(&endpoint.url, self.config.outbound.allow_loopback).is_err() {
+            return Ok(Sent {
+                status: None,
+                error: Some(shared::outbound::attempt::AttemptError::RefusedAddress),
+                retry_after: None,
+                latency_ms: 0,
+            });
+        }
+        let secrets = self
+            .secrets
+            .signing(endpoint, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = m.event.body();
+        let timestamp = now.unix_timestamp();
+        let signature = signature_header(&secrets, &m.event.event_id, timestamp, &body)
+            .map_err(|e| e.to_string())?;
+        let req = Signed {
+            url: &endpoint.url,
+            event_id: &m.event.event_id,
+            timestamp,
+            signature,
+            body,
+        };
+        Ok(post(&self.client, req, now).await)
+    }
+
+    /// The next attempt into the queue, or the delivery to the dead letters.
+    async fn follow_up(
+        &self,
+        m: AttemptMessage,
+        next: Option<Next>,
+        first: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, String> {
+        match next {
+            None => Ok(Outcome::Delivered),
+            Some(Next::RetryAt(at)) => {
+                let retry = AttemptMessage {
+                    attempt: m.attempt + 1,
+                    first_attempt_at: Some(first.unix_timestamp()),
+                    due_at: at.unix_timestamp(),
+                    ..m
+                };
+                self.queue
+                    .schedule(&[retry], now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Outcome::Failed)
+            }
+            Some(Next::DeadLetter) => {
+                tracing::warn!(endpoint = %m.endpoint_id, event_id = %m.event.event_id, "delivery dead-lettered after 72 hours");
+                self.queue
+                    .dead_letter(&m)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Outcome::DeadLettered)
+            }
+        }
+    }
+
+    /// Not due yet: a short wait becomes a delayed copy; a long one hides
+    /// this message until it is due.
+    async fn wait(
+        &self,
+        m: AttemptMessage,
+        receipt: &str,
+        wait: i64,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, String> {
+        if wait <= MAX_DELAY_SECONDS.min(self.queue.max_delay) {
+            self.queue
+                .schedule(&[m], now)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Outcome::Requeued);
+        }
+        self.queue
+            .hide(receipt, wait)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Outcome::Waiting)
+    }
+}
