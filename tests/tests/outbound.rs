@@ -641,6 +641,50 @@ async fn a_rotated_secret_signs_beside_the_old_one_for_24_hours() {
     assert!(one.get("secret").is_none());
 }
 
+impl World {
+    fn store(&self) -> shared::outbound::store::EndpointStore {
+        let config = AdminConfig::from_env(EnvReader::from_map(self.stack.env.clone()));
+        config
+            .expect("admin config")
+            .outbound
+            .store(&self.stack.dynamodb)
+    }
+}
+
+#[tokio::test]
+async fn a_patch_read_before_a_rotation_does_not_undo_it() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (id, old) = w.endpoint(json!({"url": rx.url("/ok")})).await;
+    let store = w.store();
+    // A PATCH reads the endpoint, a rotation lands, then the PATCH writes.
+    let mut read_by_patch = store.get(&id).await.unwrap().unwrap();
+    let path = format!("/admin/endpoints/{id}/rotate-secret");
+    let (status, rotated) = w.admin(ApiRequest::post(&path)).await;
+    assert_eq!(status, 200);
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    read_by_patch.description = "patched".into();
+    assert!(store.save_settings(&read_by_patch, false).await.unwrap());
+    // A second rotation from the same stale read is refused, not applied.
+    let stale = read_by_patch.secret.clone();
+    let until = w.clock.now() + Duration::hours(24);
+    let again = store.rotate_secret(&read_by_patch, &stale, until, w.clock.now());
+    assert!(!again.await.unwrap());
+
+    w.publish(bus_event("mid.6", "messages", "1784")).await;
+    w.pump().await;
+    w.pump().await;
+    let got = rx.got("/ok");
+    let now = w.clock.now().unix_timestamp();
+    assert_eq!(got.len(), 1);
+    assert!(verifies(&new, &got[0], now), "the rotated secret signs");
+    assert!(verifies(&old, &got[0], now), "the old one beside it");
+    let (_, e) = w
+        .admin(ApiRequest::get(&format!("/admin/endpoints/{id}")))
+        .await;
+    assert_eq!(e["description"], "patched");
+}
+
 #[tokio::test]
 async fn an_endpoint_failing_for_5_days_is_disabled_and_says_so() {
     let capture = shared::metrics::Capture::start();
