@@ -686,6 +686,43 @@ async fn a_patch_read_before_a_rotation_does_not_undo_it() {
 }
 
 #[tokio::test]
+async fn an_attempt_for_an_event_the_endpoint_no_longer_takes_is_dropped() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (id, _) = w
+        .endpoint(json!({"url": rx.url("/ok"), "kinds": ["messages"]}))
+        .await;
+    w.publish(bus_event("mid.7", "messages", "1784")).await;
+    w.publish(bus_event("mid.8", "messages", "1785")).await;
+    assert_eq!(w.pump().await, 2, "both fanned out to the endpoint");
+    // Narrowed before the attempts run: one to another kind, then an account.
+    let path = format!("/admin/endpoints/{id}");
+    let narrowed = json!({"kinds": ["comments"]});
+    let (status, _) = w
+        .admin(ApiRequest::new("PATCH", &path).json(&narrowed))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(w.pump().await, 2, "the two attempts");
+    assert!(rx.got("/ok").is_empty(), "no kind it takes now");
+    assert!(w.attempts(&id, "").await.is_empty());
+
+    w.publish(bus_event("mid.11", "messages", "1784")).await;
+    w.publish(bus_event("mid.12", "messages", "1785")).await;
+    let (status, _) = w
+        .admin(ApiRequest::new("PATCH", &path).json(&json!({"kinds": null})))
+        .await;
+    assert_eq!(status, 200);
+    w.pump().await;
+    let only = json!({"accounts": ["1785"]});
+    let (status, _) = w.admin(ApiRequest::new("PATCH", &path).json(&only)).await;
+    assert_eq!(status, 200);
+    w.pump().await;
+    let got = rx.got("/ok");
+    assert_eq!(got.len(), 1, "only the account it takes now");
+    assert_eq!(got[0].headers["webhook-id"], "mid.12");
+}
+
+#[tokio::test]
 async fn an_endpoint_failing_for_5_days_is_disabled_and_says_so() {
     let capture = shared::metrics::Capture::start();
     let rx = Receiver::start().await;

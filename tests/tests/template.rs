@@ -1194,10 +1194,7 @@ fn only_these_send(doc: &Value, name: &str, senders: &[&str]) {
         .iter()
         .map(tagged_text)
         .collect();
-    let want: BTreeSet<String> = senders
-        .iter()
-        .map(|r| format!("!GetAtt {r}.Arn"))
-        .collect();
+    let want: BTreeSet<String> = senders.iter().map(|r| format!("!GetAtt {r}.Arn")).collect();
     assert_eq!(roles, want, "{name}");
 }
 
@@ -1340,7 +1337,10 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
         tagged_text(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]).contains("DeliveryRule")
     );
     for (name, senders) in [
-        ("DeliveryQueuePolicy", &["DeliverFunctionRole", "AdminFunctionRole"][..]),
+        (
+            "DeliveryQueuePolicy",
+            &["DeliverFunctionRole", "AdminFunctionRole"][..],
+        ),
         ("DeliveryDeadLettersPolicy", &["DeliverFunctionRole"][..]),
     ] {
         only_these_send(&doc, name, senders);
