@@ -1164,6 +1164,32 @@ fn the_graph_function_reads_its_rows_and_writes_only_a_needs_reauth_and_its_even
     }
 }
 
+#[test]
+fn deliver_writes_only_health_replays_attempts_and_its_own_events() {
+    let doc = template();
+    let f = "DeliverFunction";
+    let keys = |action, table| leading_keys(&doc, f, action, table);
+    let some = |ks: &[&str]| vec![Some(ks.iter().map(|k| k.to_string()).collect::<Vec<_>>())];
+    assert_eq!(
+        keys("dynamodb:UpdateItem", "EndpointsTable"),
+        some(&["endpoint", "replay"])
+    );
+    assert_eq!(
+        keys("dynamodb:PutItem", "EndpointsTable"),
+        some(&["attempts#*"])
+    );
+    let own = format!("{}*", deliver::DISABLED_EVENT_ID_PREFIX);
+    assert_eq!(
+        keys("dynamodb:PutItem", "EventsTable"),
+        some(&[own.as_str()])
+    );
+    for action in ["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"] {
+        assert!(keys(action, "EndpointsTable").is_empty(), "{action}");
+        assert!(keys(action, "EventsTable").is_empty(), "{action}");
+    }
+    assert!(keys("dynamodb:UpdateItem", "EventsTable").is_empty());
+}
+
 /// The queue policy `name` refuses `sqs:SendMessage` (and so a batch) to
 /// every principal but the delivery rule and the roles `senders`: a message
 /// on the delivery queues is signed with an endpoint's real secret.

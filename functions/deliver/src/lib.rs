@@ -27,6 +27,7 @@ mod replay;
 mod secrets;
 pub mod send;
 
+pub use health::{DISABLED_EVENT_ID_PREFIX, DISABLED_KIND};
 use message::{read_body, Incoming, OutboundEvent};
 pub use queue::Queue;
 
