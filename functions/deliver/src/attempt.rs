@@ -27,7 +27,7 @@ pub fn first_attempts(
         .filter(|e| e.receives(&event.kind, &event.account_id))
         .map(|e| AttemptMessage {
             endpoint_id: e.id.clone(),
-            event: event.clone(),
+            event_id: event.event_id.clone(),
             attempt: 1,
             first_attempt_at: None,
             due_at: now.unix_timestamp(),
@@ -52,7 +52,7 @@ fn bookkeeping<T>(step: &str, done: Result<T, String>) -> Option<T> {
 fn record_of(m: &AttemptMessage, sent: &Sent, next: Option<Next>, now: OffsetDateTime) -> Attempt {
     Attempt {
         endpoint_id: m.endpoint_id.clone(),
-        event_id: m.event.event_id.clone(),
+        event_id: m.event_id.clone(),
         attempt: m.attempt,
         at: now,
         error: sent.error,
@@ -84,11 +84,14 @@ impl<K: DataKeys> Deliver<K> {
         else {
             return Ok(Outcome::Dropped);
         };
+        let Some(event) = self.stored_event(&m.event_id).await? else {
+            return Ok(Outcome::Dropped); // expired or deleted meanwhile
+        };
         // Disabled, or its filters changed since the event was fanned out.
-        if !endpoint.receives(&m.event.kind, &m.event.account_id) {
+        if !endpoint.receives(&event.kind, &event.account_id) {
             return Ok(Outcome::Dropped);
         }
-        let sent = self.send(&endpoint, &m, now).await?;
+        let sent = self.send(&endpoint, &event, now).await?;
         self.after_send(&endpoint, m, &sent, now).await
     }
 
@@ -115,7 +118,7 @@ impl<K: DataKeys> Deliver<K> {
             next_attempt(m.attempt, first, now, sent.retry_after, jitter)
         });
         let record = record_of(&m, sent, next, now);
-        let (event, attempt) = (tag(&m.event.event_id), m.attempt);
+        let (event, attempt) = (tag(&m.event_id), m.attempt);
         tracing::info!(
             endpoint = %m.endpoint_id, event = %event, attempt,
             outcome = record.outcome(), status = ?sent.status,
@@ -130,12 +133,19 @@ impl<K: DataKeys> Deliver<K> {
         bookkeeping("record the endpoint's health", health);
         Ok(outcome)
     }
+    /// The event as stored now; `None`: it is gone.
+    async fn stored_event(&self, event_id: &str) -> Result<Option<OutboundEvent>, String> {
+        let item = self.events.get_item(event_id).await;
+        let item = item.map_err(|e| e.to_string())?;
+        Ok(item.as_ref().and_then(OutboundEvent::from_item))
+    }
+
     /// Signs and sends. A stored URL that no longer passes is refused
     /// without a request (it was checked when it was stored).
     async fn send(
         &self,
         endpoint: &Endpoint,
-        m: &AttemptMessage,
+        event: &OutboundEvent,
         now: OffsetDateTime,
     ) -> Result<Sent, String> {
         if validate_url(&endpoint.url, self.config.outbound.allow_loopback).is_err() {
@@ -151,13 +161,13 @@ impl<K: DataKeys> Deliver<K> {
             .signing(endpoint, now)
             .await
             .map_err(|e| e.to_string())?;
-        let body = m.event.body();
+        let body = event.body();
         let timestamp = now.unix_timestamp();
-        let signature = signature_header(&secrets, &m.event.event_id, timestamp, &body)
+        let signature = signature_header(&secrets, &event.event_id, timestamp, &body)
             .map_err(|e| e.to_string())?;
         let req = Signed {
             url: &endpoint.url,
-            event_id: &m.event.event_id,
+            event_id: &event.event_id,
             timestamp,
             signature,
             body,
@@ -189,7 +199,7 @@ impl<K: DataKeys> Deliver<K> {
                 Ok(Outcome::Failed)
             }
             Some(Next::DeadLetter) => {
-                let event = tag(&m.event.event_id);
+                let event = tag(&m.event_id);
                 tracing::warn!(endpoint = %m.endpoint_id, event = %event, "delivery dead-lettered after 72 hours");
                 self.queue
                     .dead_letter(&m)
