@@ -11,7 +11,11 @@ seen = set()  # keep these in your database: delivery is at least once
 
 class Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        length = self.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > 1 << 20:  # no delivery is over 1 MiB
+            self.send_response(413)
+            return self.end_headers()
+        body = self.rfile.read(int(length))
         try:
             event = webhook.verify(body, dict(self.headers))
         except WebhookVerificationError:

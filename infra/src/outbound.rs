@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use secrecy::SecretString;
 use serde_json::{json, Map, Value};
 use shared::outbound::resolver::Lookup;
-use shared::outbound::signature::signature_header;
+use shared::outbound::signature::verify;
 use shared::vault::KmsDataKeys;
 use shared::{Clock, EnvReader, FromEnv};
 
@@ -267,10 +267,14 @@ async fn receive(State(w): Shared, headers: HeaderMap, body: Bytes) -> StatusCod
         })
         .collect();
     let mut r = w.receiver.lock().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let verified = r.endpoint.as_ref().is_some_and(|(_, secret)| {
-        let ts = h["webhook-timestamp"].parse().unwrap_or_default();
-        let expected = signature_header(std::slice::from_ref(secret), h["webhook-id"], ts, &body);
-        expected.is_ok_and(|e| h["webhook-signature"].split(' ').any(|s| s == e))
+        let (id, ts, sig) = (
+            h["webhook-id"],
+            h["webhook-timestamp"],
+            h["webhook-signature"],
+        );
+        verify(secret, id, ts, sig, &body, now)
     });
     let event: Value = serde_json::from_slice(&body).unwrap_or_default();
     let status = if r.failing {

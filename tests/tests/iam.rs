@@ -403,6 +403,26 @@ async fn admin_and_deliver_ask_dynamodb_only_what_their_roles_allow() {
             "event_id": {"S": "mid.iam"}, "kind": {"S": "messages"},
             "account_id": {"S": "1784"}, "occurred_at": {"S": "2026-11-21T11:00:00Z"},
             "received_at": {"S": "2026-11-21T11:00:00Z"}, "payload": {"S": "{}"}}}}});
+    // Stored first, as the pipe forwards only what was stored (its attempt
+    // reads it there).
+    let image = event
+        .pointer("/detail/dynamodb/NewImage")
+        .unwrap()
+        .as_object()
+        .unwrap();
+    let item = image.iter().map(|(k, v)| {
+        let s = v["S"].as_str().unwrap().to_string();
+        (
+            k.clone(),
+            shared::aws_sdk_dynamodb::types::AttributeValue::S(s),
+        )
+    });
+    let put = h
+        .stack
+        .dynamodb
+        .put_item()
+        .table_name(h.stack.var("EVENTS_TABLE"));
+    put.set_item(Some(item.collect())).send().await.unwrap();
     let record = |n: usize, body: String| json!({"messageId": format!("m{n}"), "receiptHandle": "r", "body": body});
     deliver
         .handle(json!({"Records": [record(0, event.to_string())]}))

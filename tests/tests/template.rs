@@ -1165,6 +1165,66 @@ fn the_graph_function_reads_its_rows_and_writes_only_a_needs_reauth_and_its_even
 }
 
 #[test]
+fn deliver_writes_only_health_replays_attempts_and_its_own_events() {
+    let doc = template();
+    let f = "DeliverFunction";
+    let keys = |action, table| leading_keys(&doc, f, action, table);
+    let some = |ks: &[&str]| vec![Some(ks.iter().map(|k| k.to_string()).collect::<Vec<_>>())];
+    assert_eq!(
+        keys("dynamodb:UpdateItem", "EndpointsTable"),
+        some(&["endpoint", "replay"])
+    );
+    assert_eq!(
+        keys("dynamodb:PutItem", "EndpointsTable"),
+        some(&["attempts#*"])
+    );
+    let own = format!("{}*", deliver::DISABLED_EVENT_ID_PREFIX);
+    assert_eq!(
+        keys("dynamodb:PutItem", "EventsTable"),
+        some(&[own.as_str()])
+    );
+    for action in ["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"] {
+        assert!(keys(action, "EndpointsTable").is_empty(), "{action}");
+        assert!(keys(action, "EventsTable").is_empty(), "{action}");
+    }
+    assert!(keys("dynamodb:UpdateItem", "EventsTable").is_empty());
+}
+
+/// The queue policy `name` refuses `sqs:SendMessage` (and so a batch) to
+/// every principal but the delivery rule and the roles `senders`: a message
+/// on the delivery queues is signed with an endpoint's real secret.
+fn only_these_send(doc: &Value, name: &str, senders: &[&str]) {
+    let statements = resource(doc, name)["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .clone();
+    let deny: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Deny"))
+        .collect();
+    assert_eq!(deny.len(), 1, "{name}: one Deny");
+    let s = deny[0];
+    assert_eq!(s["Principal"].as_str(), Some("*"), "{name}");
+    assert_eq!(s["Action"].as_str(), Some("sqs:SendMessage"), "{name}");
+    let not = &s["Condition"]["ArnNotEquals"];
+    assert_eq!(s["Condition"].as_mapping().unwrap().len(), 1, "{name}");
+    assert_eq!(not.as_mapping().unwrap().len(), 2, "{name}: rule and roles");
+    assert_eq!(
+        tagged_text(&not["aws:SourceArn"]),
+        "!GetAtt DeliveryRule.Arn",
+        "{name}"
+    );
+    let roles: BTreeSet<String> = not["aws:PrincipalArn"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(tagged_text)
+        .collect();
+    let want: BTreeSet<String> = senders.iter().map(|r| format!("!GetAtt {r}.Arn")).collect();
+    assert_eq!(roles, want, "{name}");
+}
+
+#[test]
 fn only_the_pipe_may_put_ig_connect_events_on_the_bus() {
     let doc = template();
     let policy = resource(&doc, "EventBusOnlyThePipe");
@@ -1302,6 +1362,15 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
     assert!(
         tagged_text(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]).contains("DeliveryRule")
     );
+    for (name, senders) in [
+        (
+            "DeliveryQueuePolicy",
+            &["DeliverFunctionRole", "AdminFunctionRole"][..],
+        ),
+        ("DeliveryDeadLettersPolicy", &["DeliverFunctionRole"][..]),
+    ] {
+        only_these_send(&doc, name, senders);
+    }
     let queue = &resource(&doc, "DeliveryQueue")["Properties"];
     assert!(
         tagged_text(&queue["RedrivePolicy"]["deadLetterTargetArn"]).contains("DeliveryDeadLetters")

@@ -108,30 +108,41 @@ impl<K: DataKeys> Admin<K> {
     }
 
     /// A new secret; the current one keeps signing for 24 hours beside it.
+    /// The write is conditioned on the secret read: a rotation racing
+    /// another reads again (the secret it seals stays the same).
     pub(crate) async fn rotate(&self, id: &str) -> Response<Body> {
-        let mut endpoint = match self.store.get(id).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return not_found(),
-            Err(e) => return server_error(e),
-        };
         let (secret, sealed) = match self.seal(id).await {
             Ok(s) => s,
             Err(e) => return server_error(e),
         };
-        let now = self.clock.now();
-        let old = std::mem::replace(&mut endpoint.secret, sealed);
-        endpoint.previous_secret = Some((old, now + ROTATION_OVERLAP));
-        endpoint.updated_at = now;
-        match self.store.save_settings(&endpoint, false).await {
-            Ok(true) => {
-                tracing::info!(endpoint = %id, "endpoint secret rotated");
-                http::json(StatusCode::OK, &json!({ "secret": secret.expose_secret() }))
+        for _ in 0..ROTATION_TRIES {
+            let endpoint = match self.store.get(id).await {
+                Ok(Some(e)) => e,
+                Ok(None) => return not_found(),
+                Err(e) => return server_error(e),
+            };
+            let now = self.clock.now();
+            let until = now + ROTATION_OVERLAP;
+            match self
+                .store
+                .rotate_secret(&endpoint, &sealed, until, now)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(endpoint = %id, "endpoint secret rotated");
+                    let body = json!({ "secret": secret.expose_secret() });
+                    return http::json(StatusCode::OK, &body);
+                }
+                Ok(false) => continue,
+                Err(e) => return server_error(e),
             }
-            Ok(false) => not_found(),
-            Err(e) => server_error(e),
         }
+        server_error("the secret changed under every try")
     }
 }
+
+/// How often a rotation reads again when another rotation came first.
+const ROTATION_TRIES: usize = 3;
 
 /// The changes onto the endpoint; `true` when it was disabled and is
 /// enabled now (its failure streak starts afresh).

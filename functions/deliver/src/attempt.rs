@@ -1,6 +1,8 @@
 //! One attempt message: is it due, is the endpoint still there and enabled,
 //! the signed `POST`, its record, and what comes next.
 
+use shared::logging::tag;
+use shared::metrics::Metrics;
 use shared::outbound::attempt::Attempt;
 use shared::outbound::endpoint::Endpoint;
 use shared::outbound::schedule::{next_attempt, Next};
@@ -25,7 +27,7 @@ pub fn first_attempts(
         .filter(|e| e.receives(&event.kind, &event.account_id))
         .map(|e| AttemptMessage {
             endpoint_id: e.id.clone(),
-            event: event.clone(),
+            event_id: event.event_id.clone(),
             attempt: 1,
             first_attempt_at: None,
             due_at: now.unix_timestamp(),
@@ -34,11 +36,23 @@ pub fn first_attempts(
         .collect()
 }
 
+/// A step after the `POST` that failed: logged and counted, not retried.
+fn bookkeeping<T>(step: &str, done: Result<T, String>) -> Option<T> {
+    match done {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(error = %e, step, "bookkeeping after a delivery attempt failed");
+            Metrics::new("deliver").count("RecordErrors", 1).emit();
+            None
+        }
+    }
+}
+
 /// What is kept of an attempt (never the response body).
 fn record_of(m: &AttemptMessage, sent: &Sent, next: Option<Next>, now: OffsetDateTime) -> Attempt {
     Attempt {
         endpoint_id: m.endpoint_id.clone(),
-        event_id: m.event.event_id.clone(),
+        event_id: m.event_id.clone(),
         attempt: m.attempt,
         at: now,
         error: sent.error,
@@ -70,38 +84,60 @@ impl<K: DataKeys> Deliver<K> {
         else {
             return Ok(Outcome::Dropped);
         };
-        if endpoint.disabled.is_some() {
+        let Some(event) = self.stored_event(&m.event_id).await? else {
+            return Ok(Outcome::Dropped); // expired or deleted meanwhile
+        };
+        // Disabled, or its filters changed since the event was fanned out.
+        if !endpoint.receives(&event.kind, &event.account_id) {
             return Ok(Outcome::Dropped);
         }
-        let sent = self.send(&endpoint, &m, now).await?;
+        let sent = self.send(&endpoint, &event, now).await?;
+        self.after_send(&endpoint, m, &sent, now).await
+    }
+
+    /// What follows a `POST` that was made: the record, the next attempt,
+    /// the endpoint's health. Only a next attempt (or dead letter) that
+    /// could not be enqueued fails the message (SQS hands it back: one more
+    /// `POST`, still one retry chain); the record and the health, before
+    /// and after it, are logged and counted (`RecordErrors`) when they fail,
+    /// since failing the message then would mean a second `POST` and a
+    /// second retry chain.
+    async fn after_send(
+        &self,
+        endpoint: &Endpoint,
+        m: AttemptMessage,
+        sent: &Sent,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, String> {
         let first = m
             .first_attempt_at
             .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
             .unwrap_or(now);
-        let next = match sent.error {
-            None => None,
-            Some(_) => Some(next_attempt(
-                m.attempt,
-                first,
-                now,
-                sent.retry_after,
-                (self.jitter)(),
-            )),
-        };
-        let record = record_of(&m, &sent, next, now);
-        self.endpoints
-            .put_attempt(&record)
-            .await
-            .map_err(|e| e.to_string())?;
+        let next = sent.error.map(|_| {
+            let jitter = (self.jitter)();
+            next_attempt(m.attempt, first, now, sent.retry_after, jitter)
+        });
+        let record = record_of(&m, sent, next, now);
+        let (event, attempt) = (tag(&m.event_id), m.attempt);
         tracing::info!(
-            endpoint = %m.endpoint_id, event_id = %m.event.event_id, attempt = m.attempt,
+            endpoint = %m.endpoint_id, event = %event, attempt,
             outcome = record.outcome(), status = ?sent.status,
             error = sent.error.map(|e| e.as_str()), "delivery attempt"
         );
+        let recorded = self.endpoints.put_attempt(&record).await;
+        bookkeeping("record the attempt", recorded.map_err(|e| e.to_string()));
         let outcome = self.follow_up(m, next, first, now).await?;
-        self.record_health(&endpoint, sent.error.is_none(), now)
-            .await?;
+        let health = self
+            .record_health(endpoint, sent.error.is_none(), now)
+            .await;
+        bookkeeping("record the endpoint's health", health);
         Ok(outcome)
+    }
+    /// The event as stored now; `None`: it is gone.
+    async fn stored_event(&self, event_id: &str) -> Result<Option<OutboundEvent>, String> {
+        let item = self.events.get_item(event_id).await;
+        let item = item.map_err(|e| e.to_string())?;
+        Ok(item.as_ref().and_then(OutboundEvent::from_item))
     }
 
     /// Signs and sends. A stored URL that no longer passes is refused
@@ -109,7 +145,7 @@ impl<K: DataKeys> Deliver<K> {
     async fn send(
         &self,
         endpoint: &Endpoint,
-        m: &AttemptMessage,
+        event: &OutboundEvent,
         now: OffsetDateTime,
     ) -> Result<Sent, String> {
         if validate_url(&endpoint.url, self.config.outbound.allow_loopback).is_err() {
@@ -125,13 +161,13 @@ impl<K: DataKeys> Deliver<K> {
             .signing(endpoint, now)
             .await
             .map_err(|e| e.to_string())?;
-        let body = m.event.body();
+        let body = event.body();
         let timestamp = now.unix_timestamp();
-        let signature = signature_header(&secrets, &m.event.event_id, timestamp, &body)
+        let signature = signature_header(&secrets, &event.event_id, timestamp, &body)
             .map_err(|e| e.to_string())?;
         let req = Signed {
             url: &endpoint.url,
-            event_id: &m.event.event_id,
+            event_id: &event.event_id,
             timestamp,
             signature,
             body,
@@ -163,7 +199,8 @@ impl<K: DataKeys> Deliver<K> {
                 Ok(Outcome::Failed)
             }
             Some(Next::DeadLetter) => {
-                tracing::warn!(endpoint = %m.endpoint_id, event_id = %m.event.event_id, "delivery dead-lettered after 72 hours");
+                let event = tag(&m.event_id);
+                tracing::warn!(endpoint = %m.endpoint_id, event = %event, "delivery dead-lettered after 72 hours");
                 self.queue
                     .dead_letter(&m)
                     .await

@@ -16,6 +16,9 @@ use crate::Deliver;
 
 /// The kind of the event written when an endpoint is disabled.
 pub const DISABLED_KIND: &str = "webhook_endpoint.disabled";
+/// What the ids of those events start with (the template lets `deliver`
+/// write no other event).
+pub const DISABLED_EVENT_ID_PREFIX: &str = "wd_";
 
 impl<K: DataKeys> Deliver<K> {
     pub(crate) async fn record_health(
@@ -55,7 +58,7 @@ impl<K: DataKeys> Deliver<K> {
         let mut id = [0u8; 16];
         rand::rng().fill_bytes(&mut id);
         let event = Event {
-            event_id: format!("wd_{}", hex::encode(id)),
+            event_id: format!("{DISABLED_EVENT_ID_PREFIX}{}", hex::encode(id)),
             kind: DISABLED_KIND.into(),
             provider: None,
             // The endpoint stands where an account would: the events table's

@@ -27,6 +27,7 @@ mod replay;
 mod secrets;
 pub mod send;
 
+pub use health::{DISABLED_EVENT_ID_PREFIX, DISABLED_KIND};
 use message::{read_body, Incoming, OutboundEvent};
 pub use queue::Queue;
 
@@ -82,6 +83,36 @@ pub enum Outcome {
     Replayed(usize),
     /// Endpoint deleted or disabled, or an unreadable record.
     Dropped,
+}
+
+/// The records of a batch being worked, each a task that knows its record's
+/// message id, so that a task that panicked fails its own record only.
+#[derive(Default)]
+struct Running {
+    tasks: tokio::task::JoinSet<Result<Outcome, String>>,
+    ids: std::collections::HashMap<tokio::task::Id, String>,
+}
+
+impl Running {
+    fn spawn<F>(&mut self, message_id: String, task: F)
+    where
+        F: std::future::Future<Output = Result<Outcome, String>> + Send + 'static,
+    {
+        let handle = self.tasks.spawn(task);
+        self.ids.insert(handle.id(), message_id);
+    }
+
+    async fn join_all(mut self) -> Vec<(String, Result<Outcome, String>)> {
+        let mut out = Vec::new();
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            let (task, result) = match joined {
+                Ok((task, result)) => (task, result),
+                Err(e) => (e.id(), Err(format!("the record's task failed: {e}"))),
+            };
+            out.push((self.ids.remove(&task).unwrap_or_default(), result));
+        }
+        out
+    }
 }
 
 pub struct Deliver<K = KmsDataKeys> {
@@ -143,7 +174,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
 
     /// One SQS batch: `{"batchItemFailures": [{"itemIdentifier": id}, ...]}`.
     pub async fn handle(self: &Arc<Self>, event: Value) -> Value {
-        let mut running = tokio::task::JoinSet::new();
+        let mut running = Running::default();
         let mut fresh: Vec<(String, OutboundEvent)> = Vec::new();
         let mut outcomes: Vec<(String, Result<Outcome, String>)> = Vec::new();
         let records = event["Records"].as_array().cloned().unwrap_or_default();
@@ -157,11 +188,11 @@ impl<K: DataKeys + 'static> Deliver<K> {
                 Incoming::Event(e) => fresh.push((id, e)),
                 Incoming::Attempt(m) => {
                     let this = self.clone();
-                    running.spawn(async move { (id, this.attempt(m, &receipt).await) });
+                    running.spawn(id, async move { this.attempt(m, &receipt).await });
                 }
                 Incoming::Replay(replay) => {
                     let this = self.clone();
-                    running.spawn(async move { (id, this.replay_page(&replay).await) });
+                    running.spawn(id, async move { this.replay_page(&replay).await });
                 }
                 Incoming::Unreadable(why) => {
                     tracing::error!(reason = why, "dropping an unreadable record");
@@ -170,9 +201,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
             }
         }
         outcomes.extend(self.fan_out(fresh).await);
-        while let Some(joined) = running.join_next().await {
-            outcomes.push(joined.unwrap_or_else(|e| (String::new(), Err(e.to_string()))));
-        }
+        outcomes.extend(running.join_all().await);
         self.answer(outcomes)
     }
 
@@ -231,5 +260,23 @@ impl<K: DataKeys + 'static> Deliver<K> {
             )
             .emit();
         json!({ "batchItemFailures": failures })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_fails_its_own_record_only() {
+        let mut running = Running::default();
+        running.spawn("m-ok".into(), async { Ok(Outcome::Delivered) });
+        running.spawn("m-panics".into(), async { panic!("a bug") });
+        let mut got = running.join_all().await;
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got[0].0, "m-ok");
+        assert_eq!(got[0].1, Ok(Outcome::Delivered));
+        assert_eq!(got[1].0, "m-panics", "its own message id, not an empty one");
+        assert!(got[1].1.is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! What `deliver` reads from its queue: an event from the events bus
 //! (EventBridge: `detail-type` the kind, `detail` the DynamoDB stream record,
 //! the event under `detail.dynamodb.NewImage` in typed form), or one of its
-//! own attempt messages (one endpoint, one event, one attempt).
+//! own attempt messages (one endpoint, one event's id, one attempt).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -61,11 +61,14 @@ impl OutboundEvent {
     }
 }
 
-/// One attempt to deliver one event to one endpoint, due at `due_at`.
+/// One attempt to deliver one event to one endpoint, due at `due_at`. The
+/// event is named, not carried: each attempt reads it from the events table,
+/// so the queues never hold its payload and an event deleted meanwhile
+/// (retention, data deletion) is no longer delivered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptMessage {
     pub endpoint_id: String,
-    pub event: OutboundEvent,
+    pub event_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// Unix seconds of the first attempt (`None` until it is made).
@@ -161,7 +164,7 @@ mod tests {
         };
         let m = AttemptMessage {
             endpoint_id: "ep_1".into(),
-            event,
+            event_id: event.event_id,
             attempt: 2,
             first_attempt_at: Some(10),
             due_at: 15,

@@ -1,7 +1,9 @@
-//! One page of a replay job: the stored events it takes, fanned out like new
-//! events (with the job's id) to its endpoint or every matching one, then the
-//! job's place recorded and the next page queued. A duplicate message for
-//! the same page loses the conditional update and queues nothing more.
+//! One page of a replay job: the stored events it takes, the page claimed by
+//! recording the job's place (a conditional update: a duplicate message for
+//! the same page loses it and queues nothing), then the events fanned out
+//! like new events (with the job's id) to its endpoint or every matching one
+//! and the next page queued. A page whose attempts could not be enqueued is
+//! given back (the job's place rewound) and worked again.
 
 use shared::outbound::replay::scan_events;
 use shared::vault::DataKeys;
@@ -35,16 +37,22 @@ impl<K: DataKeys> Deliver<K> {
                 messages.push(m);
             }
         }
-        self.queue
-            .schedule(&messages, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        let advanced = self
-            .endpoints
-            .advance_replay(&job, next.clone(), items.len() as u64)
-            .await
-            .map_err(|e| e.to_string())?;
-        if advanced && next.is_some() {
+        // Claimed first: a duplicate message working the same page loses
+        // here and enqueues nothing.
+        let store = &self.endpoints;
+        let matched = items.len() as u64;
+        let claimed = store.advance_replay(&job, next.clone(), matched).await;
+        if !claimed.map_err(|e| e.to_string())? {
+            return Ok(Outcome::Dropped);
+        }
+        if let Err(e) = self.queue.schedule(&messages, now).await {
+            // Given back, so that SQS's next try works this page again.
+            if let Err(r) = store.rewind_replay(&job, next, matched).await {
+                tracing::error!(error = %r, "a replay page could not be given back");
+            }
+            return Err(e.to_string());
+        }
+        if next.is_some() {
             self.queue
                 .continue_replay(&job.id)
                 .await

@@ -175,6 +175,46 @@ impl EndpointStore {
     }
 }
 
+impl EndpointStore {
+    /// Gives back a page claimed by [`Self::advance_replay`] whose attempts
+    /// could not be enqueued: the job's place returns to where `job` was
+    /// read, unless it moved on since. `false` then.
+    pub async fn rewind_replay(
+        &self,
+        job: &ReplayJob,
+        claimed: Option<String>,
+        enqueued: u64,
+    ) -> Result<bool, StoreError> {
+        let (set, remove) = match &job.cursor {
+            Some(_) => ("SET #cursor = :at, ", ""),
+            None => ("SET ", " REMOVE #cursor"),
+        };
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(item_key(REPLAY_PK.into(), &job.id)))
+            .update_expression(format!("{set}#enq = #enq - :n, #done = :f{remove}"))
+            .expression_attribute_names("#enq", "enqueued")
+            .expression_attribute_names("#done", "complete")
+            .expression_attribute_names("#cursor", "cursor")
+            .expression_attribute_values(":n", n(enqueued))
+            .expression_attribute_values(":f", AttributeValue::Bool(false));
+        if let Some(at) = &job.cursor {
+            req = req.expression_attribute_values(":at", s(at));
+        }
+        req = match &claimed {
+            Some(c) => req
+                .condition_expression("#cursor = :claimed")
+                .expression_attribute_values(":claimed", s(c)),
+            None => req
+                .condition_expression("#done = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true)),
+        };
+        written(req.send().await)
+    }
+}
+
 /// One page of the events table from after `cursor`: the events the filter
 /// takes, and the last event id scanned (`None`: that was the last page).
 pub async fn scan_events(

@@ -67,6 +67,38 @@ pub fn signature_header(
     Ok(out.join(" "))
 }
 
+/// How far a `webhook-timestamp` may be from the receiver's clock (the
+/// official libraries' tolerance).
+pub const TIMESTAMP_TOLERANCE_SECONDS: i64 = 5 * 60;
+
+/// What a receiver checks (the local stack's receiver): the timestamp within
+/// [`TIMESTAMP_TOLERANCE_SECONDS`] of `now` (unix seconds), and one of the
+/// header's `v1,` signatures equal, compared in constant time, to the
+/// message's under `secret`.
+pub fn verify(
+    secret: &SecretString,
+    id: &str,
+    timestamp: &str,
+    signatures: &str,
+    body: &[u8],
+    now: i64,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    let Ok(ts) = timestamp.parse::<i64>() else {
+        return false;
+    };
+    let Ok(key) = secret_key(secret) else {
+        return false;
+    };
+    if (now - ts).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+        return false;
+    }
+    let expected = sign_one(&key, id, ts, body);
+    signatures
+        .split(' ')
+        .any(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +162,36 @@ mod tests {
             );
         }
         assert!(secret_key(&secret(&format!("whsec_{}", B64.encode([1u8; 24])))).is_ok());
+    }
+
+    #[test]
+    fn a_receiver_verifies_in_time_and_refuses_the_rest() {
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let body = br#"{"type":"messages"}"#;
+        let header = signature_header(&[generate_secret(), s.clone()], "m1", 1000, body).unwrap();
+        assert!(verify(&s, "m1", "1000", &header, body, 1000 + 300));
+        assert!(verify(&s, "m1", "1000", &header, body, 1000 - 300));
+        assert!(
+            !verify(&s, "m1", "1000", &header, body, 1000 + 301),
+            "too old"
+        );
+        assert!(
+            !verify(&s, "m1", "1000", &header, body, 1000 - 301),
+            "too new"
+        );
+        assert!(!verify(&s, "m2", "1000", &header, body, 1000), "another id");
+        assert!(
+            !verify(&s, "m1", "1000", &header, b"{}", 1000),
+            "another body"
+        );
+        assert!(!verify(&s, "m1", "x", &header, body, 1000));
+        assert!(!verify(
+            &generate_secret(),
+            "m1",
+            "1000",
+            &header,
+            body,
+            1000
+        ));
     }
 }

@@ -14,6 +14,7 @@ use crate::store::{
     epoch, get_consistent, get_n, get_s, get_time, item_key, n, s, transacted, written, Item,
     StoreError,
 };
+use crate::vault::SealedToken;
 
 const ENDPOINT_PK: &str = "endpoint";
 const COUNTER_PK: &str = "endpoint-count";
@@ -157,13 +158,15 @@ impl EndpointStore {
         Ok(out)
     }
 
-    /// Writes what `PATCH` and a rotation change (not the delivery health,
-    /// which `deliver` keeps, except that re-enabling starts it afresh).
+    /// Writes what `PATCH` changes: never the secrets (a rotation writes
+    /// them on its own, [`Self::rotate_secret`], so a `PATCH` read before a
+    /// rotation cannot put the old secret back), nor the delivery health,
+    /// which `deliver` keeps, except that re-enabling starts it afresh.
     /// `false`: the endpoint is gone.
     pub async fn save_settings(&self, e: &Endpoint, reenabled: bool) -> Result<bool, StoreError> {
         let mut expr = String::from(
             "SET #url = :url, kinds = :kinds, accounts = :accounts, description = :d, \
-             updated_at = :u, #token = :token",
+             updated_at = :u",
         );
         let mut remove = Vec::new();
         let mut req = self
@@ -173,13 +176,11 @@ impl EndpointStore {
             .set_key(Some(item_key(ENDPOINT_PK.into(), &e.id)))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#url", "url")
-            .expression_attribute_names("#token", "token")
             .expression_attribute_values(":url", s(&e.url))
             .expression_attribute_values(":kinds", json_list(&e.kinds))
             .expression_attribute_values(":accounts", json_list(&e.accounts))
             .expression_attribute_values(":d", s(&e.description))
-            .expression_attribute_values(":u", epoch(e.updated_at))
-            .expression_attribute_values(":token", token_attr(&e.secret));
+            .expression_attribute_values(":u", epoch(e.updated_at));
         match e.disabled {
             Some(reason) => {
                 expr.push_str(", disabled_reason = :r");
@@ -190,21 +191,42 @@ impl EndpointStore {
         if reenabled {
             remove.push("failing_since");
         }
-        match &e.previous_secret {
-            Some((sealed, until)) => {
-                let previous = Item::from([
-                    ("token".into(), token_attr(sealed)),
-                    ("until".into(), epoch(*until)),
-                ]);
-                expr.push_str(", previous = :prev");
-                req = req.expression_attribute_values(":prev", AttributeValue::M(previous));
-            }
-            None => remove.push("previous"),
-        }
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
         written(req.update_expression(expr).send().await)
+    }
+
+    /// A rotation: `new` becomes the secret and `e`'s current one signs
+    /// beside it until `until`, only if `e`'s secret is still the stored
+    /// one. `false`: the endpoint is gone or another rotation came first
+    /// (read it again).
+    pub async fn rotate_secret(
+        &self,
+        e: &Endpoint,
+        new: &SealedToken,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let previous = Item::from([
+            ("token".into(), token_attr(&e.secret)),
+            ("until".into(), epoch(until)),
+        ]);
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(ENDPOINT_PK.into(), &e.id)))
+            .update_expression("SET #token = :new, previous = :prev, updated_at = :u")
+            .condition_expression("attribute_exists(pk) AND #token = :old")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":new", token_attr(new))
+            .expression_attribute_values(":old", token_attr(&e.secret))
+            .expression_attribute_values(":prev", AttributeValue::M(previous))
+            .expression_attribute_values(":u", epoch(now))
+            .send()
+            .await;
+        written(sent)
     }
 
     /// Deletes the endpoint (its attempts expire by TTL). `false`: no such.
