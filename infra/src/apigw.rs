@@ -16,6 +16,9 @@ pub enum Door {
     Open,
     /// Meta's API (`MetaApi`): only under the stage named `MetaPathSecret`.
     Meta,
+    /// The frontend API, `AWS_IAM` authorization (SigV4): the outbound
+    /// webhooks' `/admin` routes.
+    Iam,
 }
 
 /// The service's routes, as API Gateway route keys, and their door.
@@ -71,6 +74,15 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
         "/connections/{provider}/{account_id}/posts/{post_id}",
         Door::Jwt,
     ),
+    ("POST", "/admin/endpoints", Door::Iam),
+    ("GET", "/admin/endpoints", Door::Iam),
+    ("GET", "/admin/endpoints/{id}", Door::Iam),
+    ("PATCH", "/admin/endpoints/{id}", Door::Iam),
+    ("DELETE", "/admin/endpoints/{id}", Door::Iam),
+    ("POST", "/admin/endpoints/{id}/rotate-secret", Door::Iam),
+    ("GET", "/admin/endpoints/{id}/attempts", Door::Iam),
+    ("POST", "/admin/replays", Door::Iam),
+    ("GET", "/admin/replays/{id}", Door::Iam),
 ];
 
 /// A matched route.
@@ -187,6 +199,8 @@ pub struct ApiRequest {
     pub base64: bool,
     /// JWT claims the authorizer verified (`sub`, ...).
     pub claims: Vec<(String, String)>,
+    /// The caller's ARN, as `AWS_IAM` authorization found it.
+    pub iam_caller: Option<String>,
 }
 
 impl ApiRequest {
@@ -212,6 +226,12 @@ impl ApiRequest {
 
     pub fn user(mut self, sub: &str) -> Self {
         self.claims.push(("sub".into(), sub.into()));
+        self
+    }
+
+    /// A SigV4-signed request from `arn` (an `AWS_IAM` route).
+    pub fn iam(mut self, arn: &str) -> Self {
+        self.iam_caller = Some(arn.to_string());
         self
     }
 
@@ -280,7 +300,10 @@ impl ApiRequest {
             (Some(_), Some(t)) => (Value::String(t), false),
             (Some(b), None) => (Value::String(STANDARD.encode(b)), true),
         };
-        let authorizer = if self.claims.is_empty() {
+        let authorizer = if let Some(arn) = &self.iam_caller {
+            json!({"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012",
+                "callerId": "AIDAEXAMPLE", "userArn": arn, "userId": "AIDAEXAMPLE"}})
+        } else if self.claims.is_empty() {
             Value::Null
         } else {
             let claims: Map<String, Value> = self

@@ -15,6 +15,7 @@
 //!   records asynchronous invocations and can refuse them.
 //! - [`calls`], [`requests`]: AWS SDK calls counted (benchmarks), DynamoDB
 //!   requests recorded as IAM sees them (the IAM test).
+//! - [`outbound`]: the outbound webhooks' queue loop and a local receiver.
 
 pub mod apigw;
 pub mod calls;
@@ -24,6 +25,7 @@ pub mod jwt;
 pub mod lambda_api;
 pub mod media_bucket;
 pub mod meta;
+pub mod outbound;
 pub mod publish;
 pub mod requests;
 pub mod runtime_api;

@@ -191,7 +191,8 @@ async fn main() {
         .route("/dev/run-publish", post(dev_run_publish))
         .route("/dev/run-dm-bot", post(dev_run_dm_bot))
         .fallback(gateway)
-        .with_state(app);
+        .with_state(app)
+        .merge(infra::outbound::LocalWebhooks::run(&stack, &base).await);
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let tables = [
         stack.var("STATES_TABLE"),
@@ -515,6 +516,10 @@ async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
         } else {
             api = api.header(k.as_str(), v);
         }
+    }
+    if route.door == infra::apigw::Door::Iam {
+        // The local gateway checks no SigV4: the admin routes stay closed here.
+        return (StatusCode::FORBIDDEN, Json(json!({"message": "Forbidden"}))).into_response();
     }
     if route.jwt {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

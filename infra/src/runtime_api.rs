@@ -1,9 +1,10 @@
 //! A local Lambda Runtime API (the interface `lambda_runtime` polls in AWS):
 //! enough to run a function's real `serve()` loop in-process and invoke it
-//! with events, as Lambda would. Used by the tests that look at what the
-//! runtime itself logs.
+//! with events, as Lambda would, and as strict as Lambda about answers (one
+//! per invocation id it handed out, at most 6 MB). Used by the tests that
+//! look at what the runtime itself logs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +28,14 @@ pub enum Outcome {
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<(String, Value)>,
+    /// Ids handed to the runtime and not answered yet: Lambda takes one
+    /// answer per invocation, and none for an id it never gave.
+    in_flight: HashSet<String>,
     outcomes: HashMap<String, Outcome>,
+    /// Answers Lambda would have refused (unknown id, a second answer).
+    refused: usize,
+    /// What each invocation is given before its deadline (300 s unless set).
+    time_left: Option<Duration>,
     polls: usize,
     next_id: u64,
 }
@@ -81,6 +89,18 @@ impl RuntimeApi {
         self.wait(|i| i.polls > 0).await;
     }
 
+    /// Gives the next invocations `time_left` before their deadline (zero:
+    /// out of time from the start, as a job's last seconds are).
+    pub fn set_time_left(&self, time_left: Duration) {
+        self.shared.inner.lock().unwrap().time_left = Some(time_left);
+    }
+
+    /// Answers the runtime sent that Lambda would have refused (an id it
+    /// never handed out, a second answer to one invocation, over 6 MB).
+    pub fn refused(&self) -> usize {
+        self.shared.inner.lock().unwrap().refused
+    }
+
     /// Invokes the function with `event` and waits for its answer.
     pub async fn invoke(&self, event: Value) -> Outcome {
         let id = {
@@ -122,13 +142,15 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
                 s.changed.notify_waiters();
             }
             if let Some((id, event)) = i.queue.pop_front() {
+                i.in_flight.insert(id.clone());
+                let time_left = i.time_left.unwrap_or(Duration::from_secs(300));
                 drop(i);
                 s.changed.notify_waiters();
                 let deadline_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis()
-                    + 300_000;
+                    + time_left.as_millis();
                 return (
                     [
                         ("lambda-runtime-aws-request-id", id),
@@ -148,10 +170,35 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-fn record(s: &Shared, id: String, outcome: Outcome) -> StatusCode {
-    s.inner.lock().unwrap().outcomes.insert(id, outcome);
+/// Lambda's limit on a synchronous invocation's response.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Takes the answer to invocation `id` as Lambda does: once, for an id it
+/// handed out, at most 6 MB; anything else is refused with Lambda's status
+/// (and counted, see [`RuntimeApi::refused`]).
+fn record(s: &Shared, id: String, size: usize, outcome: Outcome) -> Response {
+    let mut i = s.inner.lock().unwrap();
+    if !i.in_flight.remove(&id) {
+        i.refused += 1;
+        let body = r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#;
+        return (StatusCode::BAD_REQUEST, body).into_response();
+    }
+    if size > MAX_RESPONSE_BYTES {
+        i.refused += 1;
+        let body =
+            r#"{"errorMessage":"Response payload too large","errorType":"RequestEntityTooLarge"}"#;
+        i.outcomes.insert(
+            id,
+            Outcome::Error(serde_json::from_str(body).unwrap_or_default()),
+        );
+        drop(i);
+        s.changed.notify_waiters();
+        return (StatusCode::PAYLOAD_TOO_LARGE, body).into_response();
+    }
+    i.outcomes.insert(id, outcome);
+    drop(i);
     s.changed.notify_waiters();
-    StatusCode::ACCEPTED
+    StatusCode::ACCEPTED.into_response()
 }
 
 fn json_or_text(body: &Bytes) -> Value {
@@ -159,14 +206,58 @@ fn json_or_text(body: &Bytes) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn respond(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    record(&s, id, Outcome::Response(json_or_text(&body)))
+async fn respond(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+    record(&s, id, body.len(), Outcome::Response(json_or_text(&body)))
 }
 
-async fn fail(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> StatusCode {
-    record(&s, id, Outcome::Error(json_or_text(&body)))
+async fn fail(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: Bytes) -> Response {
+    record(&s, id, body.len(), Outcome::Error(json_or_text(&body)))
 }
 
 async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
-    record(&s, "init".into(), Outcome::Error(json_or_text(&body)))
+    let mut i = s.inner.lock().unwrap();
+    i.outcomes
+        .insert("init".into(), Outcome::Error(json_or_text(&body)));
+    drop(i);
+    s.changed.notify_waiters();
+    StatusCode::ACCEPTED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Lambda takes one answer per invocation it handed out: a second
+    /// answer, or one for an id it never gave, is refused (400) and counted.
+    #[tokio::test]
+    async fn one_answer_per_invocation_id_it_handed_out() {
+        let api = RuntimeApi::start().await;
+        let base = format!("http://{}{BASE}", api.address());
+        let invoking = tokio::spawn({
+            let api = api.clone();
+            async move { api.invoke(json!({"n": 1})).await }
+        });
+        let http = reqwest::Client::new();
+        let next = http
+            .get(format!("{base}/invocation/next"))
+            .send()
+            .await
+            .unwrap();
+        let id = next.headers()["lambda-runtime-aws-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(next.json::<Value>().await.unwrap(), json!({"n": 1}));
+        let answer = |id: String, body: &'static str| {
+            let http = http.clone();
+            let url = format!("{base}/invocation/{id}/response");
+            async move { http.post(url).body(body).send().await.unwrap().status() }
+        };
+        assert_eq!(answer(id.clone(), r#"{"ok":1}"#).await, 202);
+        assert_eq!(answer(id.clone(), r#"{"ok":2}"#).await, 400);
+        assert_eq!(answer("req-999".into(), r#"{"ok":3}"#).await, 400);
+        assert_eq!(api.refused(), 2);
+        assert_eq!(invoking.await.unwrap(), Outcome::Response(json!({"ok": 1})));
+    }
 }

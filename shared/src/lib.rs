@@ -17,6 +17,7 @@ pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod oauth_state;
+pub mod outbound;
 pub mod provider;
 pub mod refresh;
 pub mod return_to;

@@ -24,6 +24,8 @@ pub const SERVICE_CRATES: &[&str] = &[
     "refresh",
     "connections",
     "graph",
+    "admin",
+    "deliver",
     "infra",
     "local_stack",
 ];

@@ -116,36 +116,46 @@ impl Metrics {
     }
 
     /// Writes the document to stdout, where Lambda sends it to CloudWatch
-    /// (or to the [`Capture`] a test holds).
+    /// (or to the [`Capture`] this thread holds: a test's own sink).
     pub fn emit(&self) {
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
-        match captured.as_mut() {
-            Some(lines) => self.write_to(lines, now_ms as i64),
-            None => self.write_to(&mut std::io::stdout().lock(), now_ms as i64),
+        let captured = CAPTURED.with_borrow_mut(|captured| match captured.as_mut() {
+            Some(lines) => {
+                self.write_to(lines, now_ms as i64);
+                true
+            }
+            None => false,
+        });
+        if !captured {
+            self.write_to(&mut std::io::stdout().lock(), now_ms as i64);
         }
     }
 }
 
-/// Where emitted documents go while a [`Capture`] is held (tests).
-static CAPTURED: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
+std::thread_local! {
+    /// Where this thread's documents go while a [`Capture`] is held (tests).
+    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
 
-/// Collects every document emitted in this process from now on, instead of
-/// printing it: tests parse what CloudWatch would read. Documents of tests
-/// running at the same time land here too: filter by what yours emits.
-pub struct Capture(());
+/// Collects every document emitted on this thread from its start until it is
+/// dropped, instead of printing it: tests parse what CloudWatch would read.
+/// A test on a current-thread runtime (`#[tokio::test]`) runs its handlers,
+/// their spawned tasks and local runtimes on its own thread, so the sink is
+/// the test's own: other tests running at the same time never add to it,
+/// and totals are exact.
+pub struct Capture(std::marker::PhantomData<*const ()>);
 
 impl Capture {
     pub fn start() -> Self {
-        let mut captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
-        captured.get_or_insert_with(Vec::new);
-        Capture(())
+        CAPTURED.set(Some(Vec::new()));
+        Capture(std::marker::PhantomData)
     }
 
     /// Every document emitted so far, parsed.
     pub fn documents(&self) -> Vec<Value> {
-        let captured = CAPTURED.lock().unwrap_or_else(|e| e.into_inner());
-        let text = String::from_utf8_lossy(captured.as_deref().unwrap_or_default()).into_owned();
+        let text = CAPTURED.with_borrow(|c| {
+            String::from_utf8_lossy(c.as_deref().unwrap_or_default()).into_owned()
+        });
         text.lines()
             .map(|l| serde_json::from_str(l).expect("one EMF document per line"))
             .collect()
@@ -159,6 +169,12 @@ impl Capture {
             .filter(|d| d["function"] == function)
             .filter_map(|d| d[name].as_f64())
             .sum()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        CAPTURED.set(None);
     }
 }
 

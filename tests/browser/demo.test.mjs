@@ -11,11 +11,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const BASE_URL = process.env.BASE_URL;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || '';
+// A Python with the official `standardwebhooks` (scripts/receiver-python).
+const RECEIVER_PYTHON = process.env.RECEIVER_PYTHON;
 const RUN = Math.random().toString(36).slice(2, 8);
 const T = { timeout: 90_000 };
 
@@ -288,8 +293,8 @@ test('the Graph proxy: show recent media, reply to the last message once, run th
 
 test('schedule a post with an uploaded image: the every-minute run publishes it', { timeout: 180_000 }, async () => {
   const page = await newPage();
-  await openApp(page, `iris-${RUN}`);
-  const username = `iris_${RUN}`;
+  await openApp(page, `june-${RUN}`);
+  const username = `june_${RUN}`;
   await connect(page, username);
   await waitText(page, '#posts tbody', /No posts yet/);
   // A JPEG from this computer, a caption, a time 8 seconds from now.
@@ -328,6 +333,80 @@ test('schedule a post with an uploaded image: the every-minute run publishes it'
   await waitText(page, '#events tbody', /post\.published/);
   await noHorizontalOverflow(page);
   await screenshot(page, 'post-published');
+});
+
+test('outbound webhooks: the local receiver gets signed deliveries, a failing one is retried', T, async () => {
+  const page = await newPage();
+  await openApp(page, `iris-${RUN}`);
+  await page.click('#wh-register');
+  await waitText(page, '#banner', /The local receiver is registered/);
+  assert.ok(await page.isDisabled('#wh-register'), 'registered once');
+  // Every new event reaches it, signed: the connection's own event first.
+  const row = await connect(page, `iris_${RUN}`);
+  await waitText(page, '#wh tbody', /connection\.connected.*attempt 1: delivered · signature verified/);
+  await screenshot(page, 'outbound-delivered');
+
+  // The receiver answers 500: the attempt fails and its retry is scheduled.
+  await page.check('#wh-failing');
+  await row.locator('button.send').click();
+  await waitText(page, '#banner', /answered 200/);
+  await waitText(page, '#wh tbody tr:first-child', /messages.*attempt 1: failed \(http_status 500\).* · retry at/);
+  await screenshot(page, 'outbound-failing');
+  // Fixed before the retry (about 5 s later, the page shows it within 1.5 s):
+  // the retry is delivered, with the same webhook-id.
+  await page.uncheck('#wh-failing');
+  await waitText(page, '#wh tbody tr:first-child', /messages.*attempt 2: delivered · signature verified/);
+  assert.match(await page.locator('#wh tbody tr:nth-child(2)').textContent(), /attempt 1: failed/);
+  const id = (n) => page.locator(`#wh tbody tr:nth-child(${n}) td[data-label="webhook-id"]`).textContent();
+  assert.equal(await id(1), await id(2), 'the retry carries the first attempt\'s webhook-id');
+  await noHorizontalOverflow(page);
+  await screenshot(page, 'outbound-retried');
+});
+
+// The README's receiver (examples/receiver/receiver.py), run as its reader
+// would, against this running stack: it verifies with the official library.
+test("the README's receiver verifies a delivery of the running local stack", T, async () => {
+  assert.ok(RECEIVER_PYTHON, 'RECEIVER_PYTHON is a Python with standardwebhooks (scripts/browser-test sets it)');
+  const admin = async (method, path, body) => {
+    const r = await fetch(`${BASE_URL}/dev/admin/${path}`, {
+      method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body),
+    });
+    return { status: r.status, body: r.status === 204 ? null : await r.json() };
+  };
+  const created = await admin('POST', 'endpoints', { url: 'http://127.0.0.1:9/', kinds: ['messages'] });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const { id, secret } = created.body;
+  assert.match(secret, /^whsec_/);
+  const script = fileURLToPath(new URL('../../examples/receiver/receiver.py', import.meta.url));
+  const child = spawn(RECEIVER_PYTHON, [script], {
+    env: { ...process.env, WEBHOOK_SECRET: secret, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const nextLine = (what) => Promise.race([
+    lines.next().then((l) => l.value),
+    new Promise((_, no) => setTimeout(() => no(new Error(`the receiver never printed ${what}`)), 30_000)),
+  ]);
+  try {
+    const port = (await nextLine('its port')).match(/^listening on (\d+)$/)[1];
+    const moved = await admin('PATCH', `endpoints/${id}`, { url: `http://127.0.0.1:${port}/ig-events` });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    const page = await newPage();
+    await openApp(page, `jules-${RUN}`);
+    const row = await connect(page, `jules_${RUN}`);
+    const account = await row.getAttribute('data-account');
+    await row.locator('button.send').click();
+    await waitText(page, '#banner', /answered 200/);
+    // It printed what it verified: type, account, occurred_at.
+    const printed = await nextLine('a verified event');
+    assert.match(printed, new RegExp(`^messages ${account} \\d{4}-\\d\\d-\\d\\dT`));
+    const attempts = await admin('GET', `endpoints/${id}/attempts`);
+    assert.equal(attempts.status, 200);
+    const [last] = attempts.body.attempts;
+    assert.deepEqual([last.outcome, last.status], ['delivered', 204]);
+  } finally {
+    child.kill();
+    await admin('DELETE', `endpoints/${id}`);
+  }
 });
 
 test('delete a connection', T, async () => {

@@ -21,6 +21,13 @@ pub use infra::meta::{FbPage, FbPerson, IgPerson};
 /// Every log line any handler wrote in this test process.
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 
+std::thread_local! {
+    /// The lines written on this thread since its [`Harness`] started: a
+    /// `#[tokio::test]` runs its handlers on its own thread, so these are the
+    /// test's own, whatever other tests log at the same time.
+    static THIS_TEST: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
 #[derive(Clone)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
@@ -31,6 +38,11 @@ impl Write for Capture {
             eprint!("{}", String::from_utf8_lossy(buf));
         }
         self.0.lock().unwrap().extend_from_slice(buf);
+        THIS_TEST.with_borrow_mut(|lines| {
+            if let Some(lines) = lines {
+                lines.extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -54,7 +66,21 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
+/// This test's log lines (since its [`Harness`] started), or, on a thread
+/// without one, every line of the process.
 pub fn logs() -> String {
+    THIS_TEST
+        .with_borrow(|lines| {
+            lines
+                .as_deref()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+        })
+        .unwrap_or_else(all_logs)
+}
+
+/// Every log line any handler wrote in this test process (for checks that
+/// nothing anywhere leaked).
+pub fn all_logs() -> String {
     String::from_utf8_lossy(&capture_logs().lock().unwrap()).into_owned()
 }
 
@@ -93,6 +119,7 @@ impl Harness {
 
     pub async fn with(opts: StackOptions) -> Self {
         capture_logs();
+        THIS_TEST.set(Some(Vec::new()));
         let stack = Stack::start(opts).await;
         let clock = Clock::fixed(TEST_EPOCH);
         Self {
@@ -301,11 +328,12 @@ impl Harness {
             }
         }
         let seen = self.seen.lock().unwrap().join("\n");
-        let logs = logs();
         assert!(
-            logs.contains("authorization started"),
-            "the log capture sees the handlers' lines"
+            logs().contains("authorization started"),
+            "the log capture sees this test's handlers' lines"
         );
+        // Every line of the process: a leak is a leak whoever logged it.
+        let logs = all_logs();
         for secret in &secrets {
             assert!(
                 !stored.contains(secret.as_str()),

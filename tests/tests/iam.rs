@@ -1,8 +1,9 @@
 //! The roles' policies in `template.yaml` against what the code really asks
-//! of DynamoDB: every request the `connections`, `graph` and `publish`
-//! functions make in a run through their real entry points (list, delete
-//! with a Page alias, a proxied call, a dead token, posts created, listed,
-//! cancelled, published and failed) is recorded and must be allowed by that
+//! of DynamoDB: every request the `connections`, `graph`, `publish`, `admin`
+//! and `deliver` functions make in a run through their real entry points
+//! (list, delete with a Page alias, a proxied call, a dead token; posts
+//! created, listed, cancelled, published and failed; every admin route, a
+//! fan-out, a failed attempt, a replay page) is recorded and must be allowed by that
 //! function's statements: action, table or index, `dynamodb:LeadingKeys`,
 //! `dynamodb:Attributes`. moto checks no IAM, so without this a policy
 //! narrower than the code would only fail in AWS.
@@ -380,5 +381,173 @@ async fn both_publish_doors_ask_dynamodb_only_what_their_roles_allow() {
         refused_run.is_empty(),
         "refused in AWS:\n{}",
         refused_run.join("\n")
+    );
+}
+
+/// `admin` and `deliver` on the harness's stack, their DynamoDB requests
+/// recorded: a delivery queue and an endpoint key in moto, the environment
+/// the template gives them (loopback allowed, so the endpoints can be local).
+async fn outbound(
+    h: &mut Harness,
+    recorded: &Requests,
+) -> (admin::Admin, std::sync::Arc<deliver::Deliver>, String) {
+    let sqs = aws_sdk_sqs::Client::new(&h.stack.aws);
+    let mut queues = Vec::new();
+    for name in ["iam-deliveries", "iam-dead"] {
+        let q = sqs.create_queue().queue_name(name).send().await.unwrap();
+        queues.push(q.queue_url().unwrap().to_string());
+    }
+    let key = h.stack.kms.create_key().send().await.unwrap();
+    let key_id = key.key_metadata().unwrap().key_id().to_string();
+    for (k, v) in [
+        ("ENDPOINT_KEY_ID", key_id.clone()),
+        ("DELIVERY_QUEUE_URL", queues[0].clone()),
+        ("DELIVERY_DEAD_LETTER_QUEUE_URL", queues[1].clone()),
+        ("DELIVERY_MAX_DELAY_SECONDS", "0".into()),
+        ("DELIVERY_ALLOW_LOOPBACK", "true".into()),
+    ] {
+        h.stack.env.insert(k.into(), v);
+    }
+    let env = || shared::EnvReader::from_map(h.stack.env.clone());
+    let dynamodb = recorded.dynamodb(&h.stack.aws);
+    let keys = || shared::vault::KmsDataKeys::new(h.stack.kms.clone(), &key_id);
+    let admin = admin::Admin::new(
+        shared::FromEnv::from_env(env()).unwrap(),
+        &dynamodb,
+        sqs.clone(),
+        keys(),
+        h.clock.clone(),
+    );
+    let deliver = deliver::Deliver::new(
+        shared::FromEnv::from_env(env()).unwrap(),
+        &dynamodb,
+        sqs,
+        keys(),
+        shared::outbound::resolver::Lookup::System,
+        h.clock.clone(),
+    )
+    .with_timeout(std::time::Duration::from_secs(1));
+    (admin, std::sync::Arc::new(deliver), queues[0].clone())
+}
+
+#[tokio::test]
+async fn admin_and_deliver_ask_dynamodb_only_what_their_roles_allow() {
+    use serde_json::{json, Value};
+    let mut h = Harness::new().await;
+    let recorded = Requests::default();
+    let (admin, deliver, queue) = outbound(&mut h, &recorded).await;
+    let call = |req: ApiRequest| {
+        let req = req.iam("arn:aws:iam::123456789012:role/backend-admin");
+        async { admin.handle(req.into_request()).await }
+    };
+    // Every admin route: create, list, get, patch, rotate, attempts, replay
+    // (dry run and started), delete.
+    let body = json!({"url": "http://127.0.0.1:9/hook", "kinds": ["messages"]});
+    let created = call(ApiRequest::post("/admin/endpoints").json(&body)).await;
+    assert_eq!(created.status(), 201, "{}", created.body_text());
+    let id = created.body_json()["id"].as_str().unwrap().to_string();
+    let range = json!({"since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    let mut dry = range.clone();
+    dry["dry_run"] = json!(true);
+    for (req, want) in [
+        (ApiRequest::get("/admin/endpoints"), 200),
+        (ApiRequest::get(&format!("/admin/endpoints/{id}")), 200),
+        (
+            ApiRequest::new("PATCH", &format!("/admin/endpoints/{id}"))
+                .json(&json!({"description": "iam"})),
+            200,
+        ),
+        (
+            ApiRequest::post(&format!("/admin/endpoints/{id}/rotate-secret")),
+            200,
+        ),
+        (
+            ApiRequest::get(&format!("/admin/endpoints/{id}/attempts")),
+            200,
+        ),
+        (ApiRequest::post("/admin/replays").json(&dry), 202),
+        (ApiRequest::post("/admin/replays").json(&range), 202),
+    ] {
+        let resp = call(req).await;
+        assert_eq!(resp.status(), want, "{}", resp.body_text());
+    }
+    let asked = recorded.take();
+    let refused_admin = refused(&h, "AdminFunction", &asked);
+    assert!(
+        refused_admin.is_empty(),
+        "admin refused in AWS:\n{}",
+        refused_admin.join("\n")
+    );
+
+    // deliver: an event from the bus fans out; its attempt (to a closed
+    // port) fails and is recorded; the replay job's page runs.
+    let event = json!({"source": "ig-connect", "detail-type": "messages", "detail": {
+        "eventName": "INSERT", "dynamodb": {"NewImage": {
+            "event_id": {"S": "mid.iam"}, "kind": {"S": "messages"},
+            "account_id": {"S": "1784"}, "occurred_at": {"S": "2026-11-21T11:00:00Z"},
+            "received_at": {"S": "2026-11-21T11:00:00Z"}, "payload": {"S": "{}"}}}}});
+    // Stored first, as the pipe forwards only what was stored (its attempt
+    // reads it there).
+    let image = event
+        .pointer("/detail/dynamodb/NewImage")
+        .unwrap()
+        .as_object()
+        .unwrap();
+    let item = image.iter().map(|(k, v)| {
+        let s = v["S"].as_str().unwrap().to_string();
+        (
+            k.clone(),
+            shared::aws_sdk_dynamodb::types::AttributeValue::S(s),
+        )
+    });
+    let put = h
+        .stack
+        .dynamodb
+        .put_item()
+        .table_name(h.stack.var("EVENTS_TABLE"));
+    put.set_item(Some(item.collect())).send().await.unwrap();
+    let record = |n: usize, body: String| json!({"messageId": format!("m{n}"), "receiptHandle": "r", "body": body});
+    deliver
+        .handle(json!({"Records": [record(0, event.to_string())]}))
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&h.stack.aws);
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<String> = got
+        .messages()
+        .iter()
+        .filter_map(|m| m.body().map(String::from))
+        .collect();
+    assert!(
+        bodies.len() >= 2,
+        "an attempt and the replay's first page: {bodies:?}"
+    );
+    let records: Vec<Value> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(n, b)| record(n + 1, b))
+        .collect();
+    deliver.handle(json!({"Records": records})).await;
+    let asked = recorded.take();
+    assert!(
+        asked
+            .iter()
+            .any(|a| a.action == "dynamodb:PutItem" && a.table == h.stack.var("ENDPOINTS_TABLE")),
+        "the failed attempt was recorded"
+    );
+    let attempts = call(ApiRequest::get(&format!("/admin/endpoints/{id}/attempts")))
+        .await
+        .body_json();
+    assert_eq!(attempts["attempts"][0]["outcome"], "failed", "{attempts}");
+    let refused_deliver = refused(&h, "DeliverFunction", &asked);
+    assert!(
+        refused_deliver.is_empty(),
+        "deliver refused in AWS:\n{}",
+        refused_deliver.join("\n")
     );
 }

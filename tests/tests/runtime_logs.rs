@@ -226,6 +226,18 @@ async fn connect_webhook_refresh_through_the_runtime() {
     let resp = http_response(webhook.invoke(event).await);
     assert_eq!(resp["statusCode"], 200, "{resp}");
 
+    // Every runtime answered each invocation once, as Lambda requires.
+    for api in [
+        &authorize,
+        &callback,
+        &webhook,
+        &refresh,
+        &graph_fn,
+        &backend_fn,
+    ] {
+        assert_eq!(api.refused(), 0, "an answer Lambda would refuse");
+    }
+
     // The capture saw the functions at work, through the runtime.
     let logs = logs();
     for line in ["authorization started", "connected", "graph call"] {

@@ -390,6 +390,7 @@ fn emitted(function: &str) -> BTreeSet<String> {
         "callback" => {
             vec![callback::decide::connect_metrics(shared::Provider::Instagram, Ok(1)).document(0)]
         }
+        "deliver" => return deliver::METRICS.iter().map(|s| s.to_string()).collect(),
         "graph" => {
             return graph::CALL_METRICS
                 .iter()
@@ -864,52 +865,39 @@ fn every_alarm_has_a_runbook_section() {
     }
 }
 
-#[test]
-fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
-    let doc = template();
-    let statements = resource(&doc, "TokenKey")["Properties"]["KeyPolicy"]["Statement"]
+/// A key's policy read as IAM would: the roles its `roles_sid` Deny names by
+/// `aws:PrincipalArn` (everyone else is refused any crypto), and each
+/// "<principal> <action>" its Allow statements grant, each checked to hold
+/// only with the encryption context `purpose`.
+fn key_policy(
+    doc: &Value,
+    key: &str,
+    roles_sid: &str,
+    purpose: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let statements = resource(doc, key)["Properties"]["KeyPolicy"]["Statement"]
         .as_sequence()
         .unwrap();
     let statement = |sid: &str| {
         statements
             .iter()
             .find(|s| s["Sid"].as_str() == Some(sid))
-            .unwrap_or_else(|| panic!("statement {sid}"))
+            .unwrap_or_else(|| panic!("{key}: statement {sid}"))
             .clone()
     };
-    let context = statement("CryptoOnlyWithTokenContext");
-    assert_eq!(context["Effect"].as_str(), Some("Deny"));
-    assert_eq!(
-        context["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
-        Some("connection-token")
-    );
-    // Everyone but the three roles, named by ARN, is refused any crypto.
-    let roles = statement("CryptoOnlyForTokenFunctions");
+    let roles = statement(roles_sid);
     assert_eq!(roles["Effect"].as_str(), Some("Deny"));
     let actions = format!("{:?}", roles["Action"]);
     assert!(actions.contains("kms:Decrypt") && actions.contains("kms:GenerateDataKey*"));
-    let named: BTreeSet<String> = roles["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    let named = roles["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
         .as_sequence()
         .expect("the roles, by aws:PrincipalArn")
         .iter()
         .map(tagged_text)
         .collect();
-    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp", "Publish"]
-        .iter()
-        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
-        .collect();
-    assert_eq!(named, want);
     // A tag anyone with iam:TagRole can set opens nothing.
     let policy = format!("{statements:?}");
     assert!(!policy.contains("PrincipalTag"), "{policy}");
-    for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
-        assert!(
-            f["Properties"].get("Tags").is_none(),
-            "{id} carries tags: the key trusts none"
-        );
-    }
-    // What each role may do is granted here, only with the token's context;
-    // no function's own policy names KMS.
     let mut granted = BTreeSet::new();
     for s in statements
         .iter()
@@ -921,7 +909,7 @@ fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
         }
         assert_eq!(
             s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"].as_str(),
-            Some("connection-token"),
+            Some(purpose),
             "{principal}"
         );
         let actions: Vec<String> = match &s["Action"] {
@@ -933,22 +921,62 @@ fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
             granted.insert(format!("{principal} {a}"));
         }
     }
-    let expected: BTreeSet<String> = [
+    (named, granted)
+}
+
+/// `"Function kms:Action"` as `"!GetAtt FunctionFunctionRole.Arn kms:Action"`.
+fn role_grants(grants: &[&str]) -> BTreeSet<String> {
+    grants
+        .iter()
+        .map(|g| {
+            let (f, a) = g.split_once(' ').unwrap();
+            format!("!GetAtt {f}FunctionRole.Arn {a}")
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
+    let doc = template();
+    let statements = resource(&doc, "TokenKey")["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let context = statements
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("CryptoOnlyWithTokenContext"))
+        .expect("CryptoOnlyWithTokenContext");
+    assert_eq!(context["Effect"].as_str(), Some("Deny"));
+    assert_eq!(
+        context["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
+        Some("connection-token")
+    );
+    // Everyone but the four roles, named by ARN, is refused any crypto; what
+    // each may do is granted in the key policy, only with the token's context.
+    let (named, granted) = key_policy(
+        &doc,
+        "TokenKey",
+        "CryptoOnlyForTokenFunctions",
+        "connection-token",
+    );
+    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp", "Publish"]
+        .iter()
+        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
+        .collect();
+    assert_eq!(named, want);
+    let expected = role_grants(&[
         "Callback kms:GenerateDataKey",
         "Refresh kms:Decrypt",
         "Refresh kms:GenerateDataKey",
         "Graph kms:Decrypt",
         "GraphHttp kms:Decrypt",
         "Publish kms:Decrypt",
-    ]
-    .iter()
-    .map(|g| {
-        let (f, a) = g.split_once(' ').unwrap();
-        format!("!GetAtt {f}FunctionRole.Arn {a}")
-    })
-    .collect();
+    ]);
     assert_eq!(granted, expected);
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
+        assert!(
+            f["Properties"].get("Tags").is_none(),
+            "{id} carries tags: the key trusts none"
+        );
         let policies = format!("{:?}", f["Properties"]["Policies"]);
         assert!(!policies.contains("kms:"), "{id}'s role names KMS itself");
     }
@@ -1138,6 +1166,66 @@ fn the_graph_function_reads_its_rows_and_writes_only_a_needs_reauth_and_its_even
             "graph may {action} events"
         );
     }
+}
+
+#[test]
+fn deliver_writes_only_health_replays_attempts_and_its_own_events() {
+    let doc = template();
+    let f = "DeliverFunction";
+    let keys = |action, table| leading_keys(&doc, f, action, table);
+    let some = |ks: &[&str]| vec![Some(ks.iter().map(|k| k.to_string()).collect::<Vec<_>>())];
+    assert_eq!(
+        keys("dynamodb:UpdateItem", "EndpointsTable"),
+        some(&["endpoint", "replay"])
+    );
+    assert_eq!(
+        keys("dynamodb:PutItem", "EndpointsTable"),
+        some(&["attempts#*"])
+    );
+    let own = format!("{}*", deliver::DISABLED_EVENT_ID_PREFIX);
+    assert_eq!(
+        keys("dynamodb:PutItem", "EventsTable"),
+        some(&[own.as_str()])
+    );
+    for action in ["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"] {
+        assert!(keys(action, "EndpointsTable").is_empty(), "{action}");
+        assert!(keys(action, "EventsTable").is_empty(), "{action}");
+    }
+    assert!(keys("dynamodb:UpdateItem", "EventsTable").is_empty());
+}
+
+/// The queue policy `name` refuses `sqs:SendMessage` (and so a batch) to
+/// every principal but the delivery rule and the roles `senders`: a message
+/// on the delivery queues is signed with an endpoint's real secret.
+fn only_these_send(doc: &Value, name: &str, senders: &[&str]) {
+    let statements = resource(doc, name)["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .clone();
+    let deny: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Deny"))
+        .collect();
+    assert_eq!(deny.len(), 1, "{name}: one Deny");
+    let s = deny[0];
+    assert_eq!(s["Principal"].as_str(), Some("*"), "{name}");
+    assert_eq!(s["Action"].as_str(), Some("sqs:SendMessage"), "{name}");
+    let not = &s["Condition"]["ArnNotEquals"];
+    assert_eq!(s["Condition"].as_mapping().unwrap().len(), 1, "{name}");
+    assert_eq!(not.as_mapping().unwrap().len(), 2, "{name}: rule and roles");
+    assert_eq!(
+        tagged_text(&not["aws:SourceArn"]),
+        "!GetAtt DeliveryRule.Arn",
+        "{name}"
+    );
+    let roles: BTreeSet<String> = not["aws:PrincipalArn"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(tagged_text)
+        .collect();
+    let want: BTreeSet<String> = senders.iter().map(|r| format!("!GetAtt {r}.Arn")).collect();
+    assert_eq!(roles, want, "{name}");
 }
 
 #[test]
@@ -1373,4 +1461,106 @@ fn the_media_bucket_is_private_encrypted_tls_only_and_forgets_uploads_after_7_da
         tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
         Some("false")
     );
+}
+
+#[test]
+fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their_own() {
+    let doc = template();
+    // The bus's events reach the delivery queue, and only that rule may send.
+    let rule = &resource(&doc, "DeliveryRule")["Properties"];
+    assert!(is_ref(&rule["EventBusName"], "EventBus"));
+    assert_eq!(
+        rule["EventPattern"]["source"][0].as_str(),
+        Some("ig-connect")
+    );
+    assert!(tagged_text(&rule["Targets"][0]["Arn"]).contains("DeliveryQueue"));
+    let rule_dlq = &rule["Targets"][0]["DeadLetterConfig"]["Arn"];
+    assert!(tagged_text(rule_dlq).contains("DeliveryDeadLetters"));
+    let policy = &resource(&doc, "DeliveryQueuePolicy")["Properties"]["PolicyDocument"];
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["Service"].as_str(),
+        Some("events.amazonaws.com")
+    );
+    assert!(
+        tagged_text(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]).contains("DeliveryRule")
+    );
+    for (name, senders) in [
+        (
+            "DeliveryQueuePolicy",
+            &["DeliverFunctionRole", "AdminFunctionRole"][..],
+        ),
+        ("DeliveryDeadLettersPolicy", &["DeliverFunctionRole"][..]),
+    ] {
+        only_these_send(&doc, name, senders);
+    }
+    let queue = &resource(&doc, "DeliveryQueue")["Properties"];
+    assert!(
+        tagged_text(&queue["RedrivePolicy"]["deadLetterTargetArn"]).contains("DeliveryDeadLetters")
+    );
+
+    // deliver reports partial batch failures; the queue outlasts its timeout.
+    let deliver = &resource(&doc, "DeliverFunction")["Properties"];
+    let source = &deliver["Events"]["Deliveries"];
+    assert_eq!(source["Type"].as_str(), Some("SQS"));
+    assert_eq!(
+        source["Properties"]["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let timeout = deliver["Timeout"].as_u64().unwrap();
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+
+    // Every admin route is IAM-authorized; nothing sets the loopback allowance.
+    let admin = &resource(&doc, "AdminFunction")["Properties"];
+    let routes = admin["Events"].as_mapping().unwrap();
+    assert_eq!(routes.len(), 9);
+    for (_, e) in routes {
+        assert_eq!(
+            e["Properties"]["Auth"]["Authorizer"].as_str(),
+            Some("AWS_IAM")
+        );
+    }
+    assert_eq!(
+        resource(&doc, "HttpApi")["Properties"]["Auth"]["EnableIamAuthorizer"],
+        Value::Bool(true)
+    );
+    let text = std::fs::read_to_string(infra::template::template_path()).unwrap();
+    assert!(!text.contains("DELIVERY_ALLOW_LOOPBACK"));
+
+    // Endpoint secrets: their own key, usable only with their own context by
+    // the roles of admin (seals) and deliver (opens), named by ARN; neither
+    // function may touch the token key or the connections.
+    let key = &resource(&doc, "EndpointSecretKey")["Properties"]["KeyPolicy"];
+    let context = &key["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("CryptoOnlyWithEndpointSecretContext"));
+    assert_eq!(
+        context.unwrap()["Condition"]["StringNotEquals"]["kms:EncryptionContext:purpose"].as_str(),
+        Some("webhook-endpoint-secret")
+    );
+    let (named, granted) = key_policy(
+        &doc,
+        "EndpointSecretKey",
+        "CryptoOnlyForWebhookFunctions",
+        "webhook-endpoint-secret",
+    );
+    let roles: BTreeSet<String> = ["Admin", "Deliver"]
+        .iter()
+        .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
+        .collect();
+    assert_eq!(named, roles);
+    assert_eq!(
+        granted,
+        role_grants(&["Admin kms:GenerateDataKey", "Deliver kms:Decrypt"]),
+        "admin seals, never opens; deliver opens, never seals"
+    );
+    for id in ["AdminFunction", "DeliverFunction"] {
+        let policies = format!("{:?}", resource(&doc, id)["Properties"]["Policies"]);
+        assert!(
+            !policies.contains("TokenKey") && !policies.contains("ConnectionsTable"),
+            "{id}"
+        );
+    }
 }

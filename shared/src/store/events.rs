@@ -244,6 +244,13 @@ impl EventStore {
 
     /// Stores the event unless one with the same id exists. `Ok(false)`: it
     /// was already there.
+    /// A stored event's attributes (a strongly consistent read); `None`
+    /// when it is gone (expired or deleted).
+    pub async fn get_item(&self, event_id: &str) -> Result<Option<Item>, StoreError> {
+        let key = Item::from([("event_id".to_string(), s(event_id))]);
+        super::get_consistent(&self.client, &self.table, key).await
+    }
+
     pub async fn put(&self, event: &Event) -> Result<bool, StoreError> {
         let result = self
             .client

@@ -5,7 +5,7 @@ mod cleanup;
 pub mod connections;
 mod deletions;
 pub mod events;
-mod items;
+pub(crate) mod items;
 mod leases;
 mod owners;
 pub mod states;

@@ -51,12 +51,27 @@ impl TokenOwner {
             ("account_id".to_string(), self.account_id.clone()),
         ])
     }
+}
+
+/// What a sealed secret is bound to: its KMS encryption context, also the
+/// GCM associated data. A connection's token ([`TokenOwner`]); an outbound
+/// webhook endpoint's secret (`outbound::endpoint::EndpointSecretOwner`),
+/// each with its own `purpose`.
+pub trait SealContext {
+    /// The KMS encryption context (logged by CloudTrail: ids only).
+    fn encryption_context(&self) -> BTreeMap<String, String>;
 
     /// The GCM associated data: the context as canonical JSON, plus the version.
     fn aad(&self, version: u8) -> Vec<u8> {
         let mut ctx = self.encryption_context();
         ctx.insert("v".into(), version.to_string());
         serde_json::to_vec(&ctx).expect("a map of strings serializes")
+    }
+}
+
+impl SealContext for TokenOwner {
+    fn encryption_context(&self) -> BTreeMap<String, String> {
+        TokenOwner::encryption_context(self)
     }
 }
 
@@ -137,7 +152,7 @@ impl<K: DataKeys> TokenVault<K> {
     pub async fn seal(
         &self,
         token: &SecretString,
-        owner: &TokenOwner,
+        owner: &impl SealContext,
     ) -> Result<SealedToken, VaultError> {
         let key = self.keys.generate(&owner.encryption_context()).await?;
         let cipher = cipher(&key.plaintext)?;
@@ -165,7 +180,7 @@ impl<K: DataKeys> TokenVault<K> {
     pub async fn open(
         &self,
         sealed: &SealedToken,
-        owner: &TokenOwner,
+        owner: &impl SealContext,
     ) -> Result<SecretString, VaultError> {
         if sealed.version != SCHEME_VERSION {
             return Err(VaultError::UnknownVersion(sealed.version));

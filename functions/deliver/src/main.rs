@@ -1,0 +1,30 @@
+use std::sync::Arc;
+
+use deliver::{Deliver, DeliverConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::outbound::resolver::Lookup;
+use shared::vault::KmsDataKeys;
+use shared::Clock;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let (config, aws) = shared::startup::start::<DeliverConfig>().await?;
+    let keys = KmsDataKeys::new(
+        shared::aws_sdk_kms::Client::new(&aws),
+        &config.outbound.endpoint_key_id,
+    );
+    let deliver = Arc::new(Deliver::new(
+        config,
+        &shared::aws_sdk_dynamodb::Client::new(&aws),
+        aws_sdk_sqs::Client::new(&aws),
+        keys,
+        Lookup::System,
+        Clock::system(),
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let deliver = deliver.clone();
+        async move { Ok::<Value, Error>(deliver.handle(event.payload).await) }
+    }))
+    .await
+}
