@@ -115,6 +115,9 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
         container: &str,
     ) -> Result<Option<Turn>, StoreError> {
         let now = self.clock.now();
+        // A call after an unknown outcome: Meta may have published with the
+        // first one, whatever this one answers.
+        let retry = held.post.publish_attempted;
         held.post.publish_attempted = true;
         held.post.status = Status::Publishing;
         if self.keep(held, now).await?.is_some() {
@@ -125,12 +128,16 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
                 let id = body.get("id").and_then(Value::as_str).map(str::to_string);
                 self.published(held, id, s).await.map(Some)
             }
-            // Meta may have published: the container's status decides
-            // (next turn), never a second call.
-            MetaResult::Unknown => self.on_error(held, s, MetaResult::Unknown).await.map(Some),
+            // Meta may have published (no answer, a 5xx, an unknown error):
+            // the container's status decides (next turn) before any retry.
+            unknown @ (MetaResult::Unknown | MetaResult::Transient(_)) => {
+                self.on_error(held, s, unknown).await.map(Some)
+            }
             refused => {
-                // Meta answered: it did not publish.
-                held.post.publish_attempted = false;
+                // Meta refused: this call did not publish. An earlier call
+                // whose outcome was unknown still may have: then the post
+                // keeps "attempted", so no new container is ever made for it.
+                held.post.publish_attempted = retry;
                 self.on_error(held, s, refused).await.map(Some)
             }
         }

@@ -77,6 +77,11 @@ pub struct Fetched {
 }
 
 impl MetaEmulator {
+    /// How many containers were made (carousel children included).
+    pub fn containers_made(&self) -> usize {
+        self.with(|i| i.graph.publishing.containers.len())
+    }
+
     /// Every media fetched from a local server, in order.
     pub fn fetched_media(&self) -> Vec<Fetched> {
         self.with(|i| i.graph.publishing.fetched.clone())

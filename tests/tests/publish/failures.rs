@@ -141,3 +141,53 @@ async fn an_expired_container_is_made_again_and_throttling_waits() {
     assert_eq!(t.get(&id).await["status"], "published");
     assert_eq!(t.h.stack.meta.published_posts().len(), 1);
 }
+
+/// A 5xx from `media_publish` is an unknown outcome (Meta may have
+/// published): the post stays "publishing attempted", the container's status
+/// decides the next turn, and when Meta later asks for a new container no
+/// new container is ever made for it (that could publish the post twice).
+#[tokio::test]
+async fn after_a_5xx_on_media_publish_no_new_container_is_ever_made() {
+    let t = setup().await;
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    t.h.stack.meta.fail("media_publish", 500, "{}");
+    t.run().await;
+    let post = t.get(&id).await;
+    assert_eq!(post["status"], "publishing", "{post}");
+    let containers = t.h.stack.meta.containers_made();
+
+    // The container still says FINISHED: Meta did not publish; the retry is
+    // refused with an error that would otherwise ask for a new container.
+    t.h.stack.meta.fail(
+        "media_publish",
+        400,
+        r#"{"error": {"message": "The media has expired", "type": "OAuthException", "code": -2, "error_subcode": 2207020}}"#,
+    );
+    t.runs_a_minute_apart(3).await;
+    assert_eq!(
+        t.h.stack.meta.containers_made(),
+        containers,
+        "a new container was made after a publish attempt"
+    );
+    assert!(t.h.stack.meta.published_posts().is_empty());
+    assert_ne!(t.get(&id).await["status"], "published");
+}
+
+/// A 5xx from `media_publish`, then Meta's container still `FINISHED` (it
+/// did not publish): the next turn publishes, once.
+#[tokio::test]
+async fn a_5xx_on_media_publish_is_settled_by_the_containers_status() {
+    let t = setup().await;
+    let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
+    let id = body["post_id"].as_str().unwrap().to_string();
+    t.h.stack.meta.fail("media_publish", 500, "{}");
+    t.run().await;
+    assert_eq!(t.get(&id).await["status"], "publishing");
+    t.h.stack.meta.clear_failures();
+    t.runs_a_minute_apart(2).await;
+    let post = t.get(&id).await;
+    assert_eq!(post["status"], "published", "{post}");
+    assert_eq!(t.h.stack.meta.published_posts().len(), 1);
+    assert_eq!(t.event_payloads("post.published").await.len(), 1);
+}
