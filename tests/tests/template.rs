@@ -1349,6 +1349,14 @@ fn publishing_runs_every_minute_and_its_http_door_touches_only_posts() {
     let doc = template();
     let run = resource(&doc, "PublishFunction");
     let p = &run["Properties"];
+    // A post's lease outlives the run that holds it by a minute at least:
+    // Lambda has stopped that run before another may take the post.
+    let timeout = p["Timeout"].as_i64().expect("PublishFunction's Timeout");
+    assert!(
+        publish::run::LEASE_FOR.whole_seconds() >= timeout + 60,
+        "lease {} s against a {timeout} s timeout",
+        publish::run::LEASE_FOR.whole_seconds()
+    );
     assert_eq!(
         p["Environment"]["Variables"]["PUBLISH_DOOR"].as_str(),
         Some("invoke")

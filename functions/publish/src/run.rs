@@ -19,8 +19,11 @@ use crate::post::{Failure, Post};
 use crate::store::{Lease, DUE_SHARDS};
 use crate::{Inner, Publisher};
 
-/// A lease outlives one post's work (a few Meta calls of 8 s at most).
-const LEASE_FOR: Duration = Duration::minutes(2);
+/// A lease outlives the run that took it: Lambda stops the function at its
+/// timeout (`PublishFunction`'s `Timeout`, 120 s), so no other run can take
+/// a post while a killed run might still be calling `media_publish` for it
+/// (a template test holds the two together: at least a minute apart).
+pub const LEASE_FOR: Duration = Duration::minutes(3);
 /// Due posts one run loads per shard.
 const PER_SHARD: i32 = 1_000;
 /// Steps one post may take in one run (create, poll, publish, ...).

@@ -18,7 +18,8 @@ async fn kill_run_at(t: &Setup, gate: &infra::meta::Gate) {
 }
 
 async fn next_run_after_the_lease(t: &Setup) {
-    t.h.clock.advance(Duration::minutes(3));
+    t.h.clock
+        .advance(publish::run::LEASE_FOR + Duration::seconds(1));
     t.run().await;
 }
 
