@@ -183,11 +183,14 @@ pub fn after_poll(post: &Post, status: &ContainerStatus, now: OffsetDateTime) ->
             Value::Null,
         )),
         ContainerStatus::InProgress => AfterPoll::Wait(now + POLL_EVERY),
-        ContainerStatus::Error(text) => AfterPoll::Fail(fail(
-            "media_rejected",
-            &format!("Meta could not process the media: {text}"),
-            serde_json::json!({"status_code": "ERROR", "status": text}),
-        )),
+        ContainerStatus::Error(text) => {
+            let text = without_queries(text);
+            AfterPoll::Fail(fail(
+                "media_rejected",
+                &format!("Meta could not process the media: {text}"),
+                serde_json::json!({"status_code": "ERROR", "status": text}),
+            ))
+        }
         ContainerStatus::Expired if post.publish_attempted => AfterPoll::Fail(fail(
             "container_expired",
             "The container expired before Meta confirmed the publish.",
@@ -195,6 +198,35 @@ pub fn after_poll(post: &Post, status: &ContainerStatus, now: OffsetDateTime) ->
         )),
         ContainerStatus::Expired => AfterPoll::Recreate,
     }
+}
+
+/// What of Meta's error a post keeps and shows: its codes, type and trace
+/// id, and its message without any URL's query (a presigned `GET`'s
+/// signature, a token parameter), cut at 500 characters; never the whole
+/// body.
+pub fn meta_summary(error: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["code", "error_subcode", "type", "fbtrace_id"] {
+        if let Some(v) = error.get(key).filter(|v| v.is_number() || v.is_string()) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(message) = error.get("message").and_then(Value::as_str) {
+        out.insert("message".into(), Value::String(without_queries(message)));
+    }
+    Value::Object(out)
+}
+
+/// `text` with every URL cut at its query, at most 500 characters.
+pub fn without_queries(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(' ')
+        .map(|w| match w.split_once("://") {
+            Some(_) => w.split(['?', '#']).next().unwrap_or(w),
+            None => w,
+        })
+        .collect();
+    words.join(" ").chars().take(500).collect()
 }
 
 pub fn fail(reason: &str, message: &str, meta: Value) -> Failure {
@@ -228,18 +260,20 @@ pub fn on_error(result: &MetaResult, post: &Post, now: OffsetDateTime) -> OnErro
         MetaResult::NeedsReauth(m) => OnError::Fail(fail(
             "connection_needs_reauth",
             "Meta says the connection's token is no longer valid: connect again.",
-            m.clone(),
+            meta_summary(m),
         )),
         MetaResult::Throttled(_) => OnError::Wait(keep, now + THROTTLE_WAIT),
         MetaResult::QuotaFull(_) => OnError::Wait(Status::WaitingForQuota, now + QUOTA_RECHECK),
         MetaResult::MediaRejected(m) => OnError::Fail(fail(
             "media_rejected",
             "Meta could not fetch the media or refused it.",
-            m.clone(),
+            meta_summary(m),
         )),
-        MetaResult::Refused(m) => {
-            OnError::Fail(fail("meta_refused", "Meta refused the post.", m.clone()))
-        }
+        MetaResult::Refused(m) => OnError::Fail(fail(
+            "meta_refused",
+            "Meta refused the post.",
+            meta_summary(m),
+        )),
         MetaResult::NewContainer(_) if !post.publish_attempted => OnError::Recreate,
         MetaResult::Transient(m) | MetaResult::NewContainer(m)
             if post.transient_failures + 1 >= MAX_TRANSIENT_FAILURES =>
@@ -247,7 +281,7 @@ pub fn on_error(result: &MetaResult, post: &Post, now: OffsetDateTime) -> OnErro
             OnError::Fail(fail(
                 "meta_unavailable",
                 "Meta kept failing; the post was given up.",
-                m.clone(),
+                meta_summary(m),
             ))
         }
         MetaResult::Transient(_) | MetaResult::NewContainer(_) | MetaResult::Unknown => {

@@ -238,3 +238,19 @@ fn a_containers_status_decides_the_next_step() {
     );
     assert_eq!(ContainerStatus::of(&json!({"status_code": "NEW"})), None);
 }
+
+#[test]
+fn a_failure_keeps_metas_codes_and_a_message_without_url_queries() {
+    let error = json!({"message": "Cannot fetch https://bucket.s3.amazonaws.com/u/1.jpg?X-Amz-Signature=abc&access_token=EAAB#x now",
+        "type": "OAuthException", "code": 9004, "error_subcode": 2207052, "fbtrace_id": "Atrace",
+        "error_user_msg": "whatever Meta adds", "is_transient": false});
+    let kept = meta_summary(&error);
+    assert_eq!(
+        kept,
+        json!({"message": "Cannot fetch https://bucket.s3.amazonaws.com/u/1.jpg now",
+               "type": "OAuthException", "code": 9004, "error_subcode": 2207052, "fbtrace_id": "Atrace"})
+    );
+    let long = "x".repeat(900);
+    assert_eq!(without_queries(&long).len(), 500);
+    assert_eq!(without_queries("plain words stay"), "plain words stay");
+}
