@@ -49,6 +49,31 @@ pub const ROUTES: &[(&str, &str, Door)] = &[
         "/connections/{provider}/{account_id}/graph/{path+}",
         Door::Jwt,
     ),
+    (
+        "POST",
+        "/connections/{provider}/{account_id}/posts",
+        Door::Jwt,
+    ),
+    (
+        "GET",
+        "/connections/{provider}/{account_id}/posts",
+        Door::Jwt,
+    ),
+    (
+        "POST",
+        "/connections/{provider}/{account_id}/posts/uploads",
+        Door::Jwt,
+    ),
+    (
+        "GET",
+        "/connections/{provider}/{account_id}/posts/{post_id}",
+        Door::Jwt,
+    ),
+    (
+        "DELETE",
+        "/connections/{provider}/{account_id}/posts/{post_id}",
+        Door::Jwt,
+    ),
     ("POST", "/admin/endpoints", Door::Iam),
     ("GET", "/admin/endpoints", Door::Iam),
     ("GET", "/admin/endpoints/{id}", Door::Iam),

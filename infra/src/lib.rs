@@ -8,6 +8,7 @@
 //! - [`apigw`]: API Gateway HTTP API (payload 2.0) events, as the functions
 //!   receive them in AWS; [`cors`]: its CORS, from the template.
 //! - [`stack`]: all of it wired together against moto.
+//! - [`media_bucket`]: the uploads' bucket in moto's S3, as the template's.
 //! - [`graph_proxy`]: the Graph proxy wired to the stack, KMS calls counted.
 //! - [`runtime_api`]: a local Lambda Runtime API, to run a function's real
 //!   runtime loop in-process; [`lambda_api`]: a local Lambda Invoke API that
@@ -22,8 +23,10 @@ pub mod cors;
 pub mod graph_proxy;
 pub mod jwt;
 pub mod lambda_api;
+pub mod media_bucket;
 pub mod meta;
 pub mod outbound;
+pub mod publish;
 pub mod requests;
 pub mod runtime_api;
 pub mod stack;

@@ -33,6 +33,8 @@ struct App {
     connections_table: String,
     callback: callback::Callback<shared::vault::KmsDataKeys>,
     graph: graph::Graph<shared::vault::KmsDataKeys>,
+    /// Publishing: both doors and the every-minute run in one.
+    publish: publish::Publisher<shared::vault::KmsDataKeys>,
     jwt_key: Vec<u8>,
     /// Meta's routes live under this path segment only (`MetaPathSecret`).
     meta_path_prefix: String,
@@ -149,6 +151,7 @@ async fn main() {
         instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
         graph: infra::graph_proxy::graph(&stack, Clock::system()).0,
+        publish: infra::publish::publisher(&stack, Clock::system(), publish::Door::Http).0,
         jwt_key,
         meta_path_prefix: stack.meta_path_prefix.clone(),
         page: demo_page(),
@@ -160,6 +163,20 @@ async fn main() {
                 .collect(),
         ),
     });
+    // Plays the every-minute schedule (PublishFunction's EveryMinute).
+    tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let deadline = shared::continuation::Deadline::distant();
+                if let Err(e) = app.publish.run(deadline).await {
+                    tracing::error!(error = %e, "the publish run failed");
+                }
+            }
+        }
+    });
     let router = Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/app/") }))
         .route("/app/", get(page))
@@ -170,6 +187,8 @@ async fn main() {
         .route("/dev/age-connection", post(dev_age_connection))
         .route("/dev/run-refresh", post(dev_run_refresh))
         .route("/dev/invoke-graph", post(dev_invoke_graph))
+        .route("/dev/invoke-publish", post(dev_invoke_publish))
+        .route("/dev/run-publish", post(dev_run_publish))
         .route("/dev/run-dm-bot", post(dev_run_dm_bot))
         .fallback(gateway)
         .with_state(app)
@@ -300,6 +319,27 @@ async fn dev_invoke_graph(
     Json(payload): Json<serde_json::Value>,
 ) -> Response {
     Json(app.graph.handle_invocation(payload).await).into_response()
+}
+
+/// Plays the product's backend: a direct invocation of publishing (what
+/// `aws lambda invoke --function-name <PublishFunctionArn>` does in AWS).
+async fn dev_invoke_publish(
+    State(app): State<Arc<App>>,
+    Json(payload): Json<serde_json::Value>,
+) -> Response {
+    Json(app.publish.handle_invocation(payload).await).into_response()
+}
+
+/// Plays the every-minute schedule: one publish run, now.
+async fn dev_run_publish(State(app): State<Arc<App>>) -> Response {
+    let deadline = shared::continuation::Deadline::distant();
+    match app.publish.run(deadline).await {
+        Ok(summary) => Json(json!(summary)).into_response(),
+        Err(e) => dev_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the publish run failed: {e}"),
+        ),
+    }
 }
 
 /// Runs the example DM bot (examples/dm-bot) over the events table, as its
@@ -516,6 +556,11 @@ async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
             app.webhook.handle(request).await
         }
         "/connections/{provider}/{account_id}/graph/{path+}" => app.graph.handle(request).await,
+        "/connections/{provider}/{account_id}/posts"
+        | "/connections/{provider}/{account_id}/posts/uploads"
+        | "/connections/{provider}/{account_id}/posts/{post_id}" => {
+            app.publish.handle(request).await
+        }
         "/connections" | "/connections/{provider}/{account_id}" => {
             let resp = app.connections_api.handle(request).await;
             if method == "DELETE" && resp.status() == 204 {

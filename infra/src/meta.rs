@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 mod graph;
+mod publishing;
 
 #[derive(Clone, Debug)]
 pub struct MetaApps {
@@ -372,6 +373,44 @@ impl MetaEmulator {
 
     pub fn clear_throttles(&self) {
         self.with(|i| i.graph.throttled.clear());
+    }
+
+    /// Every `media_publish` that published: (account id, container id).
+    pub fn published_posts(&self) -> Vec<(String, String)> {
+        self.with(|i| i.graph.publishing.published.clone())
+    }
+
+    /// The daily publishing limit (`config.quota_total`) of every account.
+    pub fn set_publishing_quota(&self, total: u32) {
+        self.with(|i| i.graph.publishing.quota_total = total);
+    }
+
+    /// Posts an account published in the rolling 24 hours (`quota_usage`).
+    pub fn set_quota_usage(&self, account_id: &str, usage: u32) {
+        self.with(|i| i.graph.publishing.usage.insert(account_id.into(), usage));
+    }
+
+    /// How many status polls a new video container takes to finish.
+    pub fn set_video_polls(&self, polls: u32) {
+        self.with(|i| i.graph.publishing.video_polls = polls);
+    }
+
+    /// New containers end `ERROR` with `status` (`None`: they finish).
+    pub fn fail_containers(&self, status: Option<&str>) {
+        self.with(|i| i.graph.publishing.fail_containers = status.map(str::to_string));
+    }
+
+    /// New containers end `EXPIRED`.
+    pub fn expire_containers(&self, expire: bool) {
+        self.with(|i| i.graph.publishing.expire_containers = expire);
+    }
+
+    /// `media_publish` publishes, then holds its answer until the returned
+    /// gate is released (a publish whose answer times out).
+    pub fn stall_after_publish(&self) -> Gate {
+        let gate = Gate::new();
+        self.with(|i| i.graph.publishing.stall_after_publish = Some(gate.clone()));
+        gate
     }
 
     /// Every message sent through the Graph hosts: (sender id, request body).

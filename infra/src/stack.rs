@@ -69,6 +69,22 @@ pub fn emulator_endpoint() -> String {
     }
 }
 
+/// The private media bucket of uploads (see [`crate::media_bucket`]).
+async fn media_bucket(aws: &aws_config::SdkConfig, opts: &StackOptions) -> String {
+    let name = format!("{}-media", opts.prefix.to_ascii_lowercase());
+    crate::media_bucket::create(aws, &name, frontend_origins(opts)).await;
+    name
+}
+
+/// The origin of the frontend and every allowed return origin.
+fn frontend_origins(opts: &StackOptions) -> Vec<String> {
+    std::iter::once(opts.frontend_url.as_str())
+        .chain(opts.allowed_return_origins.split(','))
+        .filter_map(|u| url::Url::parse(u.trim()).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect()
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> Self {
         emulator_endpoint();
@@ -115,7 +131,9 @@ impl Stack {
             .expect("create the Meta secret");
         let meta = MetaEmulator::start(apps.clone(), opts.meta_port).await;
 
+        let bucket = media_bucket(&aws, &opts).await;
         for (k, v) in [
+            ("MEDIA_BUCKET", bucket),
             ("TOKEN_KEY_ID", key_id),
             ("META_SECRET_ID", secret_id),
             ("FACEBOOK_APP_ID", apps.facebook_app_id.clone()),

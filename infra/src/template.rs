@@ -157,6 +157,7 @@ pub fn env_var_for(logical_id: &str) -> Option<&'static str> {
         "ConnectionsTable" => Some("CONNECTIONS_TABLE"),
         "EventsTable" => Some("EVENTS_TABLE"),
         "GraphTable" => Some("GRAPH_TABLE"),
+        "PostsTable" => Some("POSTS_TABLE"),
         "EndpointsTable" => Some("ENDPOINTS_TABLE"),
         _ => None,
     }

@@ -291,6 +291,50 @@ test('the Graph proxy: show recent media, reply to the last message once, run th
   await screenshot(page, 'graph-proxy');
 });
 
+test('schedule a post with an uploaded image: the every-minute run publishes it', { timeout: 180_000 }, async () => {
+  const page = await newPage();
+  await openApp(page, `june-${RUN}`);
+  const username = `june_${RUN}`;
+  await connect(page, username);
+  await waitText(page, '#posts tbody', /No posts yet/);
+  // A JPEG from this computer, a caption, a time 8 seconds from now.
+  await page.setInputFiles('#post-file', {
+    name: 'launch.jpg', mimeType: 'image/jpeg',
+    buffer: Buffer.from([0xff, 0xd8, 0xff, 0xe0, ...Buffer.from(' a photo from the demo page')]),
+  });
+  await page.fill('#post-caption', `Launch day ${RUN}`);
+  const at = await page.evaluate(() => {
+    const d = new Date(Date.now() + 8000);
+    const two = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+  });
+  await page.fill('#post-at', at);
+  await page.click('#schedule');
+  await waitText(page, '#banner', /^Scheduled for .*Meta will fetch it through a presigned GET/);
+  await waitText(page, '#posts tbody', new RegExp(`scheduled.*Launch day ${RUN}`));
+  // A run before its time leaves it scheduled.
+  await page.click('#run-publish');
+  await waitText(page, '#banner', /^Publish run: /);
+  await waitText(page, '#posts tbody .post-status', /^scheduled$/);
+  await screenshot(page, 'post-scheduled');
+  // The local stack's every-minute run (as EventBridge's) publishes it; the
+  // page looks again by itself until it has its outcome.
+  try {
+    await page.waitForFunction(
+      () => document.querySelector('#posts tbody .post-status')?.textContent === 'published',
+      null, { timeout: 100_000 },
+    );
+  } catch {
+    assert.fail(`never published: ${await page.locator('#posts tbody').textContent()}`);
+  }
+  const row = await page.locator('#posts tbody tr').first().textContent();
+  assert.match(row, /https:\/\/www\.instagram\.com\/p\//, 'the permalink is shown');
+  await page.click('#run-publish');
+  await waitText(page, '#events tbody', /post\.published/);
+  await noHorizontalOverflow(page);
+  await screenshot(page, 'post-published');
+});
+
 test('outbound webhooks: the local receiver gets signed deliveries, a failing one is retried', T, async () => {
   const page = await newPage();
   await openApp(page, `iris-${RUN}`);

@@ -1,8 +1,9 @@
 //! The roles' policies in `template.yaml` against what the code really asks
-//! of DynamoDB: every request the `connections`, `graph`, `admin` and
-//! `deliver` functions make in a run through their real entry points (list,
-//! delete with a Page alias, a proxied call, a dead token; every admin route,
-//! a fan-out, a failed attempt, a replay page) is recorded and must be allowed by that
+//! of DynamoDB: every request the `connections`, `graph`, `publish`, `admin`
+//! and `deliver` functions make in a run through their real entry points
+//! (list, delete with a Page alias, a proxied call, a dead token; posts
+//! created, listed, cancelled, published and failed; every admin route, a
+//! fan-out, a failed attempt, a replay page) is recorded and must be allowed by that
 //! function's statements: action, table or index, `dynamodb:LeadingKeys`,
 //! `dynamodb:Attributes`. moto checks no IAM, so without this a policy
 //! narrower than the code would only fail in AWS.
@@ -298,6 +299,88 @@ async fn the_graph_function_asks_dynamodb_only_what_its_role_allows() {
         refused.is_empty(),
         "refused in AWS:\n{}",
         refused.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn both_publish_doors_ask_dynamodb_only_what_their_roles_allow() {
+    use publish::Door;
+    let mut h = Harness::new().await;
+    let account = h.connect_instagram_as("user-33", "poster.three").await;
+    let recorded = Requests::default();
+    h.stack.dynamodb = recorded.dynamodb(&h.stack.aws);
+    let (http, _) = infra::publish::publisher(&h.stack, h.clock.clone(), Door::Http);
+    let (run, _) = infra::publish::publisher(&h.stack, h.clock.clone(), Door::Invoke);
+    let posts = |method: &str, rest: &str| {
+        ApiRequest::new(
+            method,
+            &format!("/connections/instagram/{account}/posts{rest}"),
+        )
+        .user("user-33")
+    };
+    let image = serde_json::json!({"type": "feed",
+        "media": [{"kind": "image", "url": "https://cdn.example.com/1.jpg"}]});
+    // The HTTP door: create (with a key), list, read, cancel a scheduled one.
+    let created = http
+        .handle(
+            posts("POST", "")
+                .header("idempotency-key", "k-33")
+                .json(&image)
+                .into_request(),
+        )
+        .await;
+    assert_eq!(created.status(), 202, "{}", created.body_text());
+    let mut later = image.clone();
+    later["publish_at"] = serde_json::json!("2026-11-22T09:00:00Z");
+    let scheduled = http
+        .handle(posts("POST", "").json(&later).into_request())
+        .await
+        .body_json();
+    let id = scheduled["post_id"].as_str().unwrap();
+    for (method, rest, status) in [
+        ("GET", String::new(), 200),
+        ("GET", format!("/{id}"), 200),
+        ("DELETE", format!("/{id}"), 204),
+    ] {
+        let resp = http.handle(posts(method, &rest).into_request()).await;
+        assert_eq!(resp.status(), status, "{method} {rest}");
+    }
+    let asked = recorded.take();
+    let refused_http = refused(&h, "PublishHttpFunction", &asked);
+    assert!(
+        refused_http.is_empty(),
+        "refused in AWS:\n{}",
+        refused_http.join("\n")
+    );
+
+    // The run: publishes the first (its event), then a dead token fails a
+    // second and marks the connection (its lifecycle event).
+    assert_eq!(
+        run.run(shared::continuation::Deadline::distant())
+            .await
+            .unwrap()
+            .published,
+        1
+    );
+    http.handle(posts("POST", "").json(&image).into_request())
+        .await;
+    h.stack.meta.invalidate_account(&account);
+    assert_eq!(
+        run.run(shared::continuation::Deadline::distant())
+            .await
+            .unwrap()
+            .failed,
+        1
+    );
+    let asked = recorded.take();
+    assert_eq!(h.events("post.published").await.len(), 1);
+    assert_eq!(h.events("connection.needs_reauth").await.len(), 1);
+    assert!(actions(&asked).contains(&"dynamodb:UpdateItem"));
+    let refused_run = refused(&h, "PublishFunction", &asked);
+    assert!(
+        refused_run.is_empty(),
+        "refused in AWS:\n{}",
+        refused_run.join("\n")
     );
 }
 

@@ -386,6 +386,7 @@ fn emitted(function: &str) -> BTreeSet<String> {
         .metrics()
         .document(0)],
         "refresh" => vec![refresh::Summary::default().metrics().document(0)],
+        "publish" => vec![publish::RunSummary::default().metrics().document(0)],
         "callback" => {
             vec![callback::decide::connect_metrics(shared::Provider::Instagram, Ok(1)).document(0)]
         }
@@ -399,11 +400,13 @@ fn emitted(function: &str) -> BTreeSet<String> {
         }
         other => panic!("no metrics known for {other}"),
     };
-    let kms = ["callback", "refresh"].contains(&function).then(|| {
-        shared::vault::KmsUsage::default()
-            .add_to(shared::metrics::Metrics::new("x"))
-            .document(0)
-    });
+    let kms = ["callback", "refresh", "publish"]
+        .contains(&function)
+        .then(|| {
+            shared::vault::KmsUsage::default()
+                .add_to(shared::metrics::Metrics::new("x"))
+                .document(0)
+        });
     docs.iter()
         .chain(kms.iter())
         .flat_map(|d| {
@@ -955,7 +958,7 @@ fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
         "CryptoOnlyForTokenFunctions",
         "connection-token",
     );
-    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp"]
+    let want: BTreeSet<String> = ["Callback", "Refresh", "Graph", "GraphHttp", "Publish"]
         .iter()
         .map(|f| format!("!GetAtt {f}FunctionRole.Arn"))
         .collect();
@@ -966,6 +969,7 @@ fn only_the_roles_of_the_functions_that_seal_or_open_tokens_may_use_the_key() {
         "Refresh kms:GenerateDataKey",
         "Graph kms:Decrypt",
         "GraphHttp kms:Decrypt",
+        "Publish kms:Decrypt",
     ]);
     assert_eq!(granted, expected);
     for (id, f) in resources_of_type(&doc, "AWS::Serverless::Function") {
@@ -1337,6 +1341,133 @@ fn the_graph_proxy_has_capacity_of_its_own_and_per_caller_limits() {
     assert_eq!(
         (defaults.connection.rate, defaults.connection.burst),
         (10, 20)
+    );
+}
+
+#[test]
+fn publishing_runs_every_minute_and_its_http_door_touches_only_posts() {
+    let doc = template();
+    let run = resource(&doc, "PublishFunction");
+    let p = &run["Properties"];
+    // A post's lease outlives the run that holds it by a minute at least:
+    // Lambda has stopped that run before another may take the post.
+    let timeout = p["Timeout"].as_i64().expect("PublishFunction's Timeout");
+    assert!(
+        publish::run::LEASE_FOR.whole_seconds() >= timeout + 60,
+        "lease {} s against a {timeout} s timeout",
+        publish::run::LEASE_FOR.whole_seconds()
+    );
+    assert_eq!(
+        p["Environment"]["Variables"]["PUBLISH_DOOR"].as_str(),
+        Some("invoke")
+    );
+    let schedule = &p["Events"]["EveryMinute"]["Properties"];
+    assert_eq!(
+        schedule["ScheduleExpression"].as_str(),
+        Some("rate(1 minute)")
+    );
+    let input: serde_json::Value =
+        serde_json::from_str(schedule["Input"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        input["detail-type"], "Scheduled Event",
+        "what the function reads as a run"
+    );
+    // The due index is queried, never scanned.
+    let policy = tagged_text(&p["Policies"]);
+    assert!(policy.contains("by_due") && !policy.contains("dynamodb:Scan"));
+    assert!(tagged_text(resource(&doc, "PublishContinues")).contains("PublishFunction"));
+
+    let http = resource(&doc, "PublishHttpFunction");
+    let p = &http["Properties"];
+    assert_eq!(
+        p["Environment"]["Variables"]["PUBLISH_DOOR"].as_str(),
+        Some("http")
+    );
+    let policy = tagged_text(&p["Policies"]);
+    for never in [
+        "kms:",
+        "secretsmanager:",
+        "EventsTable",
+        "UpdateItem",
+        "by_due",
+    ] {
+        assert!(!policy.contains(never), "the HTTP door may not use {never}");
+    }
+    let routes: Vec<String> = p["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["Properties"]["Method"].as_str().unwrap(),
+                e["Properties"]["Path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(routes.len(), 5, "{routes:?}");
+    // Uploads: the HTTP door presigns PUTs, the run presigns Meta's GETs,
+    // each under uploads/ only.
+    assert!(policy.contains("s3:PutObject") && !policy.contains("s3:GetObject"));
+    let run_policy = tagged_text(&run["Properties"]["Policies"]);
+    assert!(run_policy.contains("s3:GetObject") && !run_policy.contains("s3:PutObject"));
+    for p in [&policy, &run_policy] {
+        assert!(p.contains("MediaBucket.Arn}/uploads/*"), "{p}");
+    }
+
+    let table = resource(&doc, "PostsTable");
+    let t = &table["Properties"];
+    assert_eq!(
+        t["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("expires_at")
+    );
+    let indexes = tagged_text(&t["GlobalSecondaryIndexes"]);
+    assert!(indexes.contains("due_shard") && indexes.contains("by_owner"));
+    assert!(doc["Outputs"]["PublishFunctionArn"].is_mapping());
+}
+
+#[test]
+fn the_media_bucket_is_private_encrypted_tls_only_and_forgets_uploads_after_7_days() {
+    let doc = template();
+    let p = &resource(&doc, "MediaBucket")["Properties"];
+    let block = &p["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    assert!(sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+        .as_str()
+        .is_some());
+    let rule = &p["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(
+        (rule["Status"].as_str(), rule["ExpirationInDays"].as_u64()),
+        (Some("Enabled"), Some(7))
+    );
+    // Browsers PUT from the frontend's origins, nothing else.
+    let cors = &p["CorsConfiguration"]["CorsRules"][0];
+    assert!(is_ref(&cors["AllowedOrigins"], "AllowedOrigins"));
+    let methods = cors["AllowedMethods"].as_sequence().unwrap();
+    assert_eq!(
+        methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        [Some("PUT")]
+    );
+    // Every request without TLS is denied.
+    let policy = &resource(&doc, "MediaBucketPolicy")["Properties"]["PolicyDocument"];
+    let tls = policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Effect"].as_str() == Some("Deny"))
+        .expect("a Deny statement");
+    assert_eq!(tls["Action"].as_str(), Some("s3:*"));
+    assert_eq!(
+        tls["Condition"]["Bool"]["aws:SecureTransport"].as_str(),
+        Some("false")
     );
 }
 

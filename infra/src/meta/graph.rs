@@ -26,6 +26,8 @@ pub(super) struct GraphState {
     /// How many media each account has (`GET .../media` pages through them).
     pub media_count: usize,
     pub next_id: u64,
+    /// The content-publishing flow (containers, media, the daily limit).
+    pub publishing: super::publishing::Publishing,
 }
 
 impl Default for GraphState {
@@ -37,6 +39,7 @@ impl Default for GraphState {
             leak_tokens: false,
             media_count: 3,
             next_id: 0,
+            publishing: Default::default(),
         }
     }
 }
@@ -238,10 +241,59 @@ pub(super) async fn fallback(
     if let Some(r) = enter(&s, "graph").await {
         return r;
     }
+    if segs.last().map(String::as_str) == Some("media_publish") {
+        if let Some(r) = enter(&s, "media_publish").await {
+            return r;
+        }
+    }
+    if method == Method::POST && segs.last().map(String::as_str) == Some("media") {
+        if let Err(refused) = super::publishing::fetch_media(&s, &uri, &body).await {
+            return refused;
+        }
+    }
+    let call = Call {
+        host,
+        version: &version,
+        segs: &segs,
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let (response, stall) = answer(&s, &call);
+    if let Some(gate) = stall {
+        // Meta acted; its answer is late (a timed-out publish).
+        gate.pass().await;
+    }
+    response
+}
+
+/// One Graph call, as it arrived.
+struct Call<'a> {
+    host: &'a str,
+    version: &'a str,
+    segs: &'a [String],
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+}
+
+/// The answer to a Graph call, and a gate to hold it at (after Meta acted).
+fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
+    let Call {
+        host,
+        version,
+        segs,
+        method,
+        uri,
+        headers,
+        body,
+    } = *call;
     let mut i = s.lock().unwrap();
-    let actor = match actor(&i, host, &headers, &uri) {
+    let actor = match actor(&i, host, headers, uri) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return (r, None),
     };
     let actor_id = actor
         .page_id
@@ -250,15 +302,36 @@ pub(super) async fn fallback(
     if let Some((code, _)) = i.graph.throttled.get(&actor_id).copied() {
         let body = json!({"error": {"message": "Application request limit reached", "type": "OAuthException",
             "code": code, "is_transient": true, "fbtrace_id": "emulated"}});
-        return with_usage(&mut i, &actor, StatusCode::BAD_REQUEST, body);
+        return (
+            with_usage(&mut i, &actor, StatusCode::BAD_REQUEST, body),
+            None,
+        );
     }
     let first = segs.first().map(String::as_str).unwrap_or_default();
     let own = first == "me" || first == actor.account_id || Some(first) == actor.page_id.as_deref();
     let numeric = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
     if !own && !numeric {
-        return graph_error(400, 100, "Unsupported request: object does not exist");
+        return (
+            graph_error(400, 100, "Unsupported request: object does not exist"),
+            None,
+        );
     }
-    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let params = super::publishing::params(uri, body);
+    match super::publishing::answer(
+        &mut i,
+        &actor.account_id,
+        method.as_str(),
+        own,
+        &segs.iter().map(String::as_str).collect::<Vec<_>>(),
+        &params,
+    ) {
+        Some(super::publishing::Answer::Ok(answer, stall)) => {
+            return (with_usage(&mut i, &actor, StatusCode::OK, answer), stall)
+        }
+        Some(super::publishing::Answer::Error(r)) => return (r, None),
+        None => {}
+    }
     let rest: Vec<&str> = segs.iter().skip(1).map(String::as_str).collect();
     let next = i.graph.next_id + 1;
     let answer = match (method.as_str(), own, rest.as_slice()) {
@@ -269,12 +342,10 @@ pub(super) async fn fallback(
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("127.0.0.1"),
                 host,
-                version: &version,
+                version,
             };
-            media_page(&here, &actor, &query_map(&uri), i.graph.media_count)
+            media_page(&here, &actor, &query_map(uri), i.graph.media_count)
         }
-        ("POST", true, ["media"]) => json!({"id": format!("1791{next:012}")}),
-        ("POST", true, ["media_publish"]) => json!({"id": format!("1792{next:012}")}),
         ("GET", true, ["insights"]) => json!({"data": [{"name": "reach", "period": "day",
             "values": [{"value": 42, "end_time": "2026-11-21T08:00:00+0000"}], "title": "Reach", "id": "x"}]}),
         ("POST", true, ["messages"]) => {
@@ -282,7 +353,10 @@ pub(super) async fn fallback(
                 json_body.pointer("/recipient/id").and_then(Value::as_str),
                 json_body.get("message").is_some(),
             ) else {
-                return graph_error(400, 100, "(#100) recipient and message are required");
+                return (
+                    graph_error(400, 100, "(#100) recipient and message are required"),
+                    None,
+                );
             };
             let to = to.to_string();
             i.graph.sent.push((actor_id.clone(), json_body.clone()));
@@ -298,7 +372,12 @@ pub(super) async fn fallback(
         ("POST", false, ["replies"]) => json!({"id": format!("1781{next:012}")}),
         ("POST", false, []) => json!({"success": true}),
         ("DELETE", false, []) => json!({"success": true}),
-        _ => return graph_error(400, 100, "Unsupported request (emulated Meta)"),
+        _ => {
+            return (
+                graph_error(400, 100, "Unsupported request (emulated Meta)"),
+                None,
+            )
+        }
     };
-    with_usage(&mut i, &actor, StatusCode::OK, answer)
+    (with_usage(&mut i, &actor, StatusCode::OK, answer), None)
 }

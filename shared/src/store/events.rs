@@ -71,7 +71,7 @@ impl Event {
     }
 
     /// A transactional put that never overwrites an event already stored.
-    pub(crate) fn to_put(&self, table: &str) -> Put {
+    pub fn to_put(&self, table: &str) -> Put {
         Put::builder()
             .table_name(table)
             .set_item(Some(self.to_item()))

@@ -1,0 +1,148 @@
+//! Publishing and scheduling posts (CONTRACT.md, "Publishing"): the product
+//! sends what to post and when; the service runs Meta's container flow,
+//! respects the account's publishing limit, calls `media_publish` at most
+//! once per post, and reports the outcome as events.
+//!
+//! Two doors (`PUBLISH_DOOR`, one Lambda function each): the HTTP routes
+//! with the user's JWT, and direct invocation by the product's backend,
+//! which also takes the every-minute schedule's event (the run). Decisions
+//! are plain functions (`validate`, `decide`); `api` answers the routes,
+//! `run` works what is due, `meta` calls Meta, `store` keeps the posts.
+
+pub mod api;
+pub mod decide;
+mod doors;
+mod events;
+mod meta;
+pub mod post;
+pub mod run;
+pub mod store;
+pub mod uploads;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api::{Action, Answer, Request};
+pub use doors::{Door, CONTINUATION, DEADLINE_MARGIN};
+pub use run::RunSummary;
+
+use shared::config::{self, MetaAppConfig, StoreConfig};
+use shared::graph::store::GraphStore;
+use shared::meta::MetaClient;
+use shared::secrets::SecretsCache;
+use shared::store::ConnectionStore;
+use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
+use shared::{Clock, EnvReader, FromEnv};
+
+use store::PostStore;
+use uploads::MediaBucket;
+
+#[derive(Clone, Debug)]
+pub struct PublishConfig {
+    pub store: StoreConfig,
+    pub posts_table: String,
+    pub token_key_id: String,
+    pub meta_secret_id: String,
+    pub meta: MetaAppConfig,
+    /// Which door this function is (`PUBLISH_DOOR`: `http` or `invoke`).
+    pub door: Door,
+    /// Posts worked at once by one run (`PUBLISH_CONCURRENCY`).
+    pub concurrency: usize,
+    /// The private media bucket of uploads (`MEDIA_BUCKET`; empty: no
+    /// uploads).
+    pub media_bucket: String,
+}
+
+impl FromEnv for PublishConfig {
+    fn read(env: &mut EnvReader) -> Self {
+        let door = env.or_default("PUBLISH_DOOR", "invoke");
+        let door = Door::parse(&door).unwrap_or_else(|| {
+            env.problem(format!("PUBLISH_DOOR must be http or invoke, not {door:?}"));
+            Door::Invoke
+        });
+        Self {
+            store: StoreConfig::read(env),
+            posts_table: config::table(env, "POSTS_TABLE"),
+            token_key_id: env.required("TOKEN_KEY_ID"),
+            meta_secret_id: env.required("META_SECRET_ID"),
+            meta: MetaAppConfig::read(env),
+            door,
+            concurrency: env.number_or("PUBLISH_CONCURRENCY", 16, 1, 128) as usize,
+            media_bucket: env.optional("MEDIA_BUCKET"),
+        }
+    }
+}
+
+/// The function: both doors and the run share it.
+pub struct Publisher<K = KmsDataKeys> {
+    inner: Arc<Inner<K>>,
+}
+
+impl<K> Clone for Publisher<K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<K> {
+    config: PublishConfig,
+    posts: PostStore,
+    connections: ConnectionStore,
+    /// Marks a connection `needs_reauth` (the proxy's write).
+    graph_store: GraphStore,
+    meta: MetaClient,
+    /// Uploads, when a media bucket is configured.
+    media: Option<MediaBucket>,
+    vault: TokenVault<K>,
+    secrets: SecretsCache,
+    clock: Clock,
+}
+
+impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
+    pub fn new(
+        config: PublishConfig,
+        dynamodb: shared::aws_sdk_dynamodb::Client,
+        secrets: shared::aws_sdk_secretsmanager::Client,
+        keys: K,
+        clock: Clock,
+        media: Option<MediaBucket>,
+    ) -> Self {
+        let inner = Inner {
+            media,
+            posts: PostStore::new(
+                dynamodb.clone(),
+                &config.posts_table,
+                &config.store.events_table,
+            ),
+            connections: config.store.connections(&dynamodb),
+            // Only its connections-table write is used (no proxy records).
+            graph_store: GraphStore::new(
+                dynamodb,
+                "",
+                &config.store.connections_table,
+                &config.store.events_table,
+            ),
+            meta: MetaClient::new(config.meta.clone()),
+            vault: TokenVault::new(keys),
+            secrets: SecretsCache::new(secrets, &config.meta_secret_id),
+            config,
+            clock,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Waits at most `timeout` for Meta's whole answer (tests shorten it).
+    pub fn with_meta_timeout(self, timeout: Duration) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("set the timeout before sharing the publisher"));
+        inner.meta = MetaClient::with_timeout(inner.config.meta.clone(), timeout);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
