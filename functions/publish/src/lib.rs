@@ -99,6 +99,8 @@ struct Inner<K> {
     vault: TokenVault<K>,
     secrets: SecretsCache,
     clock: Clock,
+    /// Due posts one run reads per shard (one query page).
+    due_page: i32,
 }
 
 impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
@@ -130,7 +132,19 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),
             config,
             clock,
+            due_page: run::PER_SHARD,
         };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Reads at most `page` due posts per shard in a run (tests make a
+    /// shard hold more than a page).
+    pub fn with_due_page(self, page: i32) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("set the page before sharing the publisher"));
+        inner.due_page = page;
         Self {
             inner: Arc::new(inner),
         }

@@ -25,7 +25,7 @@ use crate::{Inner, Publisher};
 /// (a template test holds the two together: at least a minute apart).
 pub const LEASE_FOR: Duration = Duration::minutes(3);
 /// Due posts one run loads per shard.
-const PER_SHARD: i32 = 1_000;
+pub const PER_SHARD: i32 = 1_000;
 /// Steps one post may take in one run (create, poll, publish, ...).
 const MAX_STEPS: usize = 6;
 
@@ -42,7 +42,8 @@ pub struct RunSummary {
     /// Posts whose containers were made more than [`STUCK_AFTER`] ago and
     /// are still not published (Meta's processing is slow or stuck).
     pub stuck: usize,
-    /// Due posts this run had no time for: a continuation takes them.
+    /// Due posts this run had no time for, plus one for each shard that had
+    /// more due than one page: a continuation takes them.
     pub left_for_next_run: usize,
 }
 
@@ -64,16 +65,18 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
     pub async fn run(&self, deadline: Deadline) -> Result<RunSummary, StoreError> {
         let now = self.inner.clock.now();
         let mut due = Vec::new();
+        let mut summary = RunSummary::default();
         for shard in 0..DUE_SHARDS {
-            due.extend(
-                self.inner
-                    .posts
-                    .due(&shard.to_string(), now, PER_SHARD)
-                    .await?,
-            );
+            let (ids, more) = self
+                .inner
+                .posts
+                .due(&shard.to_string(), now, self.inner.due_page)
+                .await?;
+            due.extend(ids);
+            // More due than a page: the continuation reads the rest.
+            summary.left_for_next_run += usize::from(more);
         }
         let owner = lease_owner();
-        let mut summary = RunSummary::default();
         let mut pending = due.into_iter();
         let mut running = tokio::task::JoinSet::new();
         loop {

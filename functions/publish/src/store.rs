@@ -298,13 +298,14 @@ impl PostStore {
         }
     }
 
-    /// Ids of posts in `shard` due up to `until`, soonest first.
+    /// Ids of posts in `shard` due up to `until`, soonest first, at most
+    /// `limit`, and whether more are due.
     pub async fn due(
         &self,
         shard: &str,
         until: OffsetDateTime,
         limit: i32,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<(Vec<String>, bool), StoreError> {
         let out = self
             .client
             .query()
@@ -317,11 +318,12 @@ impl PostStore {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        Ok(out
+        let ids = out
             .items()
             .iter()
             .filter_map(|i| get_s(i, "pk")?.strip_prefix("POST#").map(str::to_string))
-            .collect())
+            .collect();
+        Ok((ids, out.last_evaluated_key().is_some()))
     }
 
     /// Takes a post's lease (a conditional write: only one run holds it,

@@ -13,6 +13,14 @@ use shared::time::OffsetDateTime;
 
 use crate::{Unavailable, Webhook};
 
+/// The deauthorize rule (docs/contract.md, "POST /meta/deauthorize and POST
+/// /meta/data-deletion"): a request issued at `issued_at` revokes a grant
+/// whose token Meta issued at or before it; a grant made after the request
+/// (the person connected again) is never undone.
+pub fn revokes(issued_at: OffsetDateTime, token_issued_at: OffsetDateTime) -> bool {
+    token_issued_at <= issued_at
+}
+
 impl Webhook {
     /// `POST /meta/deauthorize`: every connection of that person granted
     /// before the request was issued is revoked and its token deleted; a
@@ -51,7 +59,7 @@ impl Webhook {
         let mut out = Vec::new();
         let mut kept = 0;
         for c in conns {
-            if c.token_issued_at > issued_at {
+            if !revokes(issued_at, c.token_issued_at) {
                 kept += 1;
                 continue;
             }
@@ -106,4 +114,19 @@ impl Webhook {
 pub(crate) struct Revoked {
     pub(crate) conn: Connection,
     pub(crate) newly: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::revokes;
+    use shared::time::{Duration, OffsetDateTime};
+
+    #[test]
+    fn a_request_revokes_grants_up_to_its_instant_and_never_a_later_one() {
+        // 2026-11-21 12:00:00 UTC.
+        let request = OffsetDateTime::from_unix_timestamp(1_795_262_400).unwrap();
+        assert!(revokes(request, request - Duration::days(30)), "older");
+        assert!(revokes(request, request), "the same second");
+        assert!(!revokes(request, request + Duration::seconds(1)), "newer");
+    }
 }

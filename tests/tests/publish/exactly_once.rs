@@ -81,6 +81,32 @@ async fn a_run_at_its_deadline_leaves_the_rest_for_the_next_round() {
     assert_eq!(t.h.stack.meta.published_posts().len(), 3);
 }
 
+/// A shard with more due posts than one page: the run works the page and
+/// reports the rest, so its continuation reads the next one.
+#[tokio::test]
+async fn a_shard_with_more_due_than_a_page_is_continued() {
+    let t = setup().await;
+    // 20 posts over 16 shards: some shard holds two.
+    for n in 0..20 {
+        t.create(json!({"type": "feed", "media": [image(n)]})).await;
+    }
+    let (paged, _) =
+        infra::publish::publisher(&t.h.stack, t.h.clock.clone(), publish::Door::Invoke);
+    let paged = paged.with_due_page(1);
+    let first = paged.run(Deadline::distant()).await.unwrap();
+    assert!(first.published < 20, "{first:?}");
+    assert!(first.left_for_next_run >= 1, "{first:?}");
+    let mut rounds = 1;
+    let mut last = first;
+    while last.left_for_next_run > 0 {
+        last = paged.run(Deadline::distant()).await.unwrap();
+        rounds += 1;
+        assert!(rounds <= 20, "the chain never ends: {last:?}");
+    }
+    assert_eq!(t.h.stack.meta.published_posts().len(), 20);
+    assert_eq!(t.h.stack.meta.calls("media_publish"), 20);
+}
+
 #[tokio::test]
 async fn a_cancel_while_a_run_makes_video_containers_ahead_wins_and_nothing_is_published() {
     let t = setup().await;
