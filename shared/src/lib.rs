@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod continuation;
+pub mod door;
 pub mod graph;
 pub mod http;
 pub mod invoke;

@@ -19,32 +19,8 @@ use shared::Provider;
 
 use crate::{Graph, ProxyAnswer, ProxyRequest, MAX_BODY_BYTES};
 
-/// Which door a function is: the template deploys one function per door,
-/// each with its own resource policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Door {
-    /// API Gateway's events, with the user's JWT.
-    Http,
-    /// The product's backend, by direct invocation.
-    Invoke,
-}
-
-impl Door {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "http" => Some(Self::Http),
-            "invoke" => Some(Self::Invoke),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Invoke => "invoke",
-        }
-    }
-}
+use shared::door::is_api_gateway_event;
+pub use shared::door::Door;
 
 /// A direct invocation's payload (CONTRACT.md, "Backend").
 #[derive(Debug, Deserialize)]
@@ -287,11 +263,6 @@ fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
 }
 
 /// Whether a payload has API Gateway's shape (an HTTP API or REST event).
-fn is_api_gateway_event(payload: &Value) -> bool {
-    payload.get("requestContext").is_some()
-        && (payload.get("routeKey").is_some() || payload.get("httpMethod").is_some())
-}
-
 fn http_response(answer: ProxyAnswer) -> Response<Body> {
     let mut resp = http::json(
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),

@@ -23,21 +23,8 @@ pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(
 /// A run chains at most this many invocations for what it had no time for.
 pub const CONTINUATION: Continuation = Continuation { max_rounds: 10 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Door {
-    Http,
-    Invoke,
-}
-
-impl Door {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "http" => Some(Self::Http),
-            "invoke" => Some(Self::Invoke),
-            _ => None,
-        }
-    }
-}
+use shared::door::is_api_gateway_event;
+pub use shared::door::Door;
 
 fn unknown_provider() -> Answer {
     Answer::error(404, "unknown_provider", "This provider is not available.")
@@ -176,11 +163,6 @@ fn invoke_request(payload: Value) -> Result<PostsRequest, Answer> {
         account_id: r.account_id,
         action,
     })
-}
-
-fn is_api_gateway_event(payload: &Value) -> bool {
-    payload.get("requestContext").is_some()
-        && (payload.get("routeKey").is_some() || payload.get("httpMethod").is_some())
 }
 
 /// The every-minute schedule's event (or the run's continuation).
