@@ -39,6 +39,7 @@ pub struct LocalWebhooks {
     deliver: Arc<deliver::Deliver<KmsDataKeys>>,
     sqs: aws_sdk_sqs::Client,
     queue: String,
+    slow_queue: String,
     dynamodb: aws_sdk_dynamodb::Client,
     events_table: String,
     forwarded: Mutex<HashSet<String>>,
@@ -55,6 +56,7 @@ impl LocalWebhooks {
         let mut env = stack.env.clone();
         for (name, var) in [
             ("deliveries", "DELIVERY_QUEUE_URL"),
+            ("slow-deliveries", "DELIVERY_SLOW_QUEUE_URL"),
             ("dead-deliveries", "DELIVERY_DEAD_LETTER_QUEUE_URL"),
         ] {
             let q = sqs.create_queue().queue_name(format!("local-{name}"));
@@ -96,6 +98,7 @@ impl LocalWebhooks {
                 clock,
             )),
             queue: deliver_config.queue_url,
+            slow_queue: deliver_config.slow_queue_url,
             sqs,
             dynamodb: stack.dynamodb.clone(),
             events_table: stack.var("EVENTS_TABLE").to_string(),
@@ -121,35 +124,64 @@ impl LocalWebhooks {
         webhooks.router()
     }
 
-    /// One round: new events onto the queue, the queue's messages to `deliver`.
-    pub async fn pump(&self) -> Result<(), String> {
+    /// One round: new events onto the queue, each lane's messages to
+    /// `deliver` as its event source mapping would hand them (the fast
+    /// lane's in batches of up to ten, the slow lane's one per invocation,
+    /// concurrently).
+    pub async fn pump(self: &Arc<Self>) -> Result<(), String> {
         self.forward_new_events().await?;
+        let fast = async {
+            let batch = self.receive(&self.queue).await?;
+            self.invoke(&self.queue, batch).await
+        };
+        let slow = async {
+            let mut each = tokio::task::JoinSet::new();
+            for record in self.receive(&self.slow_queue).await? {
+                let this = self.clone();
+                each.spawn(async move { this.invoke(&this.slow_queue, vec![record]).await });
+            }
+            let done = each.join_all().await;
+            done.into_iter()
+                .collect::<Result<Vec<()>, String>>()
+                .map(drop)
+        };
+        tokio::try_join!(fast, slow).map(drop)
+    }
+
+    /// Up to ten visible messages of `queue`, as records.
+    async fn receive(&self, queue: &str) -> Result<Vec<Value>, String> {
         let got = self
             .sqs
             .receive_message()
-            .queue_url(&self.queue)
+            .queue_url(queue)
             .max_number_of_messages(10)
             .visibility_timeout(60)
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let messages = got.messages();
-        if messages.is_empty() {
+        let name = queue.rsplit('/').next().unwrap_or_default();
+        let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+        Ok(got.messages().iter().map(|m| json!({
+            "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+            "eventSourceARN": arn,
+        })).collect())
+    }
+
+    /// `deliver` on `records`, then what it did not report failed deleted.
+    async fn invoke(&self, queue: &str, records: Vec<Value>) -> Result<(), String> {
+        if records.is_empty() {
             return Ok(());
         }
-        let records: Vec<Value> = messages.iter().map(|m| json!({
-            "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
-        })).collect();
         let answer = self.deliver.handle(json!({ "Records": records })).await;
         let failed = answer["batchItemFailures"].to_string();
-        for m in messages {
-            let id = m.message_id().unwrap_or_default();
+        for r in &records {
+            let id = r["messageId"].as_str().unwrap_or_default();
             if !failed.contains(&format!("\"{id}\"")) {
-                let handle = m.receipt_handle().unwrap_or_default();
+                let handle = r["receiptHandle"].as_str().unwrap_or_default();
                 let delete = self
                     .sqs
                     .delete_message()
-                    .queue_url(&self.queue)
+                    .queue_url(queue)
                     .receipt_handle(handle);
                 delete.send().await.map_err(|e| e.to_string())?;
             }

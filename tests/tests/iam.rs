@@ -393,7 +393,7 @@ async fn outbound(
 ) -> (admin::Admin, std::sync::Arc<deliver::Deliver>, String) {
     let sqs = aws_sdk_sqs::Client::new(&h.stack.aws);
     let mut queues = Vec::new();
-    for name in ["iam-deliveries", "iam-dead"] {
+    for name in ["iam-deliveries", "iam-dead", "iam-slow"] {
         let q = sqs.create_queue().queue_name(name).send().await.unwrap();
         queues.push(q.queue_url().unwrap().to_string());
     }
@@ -403,6 +403,7 @@ async fn outbound(
         ("ENDPOINT_KEY_ID", key_id.clone()),
         ("DELIVERY_QUEUE_URL", queues[0].clone()),
         ("DELIVERY_DEAD_LETTER_QUEUE_URL", queues[1].clone()),
+        ("DELIVERY_SLOW_QUEUE_URL", queues[2].clone()),
         ("DELIVERY_MAX_DELAY_SECONDS", "0".into()),
         ("DELIVERY_ALLOW_LOOPBACK", "true".into()),
     ] {

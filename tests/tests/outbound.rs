@@ -36,18 +36,21 @@ struct Captured {
 
 /// A backend on 127.0.0.1 whose answer depends on the path: `/ok*` 200,
 /// `/dead` 500, `/busy` 429 with `Retry-After: 120`, `/redirect` 302 to
-/// `/ok`, `/slow` never answers.
+/// `/ok`, `/slow` never answers, `/held` answers 200 once the test opens
+/// the gate.
 struct Receiver {
     port: u16,
     seen: Arc<Mutex<Vec<Captured>>>,
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Receiver {
     async fn start() -> Self {
         let seen: Arc<Mutex<Vec<Captured>>> = Arc::default();
-        let log = seen.clone();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (log, held) = (seen.clone(), gate.clone());
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let log = log.clone();
+            let (log, held) = (log.clone(), held.clone());
             async move {
                 let headers = headers
                     .iter()
@@ -59,13 +62,22 @@ impl Receiver {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
+                if path == "/held" {
+                    drop(held.acquire().await);
+                }
                 answer(&path).await
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { port, seen }
+        Self { port, seen, gate }
+    }
+
+    /// `/held` answers from now on (and the requests it holds get theirs).
+    fn open_gate(&self) {
+        self.gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
     }
 
     fn url(&self, path: &str) -> String {
@@ -140,7 +152,26 @@ struct World {
     deliver: Arc<Deliver<KmsDataKeys>>,
     sqs: aws_sdk_sqs::Client,
     queue: String,
+    slow_queue: String,
     dead_letters: String,
+}
+
+/// The fast lane's patience in these tests: as in the template (twice the
+/// slowest answer), but at least 2 s and at most 2.5 s, under the 3 s
+/// attempt timeout, so that a busy test machine answering slowly is not
+/// mistaken for a slow endpoint.
+fn test_patience(slowest: Option<std::time::Duration>) -> std::time::Duration {
+    let (min, max) = (
+        std::time::Duration::from_millis(2000),
+        std::time::Duration::from_millis(2500),
+    );
+    slowest.map_or(max, |s| (s * 2).clamp(min, max))
+}
+
+/// The ARN Lambda's records name for a queue of the tests.
+fn queue_arn(url: &str) -> String {
+    let name = url.rsplit('/').next().unwrap();
+    format!("arn:aws:sqs:us-east-1:123456789012:{name}")
 }
 
 async fn world(allow_loopback: bool, lookup: Lookup) -> World {
@@ -159,12 +190,14 @@ async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
         }
     };
     let queue = url(format!("{}-deliveries", stack.var("ENDPOINTS_TABLE"))).await;
+    let slow_queue = url(format!("{}-slow", stack.var("ENDPOINTS_TABLE"))).await;
     let dead_letters = url(format!("{}-dead", stack.var("ENDPOINTS_TABLE"))).await;
     let key = stack.kms.create_key().send().await.unwrap();
     let key_id = key.key_metadata().unwrap().key_id().to_string();
     for (k, v) in [
         ("ENDPOINT_KEY_ID", key_id),
         ("DELIVERY_QUEUE_URL", queue.clone()),
+        ("DELIVERY_SLOW_QUEUE_URL", slow_queue.clone()),
         ("DELIVERY_DEAD_LETTER_QUEUE_URL", dead_letters.clone()),
         ("DELIVERY_MAX_DELAY_SECONDS", "0".into()),
         ("DELIVERY_ALLOW_LOOPBACK", allow_loopback.to_string()),
@@ -191,7 +224,8 @@ async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
         clock.clone(),
     )
     .with_jitter(|| 0.0)
-    .with_timeout(std::time::Duration::from_secs(1));
+    .with_patience(test_patience)
+    .with_timeout(std::time::Duration::from_secs(3));
     World {
         stack,
         clock,
@@ -199,6 +233,7 @@ async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
         deliver: Arc::new(deliver),
         sqs,
         queue,
+        slow_queue,
         dead_letters,
     }
 }
@@ -277,15 +312,24 @@ impl World {
             .unwrap();
     }
 
-    /// What Lambda would do with the visible messages (one receive, up to
-    /// ten): hand them to `deliver` and delete those not reported failed.
-    /// Returns how many records were handed over.
+    /// What Lambda would do with the fast lane's visible messages (one
+    /// receive, up to ten): hand them to `deliver` and delete those not
+    /// reported failed. Returns how many records were handed over.
     async fn pump(&self) -> usize {
+        self.pump_queue(&self.queue, 10).await
+    }
+
+    /// The same for the slow lane, whose batches are of one record.
+    async fn pump_slow(&self) -> usize {
+        self.pump_queue(&self.slow_queue, 1).await
+    }
+
+    async fn pump_queue(&self, queue: &str, batch: i32) -> usize {
         let got = self
             .sqs
             .receive_message()
-            .queue_url(&self.queue)
-            .max_number_of_messages(10)
+            .queue_url(queue)
+            .max_number_of_messages(batch)
             .visibility_timeout(30)
             .send()
             .await
@@ -300,6 +344,7 @@ impl World {
                 json!({
                     "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
                     "body": m.body(), "attributes": {}, "eventSource": "aws:sqs",
+                    "eventSourceARN": queue_arn(queue),
                 })
             })
             .collect();
@@ -314,7 +359,7 @@ impl World {
             if !failed.contains(&m.message_id().unwrap()) {
                 self.sqs
                     .delete_message()
-                    .queue_url(&self.queue)
+                    .queue_url(queue)
                     .receipt_handle(m.receipt_handle().unwrap())
                     .send()
                     .await
@@ -502,12 +547,6 @@ async fn retry_after_timeouts_and_redirects_are_failed_attempts_each_on_its_own(
         b["next_attempt_at"], "2026-11-21T12:02:00Z",
         "Retry-After: 120, not 5 s"
     );
-    let s = w.attempts(&slow, "").await.remove(0);
-    assert_eq!(
-        (s["status"].clone(), s["error"].as_str()),
-        (Value::Null, Some("timeout"))
-    );
-    assert_eq!(s["next_attempt_at"], "2026-11-21T12:00:05Z");
     let r = w.attempts(&redirect, "").await.remove(0);
     assert_eq!(
         (r["status"].as_u64(), r["error"].as_str()),
@@ -524,9 +563,94 @@ async fn retry_after_timeouts_and_redirects_are_failed_attempts_each_on_its_own(
     );
     assert_eq!(
         w.waiting(&w.queue).await.len(),
-        3,
-        "three retries wait in the queue"
+        2,
+        "two retries wait in the fast lane"
     );
+
+    // The unanswered one went to the slow lane, which waits the full
+    // timeout, records it, and keeps its retry.
+    assert!(w.attempts(&slow, "").await.is_empty(), "not an attempt yet");
+    assert_eq!(w.pump_slow().await, 1);
+    let s = w.attempts(&slow, "").await.remove(0);
+    assert_eq!(
+        (
+            s["attempt"].as_u64(),
+            s["status"].clone(),
+            s["error"].as_str()
+        ),
+        (Some(1), Value::Null, Some("timeout"))
+    );
+    assert_eq!(s["next_attempt_at"], "2026-11-21T12:00:05Z");
+    let retry = w.waiting(&w.slow_queue).await;
+    assert_eq!(retry.len(), 1, "the retry waits in the slow lane");
+    assert_eq!(retry[0]["attempt"], 2);
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_is_served_from_the_slow_lane_and_holds_up_no_batch() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (quick, _) = w.endpoint(json!({"url": rx.url("/ok-quick")})).await;
+    let (held, secret) = w.endpoint(json!({"url": rx.url("/held")})).await;
+    w.publish(bus_event("mid.21", "messages", "1784")).await;
+    assert_eq!(w.pump().await, 1, "fanned out, both in the fast lane");
+    assert_eq!(w.pump().await, 2);
+
+    // The batch ended while /held still holds its request.
+    assert_eq!(rx.got("/held").len(), 1, "it was sent once");
+    assert_eq!(w.attempts(&quick, "").await[0]["outcome"], "delivered");
+    assert!(w.attempts(&held, "").await.is_empty(), "not a failure");
+    let handed = w.waiting(&w.slow_queue).await;
+    assert_eq!(handed.len(), 1, "handed to the slow lane");
+    assert_eq!(
+        (
+            handed[0]["endpoint_id"].as_str(),
+            handed[0]["attempt"].as_u64()
+        ),
+        (Some(held.as_str()), Some(1))
+    );
+    assert!(w.waiting(&w.queue).await.is_empty());
+
+    // Marked slow: its next attempt goes to the slow lane directly.
+    w.publish(bus_event("mid.22", "messages", "1784")).await;
+    assert_eq!(w.pump().await, 1);
+    let fast = w.waiting(&w.queue).await;
+    assert_eq!(fast.len(), 1);
+    assert_eq!(fast[0]["endpoint_id"], quick.as_str());
+    assert_eq!(w.waiting(&w.slow_queue).await.len(), 2);
+
+    // It answers promptly again: both delivered from the slow lane.
+    rx.open_gate();
+    while w.pump_slow().await > 0 {}
+    let done = w.attempts(&held, "").await;
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|a| a["outcome"] == "delivered"), "{done:?}");
+    let got = rx.got("/held");
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|c| c.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.iter().filter(|i| **i == "mid.21").count(),
+        2,
+        "the request the fast lane gave up on, and the slow lane's: the same webhook-id"
+    );
+    let now = TEST_EPOCH.unix_timestamp();
+    assert!(got.iter().all(|c| verifies(&secret, c, now)));
+
+    // Within its 10 minutes in the slow lane, quick answers keep it there;
+    // after them, the first quick answer brings it back.
+    w.discard().await;
+    w.clock.advance(Duration::minutes(10));
+    w.publish(bus_event("mid.23", "messages", "1784")).await;
+    assert_eq!(w.pump().await, 1);
+    assert_eq!(w.waiting(&w.slow_queue).await.len(), 1, "still slow");
+    assert_eq!(w.pump_slow().await, 1);
+    w.discard().await;
+    w.publish(bus_event("mid.24", "messages", "1784")).await;
+    assert_eq!(w.pump().await, 1);
+    assert_eq!(w.waiting(&w.queue).await.len(), 2, "both in the fast lane");
+    assert!(w.waiting(&w.slow_queue).await.is_empty());
 }
 
 #[tokio::test]

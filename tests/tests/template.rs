@@ -1197,7 +1197,9 @@ fn deliver_writes_only_health_replays_attempts_and_its_own_events() {
 /// The queue policy `name` refuses `sqs:SendMessage` (and so a batch) to
 /// every principal but the delivery rule and the roles `senders`: a message
 /// on the delivery queues is signed with an endpoint's real secret.
-fn only_these_send(doc: &Value, name: &str, senders: &[&str]) {
+/// `name`'s one Deny refuses `sqs:SendMessage` to all but `senders` (and
+/// the events bus's rule, when `from_rule`).
+fn only_these_send(doc: &Value, name: &str, senders: &[&str], from_rule: bool) {
     let statements = resource(doc, name)["Properties"]["PolicyDocument"]["Statement"]
         .as_sequence()
         .unwrap()
@@ -1212,12 +1214,15 @@ fn only_these_send(doc: &Value, name: &str, senders: &[&str]) {
     assert_eq!(s["Action"].as_str(), Some("sqs:SendMessage"), "{name}");
     let not = &s["Condition"]["ArnNotEquals"];
     assert_eq!(s["Condition"].as_mapping().unwrap().len(), 1, "{name}");
-    assert_eq!(not.as_mapping().unwrap().len(), 2, "{name}: rule and roles");
-    assert_eq!(
-        tagged_text(&not["aws:SourceArn"]),
-        "!GetAtt DeliveryRule.Arn",
-        "{name}"
-    );
+    let conditions = if from_rule { 2 } else { 1 };
+    assert_eq!(not.as_mapping().unwrap().len(), conditions, "{name}");
+    if from_rule {
+        assert_eq!(
+            tagged_text(&not["aws:SourceArn"]),
+            "!GetAtt DeliveryRule.Arn",
+            "{name}"
+        );
+    }
     let roles: BTreeSet<String> = not["aws:PrincipalArn"]
         .as_sequence()
         .unwrap()
@@ -1493,19 +1498,30 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
     assert!(
         tagged_text(&statement["Condition"]["ArnEquals"]["aws:SourceArn"]).contains("DeliveryRule")
     );
-    for (name, senders) in [
+    for (name, senders, from_rule) in [
         (
             "DeliveryQueuePolicy",
             &["DeliverFunctionRole", "AdminFunctionRole"][..],
+            true,
         ),
-        ("DeliveryDeadLettersPolicy", &["DeliverFunctionRole"][..]),
+        (
+            "DeliveryDeadLettersPolicy",
+            &["DeliverFunctionRole"][..],
+            true,
+        ),
+        (
+            "SlowDeliveryQueuePolicy",
+            &["DeliverFunctionRole"][..],
+            false,
+        ),
     ] {
-        only_these_send(&doc, name, senders);
+        only_these_send(&doc, name, senders, from_rule);
     }
     let queue = &resource(&doc, "DeliveryQueue")["Properties"];
-    assert!(
-        tagged_text(&queue["RedrivePolicy"]["deadLetterTargetArn"]).contains("DeliveryDeadLetters")
-    );
+    for q in ["DeliveryQueue", "SlowDeliveryQueue"] {
+        let redrive = &resource(&doc, q)["Properties"]["RedrivePolicy"];
+        assert!(tagged_text(&redrive["deadLetterTargetArn"]).contains("DeliveryDeadLetters"));
+    }
 
     // deliver reports partial batch failures; the queue outlasts its timeout.
     let deliver = &resource(&doc, "DeliverFunction")["Properties"];
@@ -1517,6 +1533,26 @@ fn outbound_webhooks_wait_in_a_queue_fed_by_the_bus_and_sign_with_a_key_of_their
     );
     let timeout = deliver["Timeout"].as_u64().unwrap();
     assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+
+    // The slow lane: one record per invocation, bounded concurrency, its
+    // own queue named to the function, which is allowed to use it.
+    let slow = &deliver["Events"]["SlowDeliveries"]["Properties"];
+    assert_eq!(tagged_text(&slow["Queue"]), "!GetAtt SlowDeliveryQueue.Arn");
+    assert_eq!(slow["BatchSize"].as_u64(), Some(1));
+    assert_eq!(
+        slow["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert!(slow["ScalingConfig"]["MaximumConcurrency"]
+        .as_u64()
+        .is_some());
+    let slow_queue = &resource(&doc, "SlowDeliveryQueue")["Properties"];
+    assert!(slow_queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout);
+    let env = &deliver["Environment"]["Variables"];
+    assert_eq!(
+        tagged_text(&env["DELIVERY_SLOW_QUEUE_URL"]),
+        "!Ref SlowDeliveryQueue"
+    );
 
     // Every admin route is IAM-authorized; nothing sets the loopback allowance.
     let admin = &resource(&doc, "AdminFunction")["Properties"];

@@ -45,6 +45,7 @@ impl<K: DataKeys> Admin<K> {
             created_at: now,
             updated_at: now,
             failing_since: None,
+            slow_since: None,
             secret: sealed,
             previous_secret: None,
         };

@@ -4,7 +4,9 @@
 use shared::logging::tag;
 use shared::metrics::Metrics;
 use shared::outbound::attempt::Attempt;
+use shared::outbound::attempt::AttemptError;
 use shared::outbound::endpoint::Endpoint;
+use shared::outbound::lane::{self, Lane};
 use shared::outbound::schedule::{next_attempt, Next};
 use shared::outbound::signature::signature_header;
 use shared::outbound::target::validate_url;
@@ -12,26 +14,40 @@ use shared::vault::DataKeys;
 use time::OffsetDateTime;
 
 use crate::message::{AttemptMessage, OutboundEvent};
+use crate::patience::Patience;
 use crate::queue::MAX_DELAY_SECONDS;
 use crate::send::{post, Sent, Signed};
 use crate::{Deliver, Outcome};
 
-/// The first attempt of `event` for every enabled endpoint that takes it.
+/// Where an attempt message was received, and, in the fast lane, how long
+/// its batch waits for answers.
+pub(crate) struct Source {
+    pub receipt: String,
+    pub lane: Lane,
+    /// `None`: the slow lane, which waits for the full 15 s.
+    pub patience: Option<std::sync::Arc<Patience>>,
+}
+
+/// The first attempt of `event` for every enabled endpoint that takes it,
+/// each in its endpoint's lane.
 pub fn first_attempts(
     endpoints: &[Endpoint],
     event: &OutboundEvent,
     now: OffsetDateTime,
-) -> Vec<AttemptMessage> {
+) -> Vec<(Lane, AttemptMessage)> {
     endpoints
         .iter()
         .filter(|e| e.receives(&event.kind, &event.account_id))
-        .map(|e| AttemptMessage {
-            endpoint_id: e.id.clone(),
-            event_id: event.event_id.clone(),
-            attempt: 1,
-            first_attempt_at: None,
-            due_at: now.unix_timestamp(),
-            replay_id: None,
+        .map(|e| {
+            let first = AttemptMessage {
+                endpoint_id: e.id.clone(),
+                event_id: event.event_id.clone(),
+                attempt: 1,
+                first_attempt_at: None,
+                due_at: now.unix_timestamp(),
+                replay_id: None,
+            };
+            (Lane::of(e.slow_since.is_some()), first)
         })
         .collect()
 }
@@ -45,6 +61,16 @@ fn bookkeeping<T>(step: &str, done: Result<T, String>) -> Option<T> {
             Metrics::new("deliver").count("RecordErrors", 1).emit();
             None
         }
+    }
+}
+
+/// What the lanes need to know of an answer.
+fn answered(endpoint: &Endpoint, sent: &Sent, now: OffsetDateTime) -> lane::Answered {
+    let slow_for = endpoint.slow_since.map(|t| (now - t).unsigned_abs());
+    lane::Answered {
+        latency: std::time::Duration::from_millis(sent.latency_ms),
+        timed_out: sent.error == Some(AttemptError::Timeout),
+        slow_for,
     }
 }
 
@@ -69,12 +95,12 @@ impl<K: DataKeys> Deliver<K> {
     pub(crate) async fn attempt(
         &self,
         m: AttemptMessage,
-        receipt: &str,
+        from: &Source,
     ) -> Result<Outcome, String> {
         let now = self.clock.now();
         let wait = m.due_at - now.unix_timestamp();
         if wait > 0 {
-            return self.wait(m, receipt, wait, now).await;
+            return self.wait(m, from, wait, now).await;
         }
         let Some(endpoint) = self
             .endpoints
@@ -91,8 +117,26 @@ impl<K: DataKeys> Deliver<K> {
         if !endpoint.receives(&event.kind, &event.account_id) {
             return Ok(Outcome::Dropped);
         }
-        let sent = self.send(&endpoint, &event, now).await?;
-        self.after_send(&endpoint, m, &sent, now).await
+        if from.lane == Lane::Fast && endpoint.slow_since.is_some() {
+            return self.hand_off(m, now).await;
+        }
+        let Some(sent) = self.send(&endpoint, &event, now, from).await? else {
+            // No answer within the fast lane's patience.
+            let marked = self.endpoints.set_slow(&endpoint.id, true, now).await;
+            bookkeeping("mark the endpoint slow", marked.map_err(|e| e.to_string()));
+            return self.hand_off(m, now).await;
+        };
+        self.after_send(&endpoint, m, &sent, from.lane, now).await
+    }
+
+    /// The attempt, unchanged, to the slow lane (no record: the slow lane
+    /// makes the attempt and records it).
+    async fn hand_off(&self, m: AttemptMessage, now: OffsetDateTime) -> Result<Outcome, String> {
+        let event = tag(&m.event_id);
+        tracing::info!(endpoint = %m.endpoint_id, event = %event, attempt = m.attempt, "attempt handed to the slow lane");
+        let queued = self.queue.schedule(&[m], now, Lane::Slow).await;
+        queued.map_err(|e| e.to_string())?;
+        Ok(Outcome::HandedOff)
     }
 
     /// What follows a `POST` that was made: the record, the next attempt,
@@ -107,6 +151,7 @@ impl<K: DataKeys> Deliver<K> {
         endpoint: &Endpoint,
         m: AttemptMessage,
         sent: &Sent,
+        lane: Lane,
         now: OffsetDateTime,
     ) -> Result<Outcome, String> {
         let first = m
@@ -126,11 +171,16 @@ impl<K: DataKeys> Deliver<K> {
         );
         let recorded = self.endpoints.put_attempt(&record).await;
         bookkeeping("record the attempt", recorded.map_err(|e| e.to_string()));
-        let outcome = self.follow_up(m, next, first, now).await?;
+        let lane = lane::after_answer(lane, answered(endpoint, sent, now));
+        let outcome = self.follow_up(m, next, first, now, lane).await?;
         let health = self
             .record_health(endpoint, sent.error.is_none(), now)
             .await;
         bookkeeping("record the endpoint's health", health);
+        bookkeeping(
+            "record the endpoint's lane",
+            self.record_lane(endpoint, lane, now).await,
+        );
         Ok(outcome)
     }
     /// The event as stored now; `None`: it is gone.
@@ -142,19 +192,21 @@ impl<K: DataKeys> Deliver<K> {
 
     /// Signs and sends. A stored URL that no longer passes is refused
     /// without a request (it was checked when it was stored).
+    /// `None`: no answer within the fast lane's patience (`from`'s).
     async fn send(
         &self,
         endpoint: &Endpoint,
         event: &OutboundEvent,
         now: OffsetDateTime,
-    ) -> Result<Sent, String> {
+        from: &Source,
+    ) -> Result<Option<Sent>, String> {
         if validate_url(&endpoint.url, self.config.outbound.allow_loopback).is_err() {
-            return Ok(Sent {
+            return Ok(Some(Sent {
                 status: None,
                 error: Some(shared::outbound::attempt::AttemptError::RefusedAddress),
                 retry_after: None,
                 latency_ms: 0,
-            });
+            }));
         }
         let secrets = self
             .secrets
@@ -172,16 +224,27 @@ impl<K: DataKeys> Deliver<K> {
             signature,
             body,
         };
-        Ok(post(&self.client, req, now).await)
+        let post = post(&self.client, req, now);
+        let Some(patience) = &from.patience else {
+            return Ok(Some(post.await));
+        };
+        tokio::select! {
+            sent = post => {
+                patience.answered();
+                Ok(Some(sent))
+            }
+            () = patience.run_out() => Ok(None),
+        }
     }
 
-    /// The next attempt into the queue, or the delivery to the dead letters.
+    /// The next attempt into `lane`, or the delivery to the dead letters.
     async fn follow_up(
         &self,
         m: AttemptMessage,
         next: Option<Next>,
         first: OffsetDateTime,
         now: OffsetDateTime,
+        lane: Lane,
     ) -> Result<Outcome, String> {
         match next {
             None => Ok(Outcome::Delivered),
@@ -193,7 +256,7 @@ impl<K: DataKeys> Deliver<K> {
                     ..m
                 };
                 self.queue
-                    .schedule(&[retry], now)
+                    .schedule(&[retry], now, lane)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Outcome::Failed)
@@ -215,19 +278,19 @@ impl<K: DataKeys> Deliver<K> {
     async fn wait(
         &self,
         m: AttemptMessage,
-        receipt: &str,
+        from: &Source,
         wait: i64,
         now: OffsetDateTime,
     ) -> Result<Outcome, String> {
         if wait <= MAX_DELAY_SECONDS.min(self.queue.max_delay) {
             self.queue
-                .schedule(&[m], now)
+                .schedule(&[m], now, from.lane)
                 .await
                 .map_err(|e| e.to_string())?;
             return Ok(Outcome::Requeued);
         }
         self.queue
-            .hide(receipt, wait)
+            .hide(&from.receipt, wait, from.lane)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Outcome::Waiting)

@@ -8,6 +8,7 @@ use shared::clock::rfc3339;
 use shared::metrics::Metrics;
 use shared::outbound::endpoint::Endpoint;
 use shared::outbound::health::should_disable;
+use shared::outbound::lane::Lane;
 use shared::store::Event;
 use shared::vault::DataKeys;
 use time::OffsetDateTime;
@@ -38,6 +39,22 @@ impl<K: DataKeys> Deliver<K> {
             (false, Some(_)) => Ok(()),
         };
         done.map_err(|e| e.to_string())
+    }
+
+    /// Marks the endpoint slow, or clears the mark, when `lane` (where its
+    /// next attempt goes) says otherwise than the endpoint.
+    pub(crate) async fn record_lane(
+        &self,
+        endpoint: &Endpoint,
+        lane: Lane,
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
+        let slow = lane == Lane::Slow;
+        if slow == endpoint.slow_since.is_some() {
+            return Ok(());
+        }
+        let set = self.endpoints.set_slow(&endpoint.id, slow, now).await;
+        set.map_err(|e| e.to_string())
     }
 
     async fn disable(

@@ -22,22 +22,28 @@ use shared::{Clock, EnvReader, FromEnv};
 mod attempt;
 mod health;
 pub mod message;
+mod patience;
 pub mod queue;
 mod replay;
 mod secrets;
 pub mod send;
 
+use attempt::Source;
 pub use health::{DISABLED_EVENT_ID_PREFIX, DISABLED_KIND};
 use message::{read_body, Incoming, OutboundEvent};
+use patience::Patience;
 pub use queue::Queue;
+use shared::outbound::lane::Lane;
 
 #[derive(Clone, Debug)]
 pub struct DeliverConfig {
     pub outbound: OutboundConfig,
     pub events_table: String,
     pub event_retention: std::time::Duration,
-    /// `DELIVERY_QUEUE_URL`: this function's source, where retries go.
+    /// `DELIVERY_QUEUE_URL`: the fast lane, where events arrive.
     pub queue_url: String,
+    /// `DELIVERY_SLOW_QUEUE_URL`: the slow lane (see `shared::outbound::lane`).
+    pub slow_queue_url: String,
     /// `DELIVERY_DEAD_LETTER_QUEUE_URL`: where deliveries go after 72 hours.
     pub dead_letter_url: String,
     /// `DELIVERY_MAX_DELAY_SECONDS` (0..=900, default 900).
@@ -51,6 +57,7 @@ impl FromEnv for DeliverConfig {
             events_table: table(env, "EVENTS_TABLE"),
             event_retention: event_retention(env),
             queue_url: env.required("DELIVERY_QUEUE_URL"),
+            slow_queue_url: env.required("DELIVERY_SLOW_QUEUE_URL"),
             dead_letter_url: env.required("DELIVERY_DEAD_LETTER_QUEUE_URL"),
             max_delay: env.number_or("DELIVERY_MAX_DELAY_SECONDS", 900, 0, 900) as i64,
         }
@@ -63,6 +70,7 @@ pub const METRICS: &[&str] = &[
     "Delivered",
     "DeliveryFailed",
     "DeadLettered",
+    "HandedToSlowLane",
     "RecordErrors",
     "EndpointsDisabled",
 ];
@@ -79,6 +87,9 @@ pub enum Outcome {
     Waiting,
     /// Not due yet, due within 15 minutes: a delayed copy was enqueued.
     Requeued,
+    /// No answer within the fast lane's patience, or the endpoint is slow:
+    /// the attempt was handed to the slow lane.
+    HandedOff,
     /// A page of a replay: this many attempts enqueued.
     Replayed(usize),
     /// Endpoint deleted or disabled, or an unreadable record.
@@ -127,6 +138,8 @@ pub struct Deliver<K = KmsDataKeys> {
     pub(crate) clock: Clock,
     /// The retry jitter (random in [-0.2, 0.2]; tests fix it).
     pub(crate) jitter: fn() -> f64,
+    /// The fast lane's patience (`lane::patience`; tests lengthen it).
+    patience: fn(Option<std::time::Duration>) -> std::time::Duration,
 }
 
 impl<K: DataKeys + 'static> Deliver<K> {
@@ -142,6 +155,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         let queue = Queue {
             sqs,
             url: config.queue_url.clone(),
+            slow: config.slow_queue_url.clone(),
             dead_letters: config.dead_letter_url.clone(),
             max_delay: config.max_delay,
         };
@@ -156,6 +170,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
             queue,
             clock,
             jitter: shared::outbound::schedule::random_jitter,
+            patience: shared::outbound::lane::patience,
             config,
         }
     }
@@ -172,23 +187,42 @@ impl<K: DataKeys + 'static> Deliver<K> {
         self
     }
 
+    /// Sets the fast lane's patience from the batch's slowest answer
+    /// (tests).
+    pub fn with_patience(
+        mut self,
+        patience: fn(Option<std::time::Duration>) -> std::time::Duration,
+    ) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// Where a record came from, and the patience of its batch.
+    fn source(&self, record: &Value, patience: &Arc<Patience>) -> Source {
+        let arn = record["eventSourceARN"].as_str();
+        let lane = Lane::of_source(arn, &self.config.slow_queue_url);
+        let receipt = record["receiptHandle"].as_str().unwrap_or_default();
+        Source {
+            receipt: receipt.to_string(),
+            lane,
+            patience: (lane == Lane::Fast).then(|| patience.clone()),
+        }
+    }
+
     /// One SQS batch: `{"batchItemFailures": [{"itemIdentifier": id}, ...]}`.
     pub async fn handle(self: &Arc<Self>, event: Value) -> Value {
         let mut running = Running::default();
         let mut fresh: Vec<(String, OutboundEvent)> = Vec::new();
         let mut outcomes: Vec<(String, Result<Outcome, String>)> = Vec::new();
+        let patience = Arc::new(Patience::new(self.patience));
         let records = event["Records"].as_array().cloned().unwrap_or_default();
         for record in records {
             let id = record["messageId"].as_str().unwrap_or_default().to_string();
-            let receipt = record["receiptHandle"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
             match read_body(record["body"].as_str().unwrap_or_default()) {
                 Incoming::Event(e) => fresh.push((id, e)),
                 Incoming::Attempt(m) => {
-                    let this = self.clone();
-                    running.spawn(id, async move { this.attempt(m, &receipt).await });
+                    let (this, from) = (self.clone(), self.source(&record, &patience));
+                    running.spawn(id, async move { this.attempt(m, &from).await });
                 }
                 Incoming::Replay(replay) => {
                     let this = self.clone();
@@ -227,7 +261,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         let mut out = Vec::new();
         for (id, event) in fresh {
             let messages = attempt::first_attempts(&endpoints, &event, now);
-            let sent = self.queue.schedule(&messages, now).await;
+            let sent = self.queue.schedule_in_lanes(&messages, now).await;
             out.push((
                 id,
                 sent.map(|()| Outcome::FannedOut(messages.len()))
@@ -254,6 +288,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
             .count("Delivered", count(Outcome::Delivered))
             .count("DeliveryFailed", count(Outcome::Failed))
             .count("DeadLettered", count(Outcome::DeadLettered))
+            .count("HandedToSlowLane", count(Outcome::HandedOff))
             .count(
                 "RecordErrors",
                 outcomes.iter().filter(|(_, r)| r.is_err()).count() as u64,

@@ -4,6 +4,7 @@
 //! No function ever sleeps through a wait.
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use shared::outbound::lane::Lane;
 use time::OffsetDateTime;
 
 use crate::message::AttemptMessage;
@@ -26,8 +27,10 @@ fn queue_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
 #[derive(Clone)]
 pub struct Queue {
     pub sqs: aws_sdk_sqs::Client,
-    /// The delivery queue (this function's own source).
+    /// The delivery queue, the fast lane (this function's own source).
     pub url: String,
+    /// The slow lane's queue (its other source; see `lane`).
+    pub slow: String,
     /// Where deliveries go after 72 hours of failures.
     pub dead_letters: String,
     /// The longest `DelaySeconds` used: 900, or 0 where a test drives the
@@ -36,16 +39,25 @@ pub struct Queue {
 }
 
 impl Queue {
+    fn url_of(&self, lane: Lane) -> &str {
+        match lane {
+            Lane::Fast => &self.url,
+            Lane::Slow => &self.slow,
+        }
+    }
+
     fn delay(&self, m: &AttemptMessage, now: OffsetDateTime) -> i32 {
         let wait = m.due_at - now.unix_timestamp();
         wait.clamp(0, self.max_delay.min(MAX_DELAY_SECONDS)) as i32
     }
 
-    /// Enqueues attempts (10 per request). Fails if any was not accepted.
+    /// Enqueues attempts in `lane` (10 per request). Fails if any was not
+    /// accepted.
     pub async fn schedule(
         &self,
         messages: &[AttemptMessage],
         now: OffsetDateTime,
+        lane: Lane,
     ) -> Result<(), QueueError> {
         for chunk in messages.chunks(10) {
             let entries = chunk
@@ -63,13 +75,32 @@ impl Queue {
             let out = self
                 .sqs
                 .send_message_batch()
-                .queue_url(&self.url)
+                .queue_url(self.url_of(lane))
                 .set_entries(Some(entries))
                 .send()
                 .await
                 .map_err(queue_error)?;
             if !out.failed().is_empty() {
                 return Err(QueueError(format!("{} not enqueued", out.failed().len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Enqueues attempts, each in its lane.
+    pub async fn schedule_in_lanes(
+        &self,
+        messages: &[(Lane, AttemptMessage)],
+        now: OffsetDateTime,
+    ) -> Result<(), QueueError> {
+        for lane in [Lane::Fast, Lane::Slow] {
+            let these: Vec<AttemptMessage> = messages
+                .iter()
+                .filter(|(l, _)| *l == lane)
+                .map(|(_, m)| m.clone())
+                .collect();
+            if !these.is_empty() {
+                self.schedule(&these, now, lane).await?;
             }
         }
         Ok(())
@@ -99,11 +130,17 @@ impl Queue {
             .map_err(queue_error)
     }
 
-    /// Hides a received message until it is due (at most ~12 hours).
-    pub async fn hide(&self, receipt_handle: &str, seconds: i64) -> Result<(), QueueError> {
+    /// Hides a message received from `lane` until it is due (at most ~12
+    /// hours).
+    pub async fn hide(
+        &self,
+        receipt_handle: &str,
+        seconds: i64,
+        lane: Lane,
+    ) -> Result<(), QueueError> {
         self.sqs
             .change_message_visibility()
-            .queue_url(&self.url)
+            .queue_url(self.url_of(lane))
             .receipt_handle(receipt_handle)
             .visibility_timeout(seconds.clamp(1, MAX_HIDE_SECONDS) as i32)
             .send()

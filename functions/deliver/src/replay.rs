@@ -32,9 +32,9 @@ impl<K: DataKeys> Deliver<K> {
         let now = self.clock.now();
         let mut messages = Vec::new();
         for event in items.iter().filter_map(OutboundEvent::from_item) {
-            for mut m in first_attempts(&endpoints, &event, now) {
+            for (lane, mut m) in first_attempts(&endpoints, &event, now) {
                 m.replay_id = Some(job.id.clone());
-                messages.push(m);
+                messages.push((lane, m));
             }
         }
         // Claimed first: a duplicate message working the same page loses
@@ -45,7 +45,7 @@ impl<K: DataKeys> Deliver<K> {
         if !claimed.map_err(|e| e.to_string())? {
             return Ok(Outcome::Dropped);
         }
-        if let Err(e) = self.queue.schedule(&messages, now).await {
+        if let Err(e) = self.queue.schedule_in_lanes(&messages, now).await {
             // Given back, so that SQS's next try works this page again.
             if let Err(r) = store.rewind_replay(&job, next, matched).await {
                 tracing::error!(error = %r, "a replay page could not be given back");

@@ -52,6 +52,8 @@ pub struct Endpoint {
     pub updated_at: OffsetDateTime,
     /// The first failure since the last success (see `health`).
     pub failing_since: Option<OffsetDateTime>,
+    /// Since when its attempts go to the slow lane (see `lane`).
+    pub slow_since: Option<OffsetDateTime>,
     pub secret: SealedToken,
     /// The secret before the last rotation, and until when it still signs.
     pub previous_secret: Option<(SealedToken, OffsetDateTime)>,
@@ -151,6 +153,7 @@ mod tests {
             created_at: T0,
             updated_at: T0,
             failing_since: None,
+            slow_since: None,
             secret: sealed(1),
             previous_secret: Some((sealed(2), T0 + ROTATION_OVERLAP)),
         }

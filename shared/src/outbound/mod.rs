@@ -8,6 +8,7 @@ pub mod config;
 pub mod endpoint;
 pub mod filter;
 pub mod health;
+pub mod lane;
 pub mod replay;
 pub mod resolver;
 pub mod schedule;

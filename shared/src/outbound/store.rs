@@ -79,6 +79,7 @@ fn parse_endpoint(item: &Item) -> Option<Endpoint> {
         created_at: get_time(item, "created_at")?,
         updated_at: get_time(item, "updated_at")?,
         failing_since: get_time(item, "failing_since"),
+        slow_since: get_time(item, "slow_since"),
         secret: parse_token(item)?,
         previous_secret: previous,
     })
@@ -189,7 +190,7 @@ impl EndpointStore {
             None => remove.push("disabled_reason"),
         }
         if reenabled {
-            remove.push("failing_since");
+            remove.extend(["failing_since", "slow_since"]);
         }
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
@@ -274,6 +275,29 @@ impl EndpointStore {
             .send()
             .await;
         written(sent).map(drop)
+    }
+
+    /// Moves the endpoint's attempts to the slow lane (`true`) or back to
+    /// the fast one (`false`); see `lane`.
+    pub async fn set_slow(
+        &self,
+        id: &str,
+        slow: bool,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(ENDPOINT_PK.into(), id)))
+            .condition_expression("attribute_exists(pk)");
+        let req = if slow {
+            req.update_expression("SET slow_since = if_not_exists(slow_since, :now)")
+                .expression_attribute_values(":now", epoch(now))
+        } else {
+            req.update_expression("REMOVE slow_since")
+        };
+        written(req.send().await).map(drop)
     }
 
     /// Disables an enabled endpoint failing since `since` or earlier.

@@ -7,11 +7,14 @@
 //! (`bench-side`, with the receiver), so the function's CPU is counted apart.
 //! Runs: EVENTS events at once (throughput); RATE events/s for SECONDS s to
 //! 10 healthy endpoints; the same with 1 of the 10 never answering (15 s
-//! timeout), CONTAINERS batches at a time, each stopped after LIMIT s.
+//! timeout), CONTAINERS fast-lane batches at a time, each stopped after
+//! LIMIT s. The slow lane (`SlowDeliveryQueue`) is served as its event
+//! source mapping would: one record per invocation, up to
+//! SLOW_CONCURRENCY at a time.
 //! Run: `scripts/bench-deliver [EVENTS] [RATE] [SECONDS] [CONTAINERS] [LIMIT]`
 //! (defaults 200, 10, 10, 1, 60).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,119 +31,18 @@ use serde_json::{json, Value};
 use shared::outbound::resolver::Lookup;
 use shared::vault::KmsDataKeys;
 use shared::{Clock, EnvReader, FromEnv};
+use standin::{item_key, Queue, Store};
+
+mod standin;
 
 const RECEIVER_LATENCY: Duration = Duration::from_millis(50);
-/// The event source mapping's batch size.
+/// The fast lane's event source mapping's batch size.
 const BATCH: usize = 10;
+/// The slow lane's `MaximumConcurrency` (template.yaml).
+const SLOW_CONCURRENCY: usize = 20;
 /// The name of the threads that are not the function's.
 const SIDE: &str = "bench-side";
-const FORWARDED: [&str; 3] = ["x-amz-target", "content-type", "authorization"];
 const ADMIN_ARN: &str = "arn:aws:iam::123456789012:role/backend-admin";
-
-/// The stand-in's queue: bodies, each visible from an instant.
-#[derive(Default)]
-struct Queue(Mutex<VecDeque<(Instant, String)>>);
-
-impl Queue {
-    fn push(&self, body: String, delay: Duration) {
-        let at = Instant::now() + delay;
-        self.0.lock().unwrap().push_back((at, body));
-    }
-
-    /// Up to 10 visible messages, oldest first, as Lambda would get them.
-    fn take(&self) -> Vec<String> {
-        let now = Instant::now();
-        let mut q = self.0.lock().unwrap();
-        let mut out = Vec::new();
-        q.retain(|(at, body)| {
-            let take = *at <= now && out.len() < BATCH;
-            if take {
-                out.push(body.clone());
-            }
-            !take
-        });
-        out
-    }
-}
-
-/// DynamoDB and SQS as far as `deliver` uses them, answering at once.
-struct Store {
-    queue: Queue,
-    /// Items by table and key (seeded events).
-    items: Mutex<HashMap<String, Value>>,
-    /// Reads answered by moto, by request (endpoints, the endpoint list).
-    reads: Mutex<HashMap<String, Bytes>>,
-    moto: String,
-    http: reqwest::Client,
-}
-
-fn item_key(table: &str, key: &Value) -> String {
-    let key = key.as_object().into_iter().flatten();
-    let sorted: BTreeMap<&String, String> = key.map(|(k, v)| (k, v.to_string())).collect();
-    format!("{table}|{sorted:?}")
-}
-
-fn aws_json(status: u16, body: impl Into<Bytes>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = [("content-type", "application/x-amz-json-1.0")];
-    (status, content_type, body.into()).into_response()
-}
-
-impl Store {
-    async fn serve(self: Arc<Self>, headers: HeaderMap, body: Bytes) -> Response {
-        let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-        let target = target.unwrap_or_default().to_string();
-        let req: Value = serde_json::from_slice(&body).unwrap_or_default();
-        let op = target.rsplit('.').next().unwrap_or_default();
-        match op {
-            "GetItem" | "Query" => {
-                let key = item_key(req["TableName"].as_str().unwrap_or(""), &req["Key"]);
-                let seeded = self.items.lock().unwrap().get(&key).cloned();
-                match seeded {
-                    Some(item) => aws_json(200, json!({ "Item": item }).to_string()),
-                    None => self.read_through(&target, &headers, body).await,
-                }
-            }
-            "PutItem" | "UpdateItem" => aws_json(200, "{}"),
-            "SendMessageBatch" => self.enqueue(&req),
-            _ => panic!("the stand-in does not answer {target}"),
-        }
-    }
-
-    fn enqueue(&self, req: &Value) -> Response {
-        let mut ok = Vec::new();
-        for e in req["Entries"].as_array().into_iter().flatten() {
-            let delay = Duration::from_secs(e["DelaySeconds"].as_u64().unwrap_or(0));
-            let body = e["MessageBody"].as_str().unwrap_or_default();
-            self.queue.push(body.into(), delay);
-            ok.push(json!({"Id": e["Id"], "MessageId": "m", "MD5OfMessageBody": "-"}));
-        }
-        aws_json(200, json!({ "Successful": ok, "Failed": [] }).to_string())
-    }
-
-    /// A read moto answers once; the same request is then served from memory.
-    async fn read_through(&self, target: &str, headers: &HeaderMap, body: Bytes) -> Response {
-        let cache_key = format!("{target}|{}", String::from_utf8_lossy(&body));
-        let cached = self.reads.lock().unwrap().get(&cache_key).cloned();
-        if let Some(bytes) = cached {
-            return aws_json(200, bytes);
-        }
-        let mut req = self.http.post(&self.moto).body(body);
-        let forwarded = headers
-            .iter()
-            .filter(|(n, _)| FORWARDED.contains(&n.as_str()));
-        for (name, v) in forwarded {
-            req = req.header(name, v.clone());
-        }
-        let resp = req.send().await.expect("moto answers");
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.expect("moto's body");
-        if status == 200 {
-            self.reads.lock().unwrap().insert(cache_key, bytes.clone());
-        }
-        aws_json(status, bytes)
-    }
-}
 
 /// Deliveries the receiver answered: when, `webhook-id`.
 #[derive(Default)]
@@ -204,6 +106,8 @@ struct Bench {
     store: Arc<Store>,
     seen: Arc<Received>,
     events_table: String,
+    /// The slow lane's queue ARN, as its records name it.
+    slow_arn: String,
     calls: [Calls; 3],
 }
 
@@ -216,6 +120,8 @@ fn side_servers() -> (Arc<Received>, u16, Arc<Store>, String) {
     let rx_port = serve(&side, rx);
     let store = Arc::new(Store {
         queue: Queue::default(),
+        slow: Queue::default(),
+        slow_marks: Mutex::default(),
         items: Mutex::default(),
         reads: Mutex::default(),
         moto: infra::stack::emulator_endpoint(),
@@ -262,6 +168,7 @@ async fn setup() -> Bench {
     for (k, v) in [
         ("ENDPOINT_KEY_ID", key_id.clone()),
         ("DELIVERY_QUEUE_URL", format!("{queue}-deliveries")),
+        ("DELIVERY_SLOW_QUEUE_URL", format!("{queue}-slow")),
         ("DELIVERY_DEAD_LETTER_QUEUE_URL", format!("{queue}-dead")),
         ("DELIVERY_ALLOW_LOOPBACK", "true".into()),
     ] {
@@ -277,6 +184,8 @@ async fn setup() -> Bench {
     let sqs = aws_sdk_sqs::Client::from_conf(conf.interceptor(calls[1].clone()).build());
     let keys = KmsDataKeys::new(calls[2].kms(&stack.aws), &key_id);
     let events_table = config.events_table.clone();
+    let slow_name = config.slow_queue_url.rsplit('/').next().unwrap_or_default();
+    let slow_arn = format!("arn:aws:sqs:us-east-1:123456789012:{slow_name}");
     let clock = Clock::system();
     let deliver = Deliver::new(config, &dynamodb, sqs, keys, Lookup::System, clock);
     Bench {
@@ -285,6 +194,7 @@ async fn setup() -> Bench {
         store,
         seen,
         events_table,
+        slow_arn,
         calls,
     }
 }
@@ -310,26 +220,46 @@ impl Bench {
         self.store.queue.push(body.to_string(), Duration::ZERO);
     }
 
-    /// One container: a batch at a time, failed records back in 30 s.
+    /// One fast-lane container: a batch at a time.
     async fn container(self: Arc<Self>, stop: Arc<AtomicBool>, batches: Arc<AtomicUsize>) {
         while !stop.load(Ordering::Relaxed) {
-            let bodies = self.store.queue.take();
+            let bodies = self.store.queue.take(BATCH);
             if bodies.is_empty() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
-            let record =
-                |(i, body): (usize, &String)| json!({"messageId": i.to_string(), "body": body});
-            let records: Vec<Value> = bodies.iter().enumerate().map(record).collect();
-            let answer = self.deliver.handle(json!({ "Records": records })).await;
-            let failed = answer["batchItemFailures"].as_array().cloned();
-            for f in failed.unwrap_or_default() {
-                let i: usize = f["itemIdentifier"].as_str().unwrap().parse().unwrap();
-                self.store
-                    .queue
-                    .push(bodies[i].clone(), Duration::from_secs(30));
-            }
+            self.invoke(&self.store.queue, None, bodies).await;
             batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The slow lane: one record per invocation, up to SLOW_CONCURRENCY.
+    async fn slow_lane(self: Arc<Self>, stop: Arc<AtomicBool>) {
+        let running = Arc::new(tokio::sync::Semaphore::new(SLOW_CONCURRENCY));
+        while !stop.load(Ordering::Relaxed) {
+            let permit = running.clone().acquire_owned().await.unwrap();
+            let Some(body) = self.store.slow.take(1).pop() else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.invoke(&this.store.slow, Some(&this.slow_arn), vec![body])
+                    .await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// `deliver` on a batch from `queue`; failed records back in 30 s.
+    async fn invoke(&self, queue: &Queue, arn: Option<&str>, bodies: Vec<String>) {
+        let record = |(i, body): (usize, &String)| json!({"messageId": i.to_string(), "body": body, "eventSourceARN": arn});
+        let records: Vec<Value> = bodies.iter().enumerate().map(record).collect();
+        let answer = self.deliver.handle(json!({ "Records": records })).await;
+        let failed = answer["batchItemFailures"].as_array().cloned();
+        for f in failed.unwrap_or_default() {
+            let i: usize = f["itemIdentifier"].as_str().unwrap().parse().unwrap();
+            queue.push(bodies[i].clone(), Duration::from_secs(30));
         }
     }
 }
@@ -353,15 +283,18 @@ struct Run {
 async fn run(b: &Arc<Bench>, plan: Plan) -> Run {
     let Plan(name, kind, events, rate, containers, limit) = plan;
     b.store.queue.0.lock().unwrap().clear();
+    b.store.slow.0.lock().unwrap().clear();
+    b.store.slow_marks.lock().unwrap().clear();
     b.seen.0.lock().unwrap().clear();
     let stop = Arc::new(AtomicBool::new(false));
     let batches = Arc::new(AtomicUsize::new(0));
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (rss_before, cpu_before) = (rss_kib("VmRSS:"), cpu_seconds());
     let start = Instant::now();
-    let pollers: Vec<_> = (0..containers)
+    let mut pollers: Vec<_> = (0..containers)
         .map(|_| tokio::spawn(b.clone().container(stop.clone(), batches.clone())))
         .collect();
+    pollers.push(tokio::spawn(b.clone().slow_lane(stop.clone())));
     let mut sent = HashMap::new();
     for i in 0..events {
         if rate > 0.0 {
