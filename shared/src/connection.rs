@@ -34,30 +34,39 @@ impl Status {
     }
 }
 
-/// What happened to a connection: the kind of the lifecycle event written
-/// with the change (webhook events take theirs from Meta's field instead).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
-    Connected,
-    Refreshed,
-    WebhooksRestored,
-    NeedsReauth,
-    Deleted,
-    Revoked,
+/// Declares `Lifecycle`, its `ALL` and its `kind` from one list, so that a
+/// change can't be added to one and forgotten in another.
+macro_rules! lifecycle {
+    ($($(#[$doc:meta])* $variant:ident => $kind:literal,)*) => {
+        /// What happened to a connection: the kind of the lifecycle event
+        /// written with the change (webhook events take theirs from Meta's
+        /// field instead).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Lifecycle {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Lifecycle {
+            /// Every lifecycle change.
+            pub const ALL: &'static [Lifecycle] = &[$(Self::$variant,)*];
+
+            /// The event's `kind`, as `docs/contract.md` lists it.
+            pub fn kind(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $kind,)*
+                }
+            }
+        }
+    };
 }
 
-impl Lifecycle {
-    /// The event's `kind`, as `docs/contract.md` lists it.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::Connected => "connection.connected",
-            Self::Refreshed => "connection.refreshed",
-            Self::WebhooksRestored => "connection.webhooks_restored",
-            Self::NeedsReauth => "connection.needs_reauth",
-            Self::Deleted => "connection.deleted",
-            Self::Revoked => "connection.revoked",
-        }
-    }
+lifecycle! {
+    Connected => "connection.connected",
+    Refreshed => "connection.refreshed",
+    WebhooksRestored => "connection.webhooks_restored",
+    NeedsReauth => "connection.needs_reauth",
+    Deleted => "connection.deleted",
+    Revoked => "connection.revoked",
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,20 +181,13 @@ mod tests {
     use super::Lifecycle;
 
     #[test]
-    fn every_lifecycle_kind_is_in_the_event_contract() {
+    fn every_lifecycle_kind_is_in_the_event_contract_once() {
         let contract = include_str!("../../docs/contract.md");
-        let all = [
-            Lifecycle::Connected,
-            Lifecycle::Refreshed,
-            Lifecycle::WebhooksRestored,
-            Lifecycle::NeedsReauth,
-            Lifecycle::Deleted,
-            Lifecycle::Revoked,
-        ];
-        for kind in all.map(Lifecycle::kind) {
+        let kinds: Vec<&str> = Lifecycle::ALL.iter().map(|l| l.kind()).collect();
+        for kind in &kinds {
             assert!(contract.contains(&format!("`{kind}`")), "{kind}");
         }
-        let distinct: std::collections::HashSet<_> = all.map(Lifecycle::kind).into();
-        assert_eq!(distinct.len(), all.len());
+        let distinct: std::collections::HashSet<_> = kinds.iter().collect();
+        assert_eq!(distinct.len(), kinds.len());
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod continuation;
 pub mod door;
+pub mod event_kind;
 pub mod graph;
 pub mod http;
 pub mod invoke;

@@ -1147,8 +1147,8 @@ async fn a_replay_redelivers_stored_events_with_their_original_ids() {
         let at = TEST_EPOCH - ago;
         let event = shared::store::Event {
             event_id: id.into(),
-            kind: kind.into(),
-            provider: Some("instagram".into()),
+            kind: shared::event_kind::EventKind::parse(kind),
+            provider: Some(shared::Provider::Instagram),
             account_id: account.into(),
             user_id: Some("user-1".into()),
             occurred_at: at,
@@ -1234,8 +1234,8 @@ async fn a_replay_resumes_page_by_page_and_a_duplicate_message_changes_nothing()
     let stored: Vec<shared::store::Event> = (0..130)
         .map(|i| shared::store::Event {
             event_id: format!("e{i:03}"),
-            kind: "messages".into(),
-            provider: Some("instagram".into()),
+            kind: shared::event_kind::EventKind::Webhook("messages".into()),
+            provider: Some(shared::Provider::Instagram),
             account_id: "1784".into(),
             user_id: None,
             occurred_at: TEST_EPOCH - Duration::minutes(i + 1),

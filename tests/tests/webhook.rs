@@ -859,8 +859,8 @@ async fn store_events(h: &Harness, account: &str, n: usize) {
             let mid = format!("m_{i:05}");
             let event = shared::store::Event {
                 event_id: format!("instagram:{account}:messages:{mid}"),
-                kind: "messages".into(),
-                provider: Some("instagram".into()),
+                kind: shared::event_kind::EventKind::Webhook("messages".into()),
+                provider: Some(shared::Provider::Instagram),
                 account_id: account.into(),
                 user_id: Some("user-1".into()),
                 occurred_at: now,
@@ -871,7 +871,7 @@ async fn store_events(h: &Harness, account: &str, n: usize) {
             let mut item = std::collections::HashMap::new();
             for (k, v) in [
                 ("event_id", event.event_id),
-                ("kind", event.kind),
+                ("kind", event.kind.to_string()),
                 ("account_id", event.account_id),
                 ("payload", event.payload),
             ] {

@@ -5,6 +5,7 @@
 
 use rand::Rng;
 use shared::clock::rfc3339;
+use shared::event_kind::EventKind;
 use shared::metrics::Metrics;
 use shared::outbound::endpoint::Endpoint;
 use shared::outbound::health::should_disable;
@@ -15,8 +16,6 @@ use time::OffsetDateTime;
 
 use crate::Deliver;
 
-/// The kind of the event written when an endpoint is disabled.
-pub const DISABLED_KIND: &str = "webhook_endpoint.disabled";
 /// What the ids of those events start with (the template lets `deliver`
 /// write no other event).
 pub const DISABLED_EVENT_ID_PREFIX: &str = "wd_";
@@ -76,7 +75,7 @@ impl<K: DataKeys> Deliver<K> {
         rand::rng().fill_bytes(&mut id);
         let event = Event {
             event_id: format!("{DISABLED_EVENT_ID_PREFIX}{}", hex::encode(id)),
-            kind: DISABLED_KIND.into(),
+            kind: EventKind::EndpointDisabled,
             provider: None,
             // The endpoint stands where an account would: the events table's
             // account index needs a value, and no Meta id starts with `ep_`.

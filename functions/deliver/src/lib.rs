@@ -29,7 +29,7 @@ mod secrets;
 pub mod send;
 
 use attempt::Source;
-pub use health::{DISABLED_EVENT_ID_PREFIX, DISABLED_KIND};
+pub use health::DISABLED_EVENT_ID_PREFIX;
 use message::{read_body, Incoming, OutboundEvent};
 use patience::Patience;
 pub use queue::Queue;

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shared::config::StoreConfig;
 use shared::continuation::{Continuation, Deadline, Next};
+use shared::event_kind::EventKind;
 use shared::graph::erase::{Erased, StoredAnswers};
 use shared::invoke::AsyncInvoke;
 use shared::logging::tag;
@@ -120,8 +121,8 @@ pub fn notice(
 ) -> Event {
     Event {
         event_id: notice_id(code, account),
-        kind: "data_deletion.requested".into(),
-        provider: Some(account.provider.as_str().into()),
+        kind: EventKind::DataDeletionRequested,
+        provider: Some(account.provider),
         account_id: account.account_id.clone(),
         user_id: Some(account.user_id.clone()),
         occurred_at: now,

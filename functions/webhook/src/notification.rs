@@ -9,6 +9,7 @@ use std::time::Duration;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
+use shared::event_kind::EventKind;
 use shared::http;
 use shared::store::{Event, Owner};
 use shared::time::OffsetDateTime;
@@ -155,8 +156,8 @@ pub fn to_events(
                 .unwrap_or(Provider::Instagram);
             Event {
                 event_id: u.event_id.clone(),
-                kind: u.kind.clone(),
-                provider: Some(provider.as_str().into()),
+                kind: EventKind::Webhook(u.kind.clone()),
+                provider: Some(provider),
                 account_id: owner
                     .map(|o| o.account_id.clone())
                     .filter(|a| !a.is_empty())

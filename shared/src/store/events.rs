@@ -9,14 +9,16 @@ use time::OffsetDateTime;
 use super::{epoch, s, written, Item, StoreError};
 use crate::clock::rfc3339_millis;
 use crate::connection::{Connection, Lifecycle};
+use crate::event_kind::EventKind;
+use crate::provider::Provider;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Stable for webhook items (the same Meta item gives the same id).
     pub event_id: String,
-    pub kind: String,
-    pub provider: Option<String>,
+    pub kind: EventKind,
+    pub provider: Option<Provider>,
     pub account_id: String,
     pub user_id: Option<String>,
     /// Meta's timestamp, or ours for lifecycle events. Both are written in
@@ -40,8 +42,8 @@ impl Event {
         rand::rng().fill_bytes(&mut id);
         Self {
             event_id: format!("lc_{}", hex::encode(id)),
-            kind: kind.kind().to_string(),
-            provider: Some(conn.provider.as_str().to_string()),
+            kind: EventKind::Lifecycle(kind),
+            provider: Some(conn.provider),
             account_id: conn.account_id.clone(),
             user_id: Some(conn.user_id.clone()),
             occurred_at: now,
@@ -54,15 +56,15 @@ impl Event {
     pub(crate) fn to_item(&self) -> Item {
         let mut item = Item::from([
             ("event_id".into(), s(&self.event_id)),
-            ("kind".into(), s(&self.kind)),
+            ("kind".into(), s(self.kind.as_str())),
             ("account_id".into(), s(&self.account_id)),
             ("occurred_at".into(), s(rfc3339_millis(self.occurred_at))),
             ("received_at".into(), s(rfc3339_millis(self.received_at))),
             ("payload".into(), s(&self.payload)),
             ("expires_at".into(), epoch(self.expires_at)),
         ]);
-        if let Some(p) = &self.provider {
-            item.insert("provider".into(), s(p));
+        if let Some(p) = self.provider {
+            item.insert("provider".into(), s(p.as_str()));
         }
         if let Some(u) = &self.user_id {
             item.insert("user_id".into(), s(u));
