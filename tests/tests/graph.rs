@@ -11,6 +11,8 @@ use integration_tests::*;
 
 #[path = "graph/limits.rs"]
 mod limits;
+#[path = "graph/objects.rs"]
+mod objects;
 use serde_json::{json, Value};
 use shared::Provider;
 

@@ -26,6 +26,9 @@ pub(super) struct GraphState {
     /// How many media each account has (`GET .../media` pages through them).
     pub media_count: usize,
     pub next_id: u64,
+    /// Every object served (media, comments, replies) → the account it
+    /// belongs to: Meta serves an object only to a token of its account.
+    pub objects: std::collections::HashMap<String, String>,
     /// The content-publishing flow (containers, media, the daily limit).
     pub publishing: super::publishing::Publishing,
 }
@@ -39,6 +42,7 @@ impl Default for GraphState {
             leak_tokens: false,
             media_count: 3,
             next_id: 0,
+            objects: Default::default(),
             publishing: Default::default(),
         }
     }
@@ -164,8 +168,9 @@ fn media_page(
     here: &Here<'_>,
     actor: &Actor,
     q: &std::collections::HashMap<String, String>,
-    count: usize,
+    g: &mut GraphState,
 ) -> Value {
+    let count = g.media_count;
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -181,7 +186,10 @@ fn media_page(
     let end = (start + limit).min(count);
     let data: Vec<Value> = (start..end).map(|k| {
         let n = k + 1;
-        json!({"id": format!("1790000000000{n:04}"), "caption": format!("Post {n}"), "media_type": "IMAGE",
+        // The account's own media: ids derived from its id, known as its.
+        let id = format!("{}{n:04}", actor.account_id);
+        g.objects.insert(id.clone(), actor.account_id.clone());
+        json!({"id": id, "caption": format!("Post {n}"), "media_type": "IMAGE",
             "media_url": format!("https://cdn.example.com/{n}.jpg"), "permalink": format!("https://instagram.com/p/{n}"),
             "timestamp": "2026-11-20T10:00:00+0000"})
     }).collect();
@@ -268,6 +276,18 @@ pub(super) async fn fallback(
     response
 }
 
+/// Meta's answer for an object that does not exist or is not the token's
+/// account's (error 100, subcode 33), whichever it is.
+fn no_such_object(method: &Method, id: &str) -> Response {
+    let message = format!(
+        "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+        method.as_str().to_ascii_lowercase()
+    );
+    let body = json!({"error": {"message": message, "type": "GraphMethodException", "code": 100,
+        "error_subcode": 33, "fbtrace_id": "emulated"}});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
 /// One Graph call, as it arrived.
 struct Call<'a> {
     host: &'a str,
@@ -309,13 +329,6 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
     }
     let first = segs.first().map(String::as_str).unwrap_or_default();
     let own = first == "me" || first == actor.account_id || Some(first) == actor.page_id.as_deref();
-    let numeric = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
-    if !own && !numeric {
-        return (
-            graph_error(400, 100, "Unsupported request: object does not exist"),
-            None,
-        );
-    }
     let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let params = super::publishing::params(uri, body);
     match super::publishing::answer(
@@ -332,6 +345,10 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
         Some(super::publishing::Answer::Error(r)) => return (r, None),
         None => {}
     }
+    // Any other object: only its own account's token reads or acts on it.
+    if !own && i.graph.objects.get(first) != Some(&actor.account_id) {
+        return (no_such_object(method, first), None);
+    }
     let rest: Vec<&str> = segs.iter().skip(1).map(String::as_str).collect();
     let next = i.graph.next_id + 1;
     let answer = match (method.as_str(), own, rest.as_slice()) {
@@ -344,7 +361,7 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
                 host,
                 version,
             };
-            media_page(&here, &actor, &query_map(uri), i.graph.media_count)
+            media_page(&here, &actor, &query_map(uri), &mut i.graph)
         }
         ("GET", true, ["insights"]) => json!({"data": [{"name": "reach", "period": "day",
             "values": [{"value": 42, "end_time": "2026-11-21T08:00:00+0000"}], "title": "Reach", "id": "x"}]}),
@@ -367,9 +384,19 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
         }
         ("GET", false, []) => json!({"id": first, "caption": "A post", "media_type": "IMAGE"}),
         ("GET", false, ["comments"]) => {
-            json!({"data": [{"id": "1780000000000001", "text": "Nice!", "timestamp": "2026-11-21T09:00:00+0000"}]})
+            let comment = format!("{first}0001");
+            i.graph
+                .objects
+                .insert(comment.clone(), actor.account_id.clone());
+            json!({"data": [{"id": comment, "text": "Nice!", "timestamp": "2026-11-21T09:00:00+0000"}]})
         }
-        ("POST", false, ["replies"]) => json!({"id": format!("1781{next:012}")}),
+        ("POST", false, ["replies"]) => {
+            let reply = format!("{first}{next:04}");
+            i.graph
+                .objects
+                .insert(reply.clone(), actor.account_id.clone());
+            json!({"id": reply})
+        }
         ("POST", false, []) => json!({"success": true}),
         ("DELETE", false, []) => json!({"success": true}),
         _ => {

@@ -29,8 +29,8 @@ struct Container {
 /// The publishing state of the emulated Meta.
 pub struct Publishing {
     containers: HashMap<String, Container>,
-    /// Media id → permalink.
-    media: HashMap<String, String>,
+    /// Media id → its account, its permalink.
+    media: HashMap<String, (String, String)>,
     /// Every publish: (account, container id).
     pub published: Vec<(String, String)>,
     /// Account → posts published in the rolling 24 hours.
@@ -184,7 +184,15 @@ pub(super) fn answer(
     let p = &mut i.graph.publishing;
     Some(match (method, own, segs) {
         ("POST", true, [_, "media"]) => create(p, account, params),
-        ("POST", true, [_, "media_publish"]) => publish(p, account, params),
+        ("POST", true, [_, "media_publish"]) => {
+            let answer = publish(p, account, params);
+            if let Answer::Ok(body, _) = &answer {
+                // A published media is an object of the account's.
+                let id = body["id"].as_str().unwrap_or_default().to_string();
+                i.graph.objects.insert(id, account.to_string());
+            }
+            answer
+        }
         ("GET", true, [_, "content_publishing_limit"]) => {
             let usage = p.usage.get(account).copied().unwrap_or(0);
             let mut entry = json!({"quota_usage": usage});
@@ -193,9 +201,12 @@ pub(super) fn answer(
             }
             Answer::Ok(json!({"data": [entry]}), None)
         }
-        ("GET", false, [id]) if p.containers.contains_key(*id) => status(p, id),
-        ("GET", false, [id]) if p.media.contains_key(*id) => {
-            Answer::Ok(json!({"id": id, "permalink": p.media[*id]}), None)
+        // Containers and media are served to their own account's token only.
+        ("GET", false, [id]) if p.containers.get(*id).is_some_and(|c| c.account == account) => {
+            status(p, id)
+        }
+        ("GET", false, [id]) if p.media.get(*id).is_some_and(|(a, _)| a == account) => {
+            Answer::Ok(json!({"id": id, "permalink": p.media[*id].1}), None)
         }
         _ => return None,
     })
@@ -281,10 +292,9 @@ fn publish(p: &mut Publishing, account: &str, params: &HashMap<String, String>) 
     p.containers.get_mut(id).expect("checked").published = true;
     p.next += 1;
     let media_id = format!("1792{:012}", p.next);
-    p.media.insert(
-        media_id.clone(),
-        format!("https://www.instagram.com/p/EMU{}/", p.next),
-    );
+    let permalink = format!("https://www.instagram.com/p/EMU{}/", p.next);
+    p.media
+        .insert(media_id.clone(), (account.to_string(), permalink));
     p.published.push((account.to_string(), id.clone()));
     Answer::Ok(json!({"id": media_id}), p.stall_after_publish.clone())
 }
