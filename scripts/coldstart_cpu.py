@@ -43,14 +43,16 @@ RULES = [
     ("logging (tracing subscriber)", ["shared::logging", "tracing_subscriber"]),
     ("configuration (environment read and checked)", ["shared::config", "from_env", "FromEnv"]),
     ("async runtime built", ["tokio::runtime::builder"]),
-    ("handler's own work (verify, parse, events)", ["webhook::", "connections::", "authorize::",
+    ("the secret read started at init (its own frames)", ["read_secrets_early"]),
+    ("handler's own work (verify, parse, events)", ["::handle", "notification", "to_events",
+                                                    "EventStore", "ConnectionStore"]),
+    ("main: building the handler and the rest of main", ["::main"]),
+    ("service code elsewhere", ["webhook::", "connections::", "authorize::",
                                                     "callback::", "graph::", "refresh::", "shared::"]),
     ("Lambda runtime loop and its HTTP client", ["lambda_runtime", "lambda_http", "hyper", "tower"]),
     ("async runtime (polling, timers, I/O)", ["tokio::"]),
-    ("dynamic loading and relocation", ["_dl_", "dl_main", "ld-linux", "_dl_start"]),
-    ("exec (kernel: mapping the binary)", ["load_elf_binary", "bprm_execve", "execve"]),
-    ("std start-up and main's frame", ["std::rt::lang_start", "__libc_start_main", "main"]),
-    ("process exit", ["do_exit", "exit_mmap"]),
+    ("dynamic loading and relocation (ld.so)", ["_dl_", "dl_main", "ld-linux", "_dl_start"]),
+    ("std start-up", ["std::rt::lang_start", "__libc_start_main", "main"]),
 ]
 
 
@@ -67,13 +69,28 @@ def samples(path):
             m = re.match(r"\s*\d+\s+([\d.]+):", line)
             t, frames = (float(m.group(1)) if m else 0.0), []
         elif frames is not None:
-            frames.append(line.strip().split(" ", 1)[-1])
+            addr, _, sym = line.strip().partition(" ")
+            frames.append(("K " if addr.startswith("ffffffff") else "") + sym)
     if frames is not None:
         out.append((t, frames))
     return out
 
 
+KERNEL = [
+    ("kernel: exec (mapping the binary)", ["load_elf_binary", "bprm_execve"]),
+    ("kernel: page faults (first touch of code and memory)", ["exc_page_fault"]),
+    ("kernel: process exit", ["do_exit", "do_group_exit"]),
+    ("kernel: system calls (sockets, epoll, mmap, files)", ["entry_SYSCALL", "do_syscall_64"]),
+]
+
+
 def category(frames):
+    if frames and frames[0].startswith("K "):
+        kernel = "\n".join(f for f in frames if f.startswith("K "))
+        for name, patterns in KERNEL:
+            if any(p in kernel for p in patterns):
+                return name
+        return "kernel: scheduling and interrupts"
     joined = "\n".join(frames)
     for name, patterns in RULES:
         if any(p in joined for p in patterns):

@@ -52,21 +52,28 @@ def trust_reads(lines, start, end):
 
 def moto_waits(lines, start, end, port):
     """Time between a request written to moto and its answer read (threads
-    share descriptors: keyed by descriptor alone)."""
-    moto_fds, waiting, total = set(), {}, 0.0
+    share descriptors: keyed by descriptor; a call another thread's line
+    interrupted is completed by its `resumed` line)."""
+    moto_fds, waiting, pending, total = set(), {}, {}, 0.0
     for pid, t, call, text in lines:
         if not start <= t <= end:
             continue
         fd = FD.match(text)
         key = fd.group(1) if fd else None
+        if text.startswith("<... "):
+            call, key = pending.pop(pid, (call, None))
+        elif "<unfinished ...>" in text:
+            pending[pid] = (call, key)
+            if call not in ("write", "sendto", "writev"):
+                continue
         if call == "connect" and f"sin_port=htons({port})" in text:
             moto_fds.add(key)
         elif call == "close" and key in moto_fds:
             moto_fds.discard(key)
-        if key in moto_fds and call in ("write", "sendto", "writev") and "unfinished" not in text:
+        if key in moto_fds and call in ("write", "sendto", "writev"):
             waiting.setdefault(key, t)
         if key in moto_fds and call in ("read", "recvfrom") and "= -1" not in text \
-                and "unfinished" not in text and key in waiting:
+                and key in waiting:
             total += t - waiting.pop(key)
     return total
 
