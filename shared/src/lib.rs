@@ -6,6 +6,7 @@
 //! clients are thin adapters around them.
 //! `docs/architecture.md` maps each decision to the one file that makes it.
 
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -26,6 +27,7 @@ pub mod return_to;
 pub mod secrets;
 pub mod startup;
 pub mod store;
+pub mod tls;
 pub mod vault;
 pub mod webhook;
 
@@ -41,10 +43,8 @@ pub use aws_sdk_secretsmanager;
 pub use secrecy;
 pub use time;
 pub use url;
-/// Builds the AWS SDK configuration once per container. `AWS_ENDPOINT_URL`
-/// (read by the SDK itself) points it at a local emulator in tests.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}
+
+/// Builds the AWS SDK configuration once per container ([`aws`]).
+/// `AWS_ENDPOINT_URL` (read by the SDK itself) points it at a local emulator
+/// in tests.
+pub use aws::aws_config;

@@ -49,7 +49,10 @@ pub enum SecretsError {
 /// When the secrets were read, and what they were.
 type Cached = (Instant, Arc<AppSecrets>);
 
-/// Reads the secret lazily (not at init) and keeps it for [`CACHE_FOR`].
+/// Reads the secret when first asked (the webhook asks as it starts, without
+/// waiting: `Webhook::serve`) and keeps it for [`CACHE_FOR`]. The lock is
+/// held during a read, so a request arriving meanwhile waits for that read
+/// rather than starting another.
 #[derive(Clone)]
 pub struct SecretsCache {
     client: aws_sdk_secretsmanager::Client,

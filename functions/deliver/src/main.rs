@@ -7,7 +7,9 @@ use shared::outbound::resolver::Lookup;
 use shared::vault::KmsDataKeys;
 use shared::Clock;
 
-#[tokio::main]
+// One event at a time per environment: a current-thread runtime starts no
+// worker threads (tasks a handler spawns still run concurrently on it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<DeliverConfig>().await?;
     let keys = KmsDataKeys::new(

@@ -6,7 +6,9 @@ use publish::{PublishConfig, Publisher};
 use shared::vault::KmsDataKeys;
 use shared::{aws_sdk_dynamodb, aws_sdk_kms, aws_sdk_secretsmanager, Clock};
 
-#[tokio::main]
+// One event at a time per environment: a current-thread runtime starts no
+// worker threads (tasks a handler spawns still run concurrently on it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<PublishConfig>().await?;
     let bucket = &config.media_bucket;

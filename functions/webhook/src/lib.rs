@@ -274,7 +274,24 @@ impl Webhook {
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.
     pub async fn serve(&self) -> Result<(), lambda_http::Error> {
+        self.read_secrets_early();
         http::serve(|req| self.handle(req)).await
+    }
+
+    /// Every Meta route but the status page needs the app secrets, and a
+    /// new container is started for a request: the read starts now, beside
+    /// the runtime's first `/next`, and that request waits for it (the
+    /// cache's lock) instead of starting its own. If it fails, the request
+    /// reads again and answers as it always did (`503` when that fails too).
+    fn read_secrets_early(&self) {
+        let secrets = self.secrets.clone();
+        tokio::spawn(async move {
+            // Let the runtime's `/next` go out first: init ends there.
+            tokio::task::yield_now().await;
+            if let Err(e) = secrets.get().await {
+                tracing::warn!(error = %e, "reading the app secrets at start failed");
+            }
+        });
     }
 }
 

@@ -3,7 +3,9 @@ use shared::invoke::AsyncInvoke;
 use shared::Clock;
 use webhook::{Launch, Webhook, WebhookConfig};
 
-#[tokio::main]
+// One event at a time per environment: a current-thread runtime starts no
+// worker threads (tasks a handler spawns still run concurrently on it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<WebhookConfig>().await?;
     // In AWS the template names the data-deletion function; without one (a

@@ -8,6 +8,9 @@
 //! function's own cost.
 //!
 //! Run: `scripts/bench-coldstart [N]` (starts moto; release build).
+//! `IGC_COLDSTART_ONLY=<binary>` keeps only that binary's subjects (and skips
+//! the peer ratio): `scripts/trace-coldstart` uses it to trace one function.
+//! `IGC_COLDSTART_NO_WARM=1` skips the warm invocation (profiles).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +37,8 @@ struct Sample {
     rss_kib: u64,
 }
 
-fn subjects(stack: &Stack) -> Vec<Subject> {
+/// The webhook's realistic event: a signed one-item delivery.
+fn webhook_event(stack: &Stack) -> Value {
     let meta = |path: &str| stack.meta_path(path);
     let body = json!({"object": "instagram", "entry": [{"id": "17841400000000001", "time": 1795260000456u64,
         "messaging": [{"sender": {"id": "9001"}, "recipient": {"id": "17841400000000001"},
@@ -42,14 +46,16 @@ fn subjects(stack: &Stack) -> Vec<Subject> {
     .to_string();
     let secret = stack.meta.apps().instagram_app_secret;
     let signature = shared::webhook::signature_header(secret.as_bytes(), body.as_bytes());
-    let http = |req: ApiRequest| req.event();
-    let webhook_event = http(
-        ApiRequest::post(&meta("/webhook"))
-            .header("x-hub-signature-256", &signature)
-            .header("content-type", "application/json")
-            .body(body),
-    );
-    vec![
+    ApiRequest::post(&meta("/webhook"))
+        .header("x-hub-signature-256", &signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .event()
+}
+
+fn subjects(stack: &Stack) -> Vec<Subject> {
+    let webhook_event = webhook_event(stack);
+    let mut all = vec![
         Subject {
             name: "webhook (signed one-item delivery)",
             binary: "webhook",
@@ -60,8 +66,18 @@ fn subjects(stack: &Stack) -> Vec<Subject> {
             name: "peer: Node 20 + AWS SDK v3, the webhook's work",
             binary: "node",
             env: vec![],
-            event: webhook_event.clone(),
+            event: webhook_event,
         },
+    ];
+    all.extend(http_subjects());
+    all.extend(invoked_subjects());
+    all
+}
+
+/// The functions behind API Gateway, each with its cheapest real request.
+fn http_subjects() -> Vec<Subject> {
+    let http = |req: ApiRequest| req.event();
+    vec![
         Subject {
             name: "authorize (POST /connect/instagram)",
             binary: "authorize",
@@ -94,6 +110,12 @@ fn subjects(stack: &Stack) -> Vec<Subject> {
                 ApiRequest::get("/connections/instagram/1784140000000999/graph/me").user("user-1"),
             ),
         },
+    ]
+}
+
+/// The functions invoked directly (by another function or the scheduler).
+fn invoked_subjects() -> Vec<Subject> {
+    vec![
         Subject {
             name: "graph, invoke door (an unknown connection)",
             binary: "graph",
@@ -184,7 +206,10 @@ async fn one_start(stack: &Stack, subject: &Subject) -> Sample {
         assert_eq!(status, Some(200), "{}: {outcome:?}", subject.name);
     }
     let t = Instant::now();
-    api.invoke(subject.event.clone()).await;
+    // `scripts/profile-coldstart` profiles init and the first invocation only.
+    if std::env::var_os("IGC_COLDSTART_NO_WARM").is_none() {
+        api.invoke(subject.event.clone()).await;
+    }
     let warm = t.elapsed();
     let rss_kib = peak_rss_kib(child.id());
     let _ = child.kill();
@@ -206,51 +231,96 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The webhook's first invocation's round trips (secret, owner lookup,
-/// conditional put), each timed from a warm client: p50 over `n`.
-async fn round_trips(stack: &Stack, n: usize) -> f64 {
+/// The webhook's first invocation's round trips, each timed from a warm
+/// client, as p50s over `n`: the secret (`GetSecretValue`), the owner lookup
+/// (`BatchGetItem`, consistent, an owner claim and a Page alias) and the
+/// conditional `PutItem` of a new event (a copy of one the webhook stored).
+struct RoundTrips {
+    secret: f64,
+    owners: f64,
+    put: f64,
+    total: f64,
+}
+
+/// An event the webhook stored, to put copies of: the same attributes (and
+/// index keys) as the webhook's own conditional put.
+async fn stored_event(
+    stack: &Stack,
+    table: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    let page = stack
+        .dynamodb
+        .scan()
+        .table_name(table)
+        .limit(1)
+        .send()
+        .await;
+    let items = page
+        .expect("scan the events table")
+        .items
+        .unwrap_or_default();
+    items
+        .into_iter()
+        .next()
+        .expect("the webhook stored an event")
+}
+
+async fn round_trips(stack: &Stack, n: usize) -> RoundTrips {
+    use aws_sdk_dynamodb::types::{AttributeValue as S, KeysAndAttributes};
     let secrets = aws_sdk_secretsmanager::Client::new(&stack.aws);
     let table = stack.var("CONNECTIONS_TABLE").to_string();
     let events = stack.var("EVENTS_TABLE").to_string();
-    let mut totals = Vec::new();
+    let key = |pk: &str| {
+        [("pk", pk), ("sk", "OWNER")]
+            .map(|(k, v)| (k.to_string(), S::S(v.into())))
+            .into()
+    };
+    let event = stored_event(stack, &events).await;
+    let (mut secret, mut owners, mut put, mut total) = (vec![], vec![], vec![], vec![]);
     for i in 0..n + 1 {
-        let t = Instant::now();
+        let t0 = Instant::now();
         let _ = secrets
             .get_secret_value()
             .secret_id(stack.var("META_SECRET_ID"))
             .send()
             .await;
+        let t1 = Instant::now();
+        let keys = KeysAndAttributes::builder()
+            .keys(key("OWNER#x"))
+            .keys(key("PAGE#x"))
+            .consistent_read(true)
+            .build()
+            .expect("keys are set");
         let _ = stack
             .dynamodb
-            .get_item()
-            .table_name(&table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S("OWNER#x".into()),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S("OWNER".into()),
-            )
+            .batch_get_item()
+            .request_items(&table, keys)
             .send()
             .await;
+        let t2 = Instant::now();
+        let mut item = event.clone();
+        item.insert("pk".into(), S::S(format!("BENCH#{i}")));
         let _ = stack
             .dynamodb
             .put_item()
             .table_name(&events)
-            .item(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("BENCH#{i}")),
-            )
-            .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("E".into()))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
         if i > 0 {
-            totals.push(ms(t.elapsed()));
+            secret.push(ms(t1 - t0));
+            owners.push(ms(t2 - t1));
+            put.push(ms(t2.elapsed()));
+            total.push(ms(t0.elapsed()));
         }
     }
-    pct(totals, 0.5)
+    RoundTrips {
+        secret: pct(secret, 0.5),
+        owners: pct(owners, 0.5),
+        put: pct(put, 0.5),
+        total: pct(total, 0.5),
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -267,7 +337,11 @@ async fn main() {
     println!("| function | init p50 | init p90 | init + first p50 | init + first p90 | first p50 | warm p50 | peak RSS p50 |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut init_first = std::collections::HashMap::new();
-    for subject in subjects(&stack) {
+    let only = std::env::var("IGC_COLDSTART_ONLY").ok();
+    let chosen = subjects(&stack)
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|b| b == s.binary));
+    for subject in chosen {
         let mut samples = Vec::new();
         for _ in 0..n {
             samples.push(one_start(&stack, &subject).await);
@@ -286,13 +360,17 @@ async fn main() {
         );
         init_first.insert(subject.binary, pct(col(&|s| ms(s.init + s.first)), 0.5));
     }
+    if only.is_some() {
+        return;
+    }
     let peer_ratio = init_first["node"] / init_first["webhook"];
     println!(
         "\nThe webhook's init + first invocation against the peer's, p50: {:.1}× faster",
         peer_ratio
     );
+    let rt = round_trips(&stack, n).await;
     println!(
-        "\nThe webhook's round trips from a warm client (secret + owner lookup + conditional put), p50: {:.1} ms",
-        round_trips(&stack, n).await
+        "\nThe webhook's round trips from a warm client, p50: secret {:.1} ms + owner lookup {:.1} ms + conditional put {:.1} ms; the three in a row {:.1} ms",
+        rt.secret, rt.owners, rt.put, rt.total
     );
 }

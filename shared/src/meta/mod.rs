@@ -48,6 +48,7 @@ impl MetaClient {
     /// A client that waits at most `timeout` for a whole answer.
     pub fn with_timeout(app: MetaAppConfig, timeout: Duration) -> Self {
         let http = Client::builder()
+            .tls_certs_only(crate::tls::reqwest_roots())
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())

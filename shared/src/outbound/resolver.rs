@@ -90,6 +90,7 @@ pub fn delivery_client_timing_out(
     timeout: std::time::Duration,
 ) -> reqwest::Client {
     reqwest::Client::builder()
+        .tls_certs_only(crate::tls::reqwest_roots())
         .dns_resolver(resolver)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -5,7 +5,9 @@ use lambda_http::Error;
 use shared::Clock;
 use webhook::deletion::{DeletionConfig, DeletionJob};
 
-#[tokio::main]
+// One event at a time per environment: a current-thread runtime starts no
+// worker threads (tasks a handler spawns still run concurrently on it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<DeletionConfig>().await?;
     let job = DeletionJob::new(
