@@ -171,7 +171,7 @@ impl<K: DataKeys> Deliver<K> {
         );
         let recorded = self.endpoints.put_attempt(&record).await;
         bookkeeping("record the attempt", recorded.map_err(|e| e.to_string()));
-        let lane = lane::after_answer(lane, answered(endpoint, sent, now));
+        let lane = lane::after_answer(lane, answered(endpoint, sent, now), self.bounds);
         let outcome = self.follow_up(m, next, first, now, lane).await?;
         let health = self
             .record_health(endpoint, sent.error.is_none(), now)

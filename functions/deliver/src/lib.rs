@@ -138,8 +138,8 @@ pub struct Deliver<K = KmsDataKeys> {
     pub(crate) clock: Clock,
     /// The retry jitter (random in [-0.2, 0.2]; tests fix it).
     pub(crate) jitter: fn() -> f64,
-    /// The fast lane's patience (`lane::patience`; tests lengthen it).
-    patience: fn(Option<std::time::Duration>) -> std::time::Duration,
+    /// The fast lane's patience (`lane::Bounds`; tests lengthen it).
+    pub(crate) bounds: shared::outbound::lane::Bounds,
 }
 
 impl<K: DataKeys + 'static> Deliver<K> {
@@ -170,7 +170,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
             queue,
             clock,
             jitter: shared::outbound::schedule::random_jitter,
-            patience: shared::outbound::lane::patience,
+            bounds: shared::outbound::lane::Bounds::STANDARD,
             config,
         }
     }
@@ -187,13 +187,9 @@ impl<K: DataKeys + 'static> Deliver<K> {
         self
     }
 
-    /// Sets the fast lane's patience from the batch's slowest answer
-    /// (tests).
-    pub fn with_patience(
-        mut self,
-        patience: fn(Option<std::time::Duration>) -> std::time::Duration,
-    ) -> Self {
-        self.patience = patience;
+    /// Sets the fast lane's bounds (tests).
+    pub fn with_patience(mut self, bounds: shared::outbound::lane::Bounds) -> Self {
+        self.bounds = bounds;
         self
     }
 
@@ -214,7 +210,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         let mut running = Running::default();
         let mut fresh: Vec<(String, OutboundEvent)> = Vec::new();
         let mut outcomes: Vec<(String, Result<Outcome, String>)> = Vec::new();
-        let patience = Arc::new(Patience::new(self.patience));
+        let patience = Arc::new(Patience::new(self.bounds));
         let records = event["Records"].as_array().cloned().unwrap_or_default();
         for record in records {
             let id = record["messageId"].as_str().unwrap_or_default().to_string();

@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use shared::outbound::lane::Bounds;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -12,17 +13,16 @@ pub struct Patience {
     started: Instant,
     slowest: Mutex<Option<Duration>>,
     changed: Notify,
-    /// `shared::outbound::lane::patience`, or a test's.
-    rule: fn(Option<Duration>) -> Duration,
+    bounds: Bounds,
 }
 
 impl Patience {
-    pub fn new(rule: fn(Option<Duration>) -> Duration) -> Self {
+    pub fn new(bounds: Bounds) -> Self {
         Self {
             started: Instant::now(),
             slowest: Mutex::new(None),
             changed: Notify::new(),
-            rule,
+            bounds,
         }
     }
 
@@ -41,7 +41,7 @@ impl Patience {
 
     fn deadline(&self) -> Instant {
         let slowest = *self.slowest.lock().unwrap_or_else(|p| p.into_inner());
-        self.started + (self.rule)(slowest)
+        self.started + self.bounds.patience(slowest)
     }
 
     /// Resolves when the batch has waited as long as it will.
@@ -61,13 +61,12 @@ impl Patience {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::outbound::lane::patience;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]
     fn every_answer_moves_the_deadline_to_twice_the_slowest() {
-        let patience = Patience::new(patience);
+        let patience = Patience::new(Bounds::STANDARD);
         assert_eq!(patience.deadline(), patience.started + MS(1000));
         patience.answered_after(MS(300));
         assert_eq!(patience.deadline(), patience.started + MS(600));
@@ -81,12 +80,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_wakes_the_attempts_still_waiting() {
-        // Forever until something answers, then at once.
-        let rule = |slowest: Option<Duration>| match slowest {
-            None => Duration::from_secs(86_400),
-            Some(_) => Duration::ZERO,
+        // A day until something answers, then twice that answer's time.
+        let bounds = Bounds {
+            min: Duration::ZERO,
+            max: Duration::from_secs(86_400),
         };
-        let patience = std::sync::Arc::new(Patience::new(rule));
+        let patience = std::sync::Arc::new(Patience::new(bounds));
         let waiting = tokio::spawn({
             let p = patience.clone();
             async move { p.run_out().await }

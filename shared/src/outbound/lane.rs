@@ -9,7 +9,7 @@
 //!   slow (`slow_since`), so its next attempts go there directly.
 //! - The **slow lane** (`SlowDeliveryQueue`, one record per invocation)
 //!   waits the full 15 seconds. An endpoint leaves it when it answers
-//!   within [`MIN_PATIENCE`] ([`is_quick`]) after at least [`MIN_SLOW_STAY`]
+//!   within [`MIN_PATIENCE`] ([`Bounds::is_quick`]) after at least [`MIN_SLOW_STAY`]
 //!   there, so that an endpoint whose answers straddle the bar moves (and
 //!   may get a request twice) at most once per [`MIN_SLOW_STAY`].
 
@@ -54,19 +54,37 @@ impl Lane {
     }
 }
 
-/// How long, from the start of its batch, the fast lane waits for an
-/// attempt's answer, given the batch's slowest answer so far (from the
-/// batch's start).
-pub fn patience(slowest_answer: Option<Duration>) -> Duration {
-    match slowest_answer {
-        None => MAX_PATIENCE,
-        Some(slowest) => (slowest * 2).clamp(MIN_PATIENCE, MAX_PATIENCE),
-    }
+/// The fast lane's patience: at least `min`, at most `max`; an answer
+/// within `min` is quick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: Duration,
+    pub max: Duration,
 }
 
-/// Whether an answer after `latency` is quick enough for the fast lane.
-pub fn is_quick(latency: Duration) -> bool {
-    latency < MIN_PATIENCE
+impl Bounds {
+    /// What the service runs with ([`MIN_PATIENCE`], [`MAX_PATIENCE`]);
+    /// tests lengthen both, so that a busy test machine is not taken for a
+    /// slow endpoint.
+    pub const STANDARD: Bounds = Bounds {
+        min: MIN_PATIENCE,
+        max: MAX_PATIENCE,
+    };
+
+    /// How long, from the start of its batch, the fast lane waits for an
+    /// attempt's answer, given the batch's slowest answer so far (from the
+    /// batch's start).
+    pub fn patience(&self, slowest_answer: Option<Duration>) -> Duration {
+        match slowest_answer {
+            None => self.max,
+            Some(slowest) => (slowest * 2).clamp(self.min, self.max),
+        }
+    }
+
+    /// Whether an answer after `latency` is quick enough for the fast lane.
+    pub fn is_quick(&self, latency: Duration) -> bool {
+        latency < self.min
+    }
 }
 
 /// What came of an attempt, as far as lanes go.
@@ -81,11 +99,11 @@ pub struct Answered {
 /// Where an endpoint's next attempt goes after one answered (whatever its
 /// status) in `lane`: the fast lane keeps what it got an answer from; the
 /// slow lane lets go only of a quick one, after its minimum stay.
-pub fn after_answer(lane: Lane, a: Answered) -> Lane {
+pub fn after_answer(lane: Lane, a: Answered, bounds: Bounds) -> Lane {
     let stayed = a.slow_for.is_none_or(|t| t >= MIN_SLOW_STAY);
     match lane {
         Lane::Fast => Lane::Fast,
-        Lane::Slow if !a.timed_out && is_quick(a.latency) && stayed => Lane::Fast,
+        Lane::Slow if !a.timed_out && bounds.is_quick(a.latency) && stayed => Lane::Fast,
         Lane::Slow => Lane::Slow,
     }
 }
@@ -106,16 +124,33 @@ mod tests {
 
     #[test]
     fn the_fast_lane_waits_twice_the_slowest_answer_within_its_bounds() {
-        assert_eq!(patience(None), MAX_PATIENCE, "nothing answered yet");
-        assert_eq!(patience(Some(MS(50))), MIN_PATIENCE, "at least 150 ms");
-        assert_eq!(patience(Some(MS(300))), MS(600));
-        assert_eq!(patience(Some(MS(800))), MAX_PATIENCE, "at most 1 s");
+        assert_eq!(
+            Bounds::STANDARD.patience(None),
+            MAX_PATIENCE,
+            "nothing answered yet"
+        );
+        assert_eq!(
+            Bounds::STANDARD.patience(Some(MS(50))),
+            MIN_PATIENCE,
+            "at least 150 ms"
+        );
+        assert_eq!(Bounds::STANDARD.patience(Some(MS(300))), MS(600));
+        assert_eq!(
+            Bounds::STANDARD.patience(Some(MS(800))),
+            MAX_PATIENCE,
+            "at most 1 s"
+        );
     }
 
     #[test]
     fn only_a_quick_answer_after_its_stay_brings_an_endpoint_back() {
-        let slow =
-            |ms, timed_out, slow_for| after_answer(Lane::Slow, answered(ms, timed_out, slow_for));
+        let slow = |ms, timed_out, slow_for| {
+            after_answer(
+                Lane::Slow,
+                answered(ms, timed_out, slow_for),
+                Bounds::STANDARD,
+            )
+        };
         assert_eq!(slow(40, false, Some(600)), Lane::Fast);
         assert_eq!(slow(40, false, None), Lane::Fast, "not marked (any more)");
         assert_eq!(
@@ -127,7 +162,7 @@ mod tests {
         assert_eq!(slow(900, false, Some(3600)), Lane::Slow);
         assert_eq!(slow(1, true, Some(3600)), Lane::Slow);
         assert_eq!(
-            after_answer(Lane::Fast, answered(900, false, None)),
+            after_answer(Lane::Fast, answered(900, false, None), Bounds::STANDARD),
             Lane::Fast,
             "an answer the fast lane waited for keeps it there"
         );
