@@ -303,7 +303,7 @@ struct Call<'a> {
 fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
     let Call {
         host,
-        version,
+        version: _,
         segs,
         method,
         uri,
@@ -329,7 +329,6 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
     }
     let first = segs.first().map(String::as_str).unwrap_or_default();
     let own = first == "me" || first == actor.account_id || Some(first) == actor.page_id.as_deref();
-    let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let params = super::publishing::params(uri, body);
     match super::publishing::answer(
         &mut i,
@@ -349,8 +348,32 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
     if !own && i.graph.objects.get(first) != Some(&actor.account_id) {
         return (no_such_object(method, first), None);
     }
+    match respond(&mut i.graph, call, &actor, own) {
+        Ok(answer) => (with_usage(&mut i, &actor, StatusCode::OK, answer), None),
+        Err(refused) => (refused, None),
+    }
+}
+
+/// What Meta answers to a call the token may make (`own`: on its own
+/// account or Page; else on an object of its account's).
+fn respond(
+    g: &mut GraphState,
+    call: &Call<'_>,
+    actor: &Actor,
+    own: bool,
+) -> Result<Value, Response> {
+    let Call {
+        host,
+        version,
+        segs,
+        method,
+        uri,
+        headers,
+        body,
+    } = *call;
+    let first = segs.first().map(String::as_str).unwrap_or_default();
     let rest: Vec<&str> = segs.iter().skip(1).map(String::as_str).collect();
-    let next = i.graph.next_id + 1;
+    let next = g.next_id + 1;
     let answer = match (method.as_str(), own, rest.as_slice()) {
         ("GET", true, ["media"]) => {
             let here = Here {
@@ -361,50 +384,55 @@ fn answer(s: &Shared, call: &Call<'_>) -> (Response, Option<super::Gate>) {
                 host,
                 version,
             };
-            media_page(&here, &actor, &query_map(uri), &mut i.graph)
+            media_page(&here, actor, &query_map(uri), g)
         }
         ("GET", true, ["insights"]) => json!({"data": [{"name": "reach", "period": "day",
             "values": [{"value": 42, "end_time": "2026-11-21T08:00:00+0000"}], "title": "Reach", "id": "x"}]}),
-        ("POST", true, ["messages"]) => {
-            let (Some(to), true) = (
-                json_body.pointer("/recipient/id").and_then(Value::as_str),
-                json_body.get("message").is_some(),
-            ) else {
-                return (
-                    graph_error(400, 100, "(#100) recipient and message are required"),
-                    None,
-                );
-            };
-            let to = to.to_string();
-            i.graph.sent.push((actor_id.clone(), json_body.clone()));
-            json!({"recipient_id": to, "message_id": format!("m_emu{next}")})
-        }
+        ("POST", true, ["messages"]) => send_message(g, actor, body, next)?,
         ("GET", true, []) if host == "instagram" => {
             json!({"id": actor.account_id, "username": "emulated"})
         }
         ("GET", false, []) => json!({"id": first, "caption": "A post", "media_type": "IMAGE"}),
         ("GET", false, ["comments"]) => {
             let comment = format!("{first}0001");
-            i.graph
-                .objects
-                .insert(comment.clone(), actor.account_id.clone());
+            g.objects.insert(comment.clone(), actor.account_id.clone());
             json!({"data": [{"id": comment, "text": "Nice!", "timestamp": "2026-11-21T09:00:00+0000"}]})
         }
         ("POST", false, ["replies"]) => {
             let reply = format!("{first}{next:04}");
-            i.graph
-                .objects
-                .insert(reply.clone(), actor.account_id.clone());
+            g.objects.insert(reply.clone(), actor.account_id.clone());
             json!({"id": reply})
         }
         ("POST", false, []) => json!({"success": true}),
         ("DELETE", false, []) => json!({"success": true}),
-        _ => {
-            return (
-                graph_error(400, 100, "Unsupported request (emulated Meta)"),
-                None,
-            )
-        }
+        _ => return Err(graph_error(400, 100, "Unsupported request (emulated Meta)")),
     };
-    (with_usage(&mut i, &actor, StatusCode::OK, answer), None)
+    Ok(answer)
+}
+
+/// `POST .../messages`: recorded as sent by the account (or Page).
+fn send_message(
+    g: &mut GraphState,
+    actor: &Actor,
+    body: &Bytes,
+    next: u64,
+) -> Result<Value, Response> {
+    let json_body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (Some(to), true) = (
+        json_body.pointer("/recipient/id").and_then(Value::as_str),
+        json_body.get("message").is_some(),
+    ) else {
+        return Err(graph_error(
+            400,
+            100,
+            "(#100) recipient and message are required",
+        ));
+    };
+    let answer = json!({"recipient_id": to, "message_id": format!("m_emu{next}")});
+    let sender = actor
+        .page_id
+        .clone()
+        .unwrap_or_else(|| actor.account_id.clone());
+    g.sent.push((sender, json_body));
+    Ok(answer)
 }
