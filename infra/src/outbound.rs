@@ -48,6 +48,13 @@ pub struct LocalWebhooks {
     receiver_url: String,
 }
 
+/// The `eventSourceARN` Lambda's records carry for the queue at `url`
+/// (moto's account and region), which tells `deliver` its lane.
+pub fn queue_arn(url: &str) -> String {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    format!("arn:aws:sqs:us-east-1:123456789012:{name}")
+}
+
 impl LocalWebhooks {
     /// Queues and a key in moto, and `admin` and `deliver` configured as the
     /// template would (with `DELIVERY_ALLOW_LOOPBACK=true`).
@@ -159,8 +166,7 @@ impl LocalWebhooks {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let name = queue.rsplit('/').next().unwrap_or_default();
-        let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+        let arn = queue_arn(queue);
         Ok(got.messages().iter().map(|m| json!({
             "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
             "eventSourceARN": arn,

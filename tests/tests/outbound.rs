@@ -165,12 +165,6 @@ const TEST_PATIENCE: shared::outbound::lane::Bounds = shared::outbound::lane::Bo
     max: std::time::Duration::from_millis(2500),
 };
 
-/// The ARN Lambda's records name for a queue of the tests.
-fn queue_arn(url: &str) -> String {
-    let name = url.rsplit('/').next().unwrap();
-    format!("arn:aws:sqs:us-east-1:123456789012:{name}")
-}
-
 async fn world(allow_loopback: bool, lookup: Lookup) -> World {
     world_at(allow_loopback, lookup, Clock::fixed(TEST_EPOCH)).await
 }
@@ -341,7 +335,7 @@ impl World {
                 json!({
                     "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
                     "body": m.body(), "attributes": {}, "eventSource": "aws:sqs",
-                    "eventSourceARN": queue_arn(queue),
+                    "eventSourceARN": infra::outbound::queue_arn(queue),
                 })
             })
             .collect();

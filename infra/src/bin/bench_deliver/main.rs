@@ -184,8 +184,7 @@ async fn setup() -> Bench {
     let sqs = aws_sdk_sqs::Client::from_conf(conf.interceptor(calls[1].clone()).build());
     let keys = KmsDataKeys::new(calls[2].kms(&stack.aws), &key_id);
     let events_table = config.events_table.clone();
-    let slow_name = config.slow_queue_url.rsplit('/').next().unwrap_or_default();
-    let slow_arn = format!("arn:aws:sqs:us-east-1:123456789012:{slow_name}");
+    let slow_arn = infra::outbound::queue_arn(&config.slow_queue_url);
     let clock = Clock::system();
     let deliver = Deliver::new(config, &dynamodb, sqs, keys, Lookup::System, clock);
     Bench {
