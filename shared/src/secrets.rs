@@ -55,17 +55,49 @@ type Cached = (Instant, Arc<AppSecrets>);
 /// rather than starting another.
 #[derive(Clone)]
 pub struct SecretsCache {
-    client: aws_sdk_secretsmanager::Client,
-    secret_id: String,
+    source: Source,
     cached: Arc<Mutex<Option<Cached>>>,
     last_forced: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Where the secret's JSON text is read.
+#[derive(Clone)]
+enum Source {
+    SecretsManager {
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+    },
+    /// Held in memory, and replaced by [`SecretsCache::rotate_in_memory`]:
+    /// what a handler's unit tests read, with no server.
+    Memory(Arc<std::sync::Mutex<String>>),
+}
+
 impl SecretsCache {
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        Self {
+        Self::of(Source::SecretsManager {
             client,
             secret_id: secret_id.into(),
+        })
+    }
+
+    /// A cache whose secret is `json`, held in memory (the same JSON object
+    /// Secrets Manager holds; read and checked the same way).
+    pub fn in_memory(json: impl Into<String>) -> Self {
+        Self::of(Source::Memory(Arc::new(std::sync::Mutex::new(json.into()))))
+    }
+
+    /// Replaces an in-memory secret, as a rotation replaces the stored one:
+    /// the cache still serves the old one until it reads again. No effect
+    /// on a cache that reads Secrets Manager.
+    pub fn rotate_in_memory(&self, json: impl Into<String>) {
+        if let Source::Memory(text) = &self.source {
+            *text.lock().unwrap_or_else(|p| p.into_inner()) = json.into();
+        }
+    }
+
+    fn of(source: Source) -> Self {
+        Self {
+            source,
             cached: Arc::new(Mutex::new(None)),
             last_forced: Arc::new(Mutex::new(None)),
         }
@@ -92,23 +124,36 @@ impl SecretsCache {
                 return Ok(secrets.clone());
             }
         }
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                SecretsError::Read(
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-                )
-            })?;
-        let text = out.secret_string().ok_or(SecretsError::Malformed)?;
+        let text = self.source.read().await?;
         // The error of serde_json could quote the secret: drop it.
         let secrets: AppSecrets =
-            serde_json::from_str(text).map_err(|_| SecretsError::Malformed)?;
+            serde_json::from_str(&text).map_err(|_| SecretsError::Malformed)?;
         let secrets = Arc::new(secrets);
         *cached = Some((Instant::now(), secrets.clone()));
         Ok(secrets)
+    }
+}
+
+impl Source {
+    /// The secret's JSON text.
+    async fn read(&self) -> Result<String, SecretsError> {
+        match self {
+            Self::SecretsManager { client, secret_id } => {
+                let out = client
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        SecretsError::Read(
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                        )
+                    })?;
+                out.secret_string()
+                    .map(str::to_string)
+                    .ok_or(SecretsError::Malformed)
+            }
+            Self::Memory(text) => Ok(text.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
     }
 }

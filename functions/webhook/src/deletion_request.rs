@@ -16,9 +16,9 @@ use shared::time::OffsetDateTime;
 use shared::webhook::SignedRequest;
 
 use crate::deletion;
-use crate::{accounts, unavailable, Launch, Revoked, Unavailable, Webhook};
+use crate::{accounts, unavailable, Launch, MetaStore, Revoked, Unavailable, Webhook};
 
-impl Webhook {
+impl<S: MetaStore> Webhook<S> {
     /// `POST /meta/data-deletion`: the person's connections granted before
     /// the request are revoked (tokens deleted) at once, the product is told
     /// (`data_deletion.requested`), and the job deleting their stored events
@@ -51,7 +51,7 @@ impl Webhook {
     /// start failed (logged); Meta retries and gets the same code.
     async fn deletion_for(&self, request: &SignedRequest) -> Result<DeletionRecord, Unavailable> {
         let meta_user = request.user_id.as_str();
-        let person = self.connections.deletion_person(meta_user).await?;
+        let person = self.store.deletion_person(meta_user).await?;
         if let Some(record) = self.deletion_again(request, person.as_ref()).await? {
             tracing::info!(meta_user = %tag(meta_user), "data deletion requested again: same code");
             return Ok(record);
@@ -71,7 +71,7 @@ impl Webhook {
         else {
             return Ok(None);
         };
-        let record = self.connections.get_deletion(&p.latest_code).await?;
+        let record = self.store.deletion(&p.latest_code).await?;
         if let Some(record) = &record {
             if record.status == DeletionStatus::Pending {
                 self.launch(&record.code).await?;
@@ -103,7 +103,7 @@ impl Webhook {
                 now,
                 self.config.store.event_retention,
             );
-            self.events.put(&notice).await?;
+            self.store.put_event(&notice).await?;
         }
         let count = match person {
             Some(p) if p.count >= DELETIONS_PER_PERSON => p.count,
@@ -111,7 +111,7 @@ impl Webhook {
             None => 1,
         };
         let started = self
-            .connections
+            .store
             .start_deletion(meta_user, request.issued_at, &record, person, count)
             .await?;
         if !started {
@@ -143,7 +143,7 @@ impl Webhook {
         let mut events_deleted = 0;
         if let Some(p) = person.filter(|p| p.count >= DELETIONS_PER_PERSON) {
             code = p.latest_code.clone();
-            if let Some(latest) = self.connections.get_deletion(&code).await? {
+            if let Some(latest) = self.store.deletion(&code).await? {
                 events_deleted = latest.events_deleted;
                 for a in latest.accounts {
                     if !accounts
@@ -180,12 +180,12 @@ impl Webhook {
         revoked: &[Revoked],
     ) -> Result<Vec<DeletionAccount>, Unavailable> {
         let deleted = self
-            .connections
+            .store
             .deleted_accounts(meta_user, self.clock.now())
             .await?;
         let mut gone = Vec::new();
         for account in deleted {
-            let owner = self.connections.owner_of(&account.account_id).await?;
+            let owner = self.store.owner_of(&account.account_id).await?;
             gone.push(accounts::Gone { account, owner });
         }
         Ok(accounts::covered(deletion_accounts(revoked), gone))
@@ -224,7 +224,7 @@ impl Webhook {
         if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
             return not_found();
         }
-        match self.connections.get_deletion(code).await {
+        match self.store.deletion(code).await {
             Ok(Some(r)) => http::json(
                 StatusCode::OK,
                 &json!({

@@ -21,10 +21,14 @@ pub mod deletion;
 mod deletion_request;
 pub mod delivery;
 mod error;
+#[cfg(test)]
+mod handler_tests;
 mod notification;
 mod revoke;
+mod store;
 
 pub use error::Unavailable;
+pub use store::{MetaStore, Stores};
 
 use std::sync::Arc;
 
@@ -34,7 +38,6 @@ use lambda_http::{Body, Request, Response};
 use shared::config::StoreConfig;
 use shared::invoke::AsyncInvoke;
 use shared::secrets::{AppSecrets, SecretsCache};
-use shared::store::{ConnectionStore, EventStore};
 use shared::time::OffsetDateTime;
 use shared::webhook::{self, SignedRequest};
 use shared::{http, Clock, EnvReader, FromEnv};
@@ -123,10 +126,10 @@ pub fn meta_route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, MetaRo
     (*method == Method::GET).then_some((prefix, MetaRoute::DeletionStatus(code)))
 }
 
-pub struct Webhook {
+/// The handler of Meta's routes, over its store (DynamoDB: [`Stores`]).
+pub struct Webhook<S = Stores> {
     config: WebhookConfig,
-    connections: ConnectionStore,
-    events: EventStore,
+    store: S,
     secrets: SecretsCache,
     clock: Clock,
     job: Arc<DeletionJob>,
@@ -142,23 +145,37 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     http::secure_headers(resp)
 }
 
-impl Webhook {
+impl Webhook<Stores> {
     pub fn new(
         config: WebhookConfig,
         dynamodb: shared::aws_sdk_dynamodb::Client,
         secrets: shared::aws_sdk_secretsmanager::Client,
         clock: Clock,
     ) -> Self {
-        Self {
+        let stores = Stores {
             connections: config.store.connections(&dynamodb),
-            job: Arc::new(DeletionJob::new(
-                &config.deletion(),
-                dynamodb.clone(),
-                clock.clone(),
-            )),
             events: config.store.events(&dynamodb),
-            secrets: SecretsCache::new(secrets, &config.meta_secret_id),
+        };
+        let job = DeletionJob::new(&config.deletion(), dynamodb, clock.clone());
+        let secrets = SecretsCache::new(secrets, &config.meta_secret_id);
+        Self::with_store(config, stores, secrets, job, clock)
+    }
+}
+
+impl<S: MetaStore> Webhook<S> {
+    /// The handler over any store (the unit tests' is in memory).
+    pub fn with_store(
+        config: WebhookConfig,
+        store: S,
+        secrets: SecretsCache,
+        job: DeletionJob,
+        clock: Clock,
+    ) -> Self {
+        Self {
             config,
+            store,
+            secrets,
+            job: Arc::new(job),
             clock,
             launch: Launch::Later,
         }
@@ -269,7 +286,7 @@ fn with_keys<T>(secrets: &AppSecrets, f: impl Fn(&[&[u8]]) -> T) -> T {
     ])
 }
 
-impl Webhook {
+impl<S: MetaStore> Webhook<S> {
     /// Serves this handler on the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`):
     /// what `main` does once it has built the handler, and what the tests run
     /// against a local Runtime API.

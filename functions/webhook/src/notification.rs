@@ -17,9 +17,9 @@ use shared::webhook::{self, SignatureError};
 use shared::Provider;
 
 use crate::delivery::Delivery;
-use crate::{with_keys, Unavailable, Webhook, STORE_CONCURRENCY};
+use crate::{with_keys, MetaStore, Unavailable, Webhook, STORE_CONCURRENCY};
 
-impl Webhook {
+impl<S: MetaStore> Webhook<S> {
     /// Verifies `signature` over `body` with either app secret, re-reading the
     /// secret once (rate limited) on a mismatch, in case it was rotated.
     async fn verified(&self, body: &[u8], signature: &[u8; 32]) -> Result<bool, Unavailable> {
@@ -111,12 +111,12 @@ impl Webhook {
         updates: &[webhook::Update<'_>],
     ) -> Result<(usize, Delivery), Unavailable> {
         let entry_ids: Vec<&str> = updates.iter().map(|u| u.entry_id.as_str()).collect();
-        let owners = self.connections.owners(&entry_ids).await?;
+        let owners = self.store.owners(&entry_ids).await?;
         let now = self.clock.now();
         let events = to_events(updates, &owners, now, self.config.store.event_retention);
         let new = self
-            .events
-            .put_all(&events, STORE_CONCURRENCY)
+            .store
+            .put_events(&events, STORE_CONCURRENCY)
             .await
             .inspect_err(|_| tracing::warn!(updates = events.len(), "webhook store failed"))?;
         let duplicates = events.len() - new;

@@ -8,10 +8,10 @@ use serde_json::json;
 use shared::connection::{Connection, Lifecycle};
 use shared::http;
 use shared::logging::tag;
-use shared::store::{Event, UserConnections};
+use shared::store::Event;
 use shared::time::OffsetDateTime;
 
-use crate::{Unavailable, Webhook};
+use crate::{MetaStore, Unavailable, Webhook};
 
 /// The deauthorize rule (docs/contract.md, "POST /meta/deauthorize and POST
 /// /meta/data-deletion"): a request issued at `issued_at` revokes a grant
@@ -21,7 +21,7 @@ pub fn revokes(issued_at: OffsetDateTime, token_issued_at: OffsetDateTime) -> bo
     token_issued_at <= issued_at
 }
 
-impl Webhook {
+impl<S: MetaStore> Webhook<S> {
     /// `POST /meta/deauthorize`: every connection of that person granted
     /// before the request was issued is revoked and its token deleted; a
     /// grant made after it is left alone.
@@ -54,7 +54,7 @@ impl Webhook {
         meta_user: &str,
         issued_at: OffsetDateTime,
     ) -> Result<Vec<Revoked>, Unavailable> {
-        let conns = self.connections.by_meta_user(meta_user).await?;
+        let conns = self.store.by_meta_user(meta_user).await?;
         let now = self.clock.now();
         let mut out = Vec::new();
         let mut kept = 0;
@@ -72,7 +72,7 @@ impl Webhook {
                 self.config.store.event_retention,
             );
             if self
-                .connections
+                .store
                 .revoke_granted_before(&c, issued_at, &event, now)
                 .await?
             {
@@ -85,8 +85,8 @@ impl Webhook {
             // Nothing changed: already revoked, gone, or granted again since
             // it was read. Only the first still concerns this request.
             let current = self
-                .connections
-                .get(&c.user_id, c.provider, &c.account_id)
+                .store
+                .connection(&c.user_id, c.provider, &c.account_id)
                 .await?;
             match current {
                 Some((now_conn, _)) if now_conn.token_issued_at <= issued_at => {
