@@ -17,7 +17,7 @@ use shared::meta::proxy::GraphBody;
 use shared::vault::DataKeys;
 use shared::Provider;
 
-use crate::{Graph, ProxyAnswer, ProxyRequest, MAX_BODY_BYTES};
+use crate::{Graph, ProxyAnswer, ProxyRequest, ProxyStore, MAX_BODY_BYTES};
 
 use shared::door::is_api_gateway_event;
 pub use shared::door::Door;
@@ -128,7 +128,7 @@ fn http_request(req: &Request, user_id: String) -> Result<ProxyRequest, ProxyAns
     })
 }
 
-impl<K: DataKeys> Graph<K> {
+impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
     /// The HTTP door.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let Some(user_id) = http::user_id(&req) else {

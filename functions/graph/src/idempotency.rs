@@ -10,7 +10,7 @@ use shared::graph::store::{request_fingerprint, Claim, IdemKey};
 use shared::meta::proxy::GraphBody;
 use shared::vault::DataKeys;
 
-use crate::{Graph, ProxyAnswer, ProxyRequest, CLAIM_LEASE};
+use crate::{Graph, ProxyAnswer, ProxyRequest, ProxyStore, CLAIM_LEASE};
 
 /// A claimed key: what settles it.
 pub(crate) struct Claimed {
@@ -58,7 +58,7 @@ fn invalid_key() -> ProxyAnswer {
     )
 }
 
-impl<K: DataKeys> Graph<K> {
+impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
     /// Claims the idempotency key of a `POST`/`DELETE`. `Ok(None)`: no key
     /// (or a `GET`, which is safe to repeat); `Err`: answer at once.
     pub(crate) async fn claim(

@@ -14,12 +14,16 @@
 
 mod answer;
 mod doors;
+#[cfg(test)]
+mod handler_tests;
 mod idempotency;
 mod limits;
 mod meta_call;
+mod store;
 
 pub use answer::ProxyAnswer;
 pub use doors::{Door, InvokeRequest};
+pub use store::{ProxyStore, Stores};
 
 use std::time::{Duration, Instant};
 
@@ -35,7 +39,6 @@ use shared::meta::proxy::GraphBody;
 use shared::meta::MetaClient;
 use shared::metrics::Metrics;
 use shared::secrets::SecretsCache;
-use shared::store::{ConnectionStore, UserConnections};
 use shared::vault::{DataKeys, SealedToken, TokenVault};
 use shared::{Clock, EnvReader, FromEnv, Provider};
 
@@ -114,10 +117,11 @@ pub struct CallTrace {
     pub store_latency: Duration,
 }
 
-pub struct Graph<K> {
+/// The proxy, over its token keys (KMS) and its store (DynamoDB:
+/// [`Stores`]).
+pub struct Graph<K, S = Stores> {
     config: GraphConfig,
-    connections: ConnectionStore,
-    store: GraphStore,
+    store: S,
     meta: MetaClient,
     vault: TokenVault<K>,
     secrets: SecretsCache,
@@ -139,17 +143,34 @@ impl<K: DataKeys> Graph<K> {
         keys: K,
         clock: Clock,
     ) -> Self {
-        Self {
+        let stores = Stores {
             connections: config.store.connections(&dynamodb),
-            store: GraphStore::new(
+            graph: GraphStore::new(
                 dynamodb,
                 &config.graph_table,
                 &config.store.connections_table,
                 &config.store.events_table,
             ),
+        };
+        let secrets = SecretsCache::new(secrets, &config.meta_secret_id);
+        Self::with_store(config, stores, secrets, keys, clock)
+    }
+}
+
+impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
+    /// The proxy over any store (the unit tests' is in memory).
+    pub fn with_store(
+        config: GraphConfig,
+        store: S,
+        secrets: SecretsCache,
+        keys: K,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            store,
             meta: MetaClient::new(config.meta.clone()),
             vault: TokenVault::new(keys),
-            secrets: SecretsCache::new(secrets, &config.meta_secret_id),
+            secrets,
             tokens: TokenCache::new(clock.clone()),
             config,
             clock,
@@ -270,8 +291,8 @@ impl<K: DataKeys> Graph<K> {
             return Ok(None);
         }
         let found = self
-            .connections
-            .get(&req.user_id, req.provider, &req.account_id)
+            .store
+            .connection(&req.user_id, req.provider, &req.account_id)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "could not read the connection");

@@ -14,7 +14,7 @@ use shared::time::OffsetDateTime;
 use shared::vault::DataKeys;
 use shared::Provider;
 
-use crate::{Graph, ProxyAnswer, ProxyRequest};
+use crate::{Graph, ProxyAnswer, ProxyRequest, ProxyStore};
 
 /// `Some(answer)`: the caller is over a bucket (`429`), or its buckets could
 /// not be taken (`503`).
@@ -28,7 +28,7 @@ pub(crate) struct Limits {
     pub(crate) buckets: BucketAnswer,
 }
 
-impl<K: DataKeys> Graph<K> {
+impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
     /// The blocks and the caller's buckets.
     pub(crate) async fn limits(&self, req: &ProxyRequest, now: OffsetDateTime) -> Limits {
         let provider = req.provider;

@@ -20,7 +20,7 @@ use shared::vault::{DataKeys, TokenOwner};
 use shared::Provider;
 
 use crate::answer::{limits_json, rate_limited};
-use crate::{CallTrace, Found, Graph, ProxyAnswer, ProxyRequest};
+use crate::{CallTrace, Found, Graph, ProxyAnswer, ProxyRequest, ProxyStore};
 
 /// `GET` attempts when Meta fails or can't be reached.
 const GET_ATTEMPTS: u32 = 3;
@@ -67,7 +67,7 @@ fn http_method(method: GraphMethod) -> reqwest::Method {
     }
 }
 
-impl<K: DataKeys> Graph<K> {
+impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
     async fn open_token(&self, found: &Found) -> Result<(SecretString, bool), ProxyAnswer> {
         let conn = &found.conn;
         let Some(sealed) = &found.sealed else {
