@@ -2,6 +2,7 @@
 //! door this one is, and whether an invocation is an API Gateway event that
 //! the backend door must refuse (CONTRACT.md, "Proxy amendments").
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Which door a function is: the template deploys one function per door,
@@ -38,6 +39,63 @@ pub fn is_api_gateway_event(payload: &Value) -> bool {
         && (payload.get("routeKey").is_some() || payload.get("httpMethod").is_some())
 }
 
+/// Why a backend door refused an invocation before it became a request:
+/// the status, the contract's error code and a message for the developer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn invalid(message: String) -> Self {
+        Self {
+            status: 400,
+            code: "invalid_request",
+            message,
+        }
+    }
+}
+
+/// A backend door's payload read as `T` (which must hold `user_id` as a
+/// string), checked as every backend door
+/// checks it (CONTRACT.md, "Proxy amendments"): never an API Gateway event
+/// (`send` says what to send instead), of the documented shape (serde's
+/// message says what is wrong, to the caller who sent it), naming its
+/// owner. The door then reads its provider ([`unknown_provider`]).
+pub fn backend_call<T: DeserializeOwned>(payload: Value, send: &str) -> Result<T, Refusal> {
+    if is_api_gateway_event(&payload) {
+        return Err(Refusal {
+            status: 400,
+            code: "bad_request",
+            message: format!("This is the backend door: send {send}, not an API Gateway event."),
+        });
+    }
+    let owner = payload.get("user_id").and_then(Value::as_str);
+    let named = owner.is_some_and(|o| !o.is_empty());
+    let call: T = serde_json::from_value(payload).map_err(|e| {
+        Refusal::invalid(format!(
+            "The invocation payload is not of the documented shape: {e}"
+        ))
+    })?;
+    if !named {
+        return Err(Refusal::invalid(
+            "user_id must name the connection's owner.".into(),
+        ));
+    }
+    Ok(call)
+}
+
+/// A provider this service does not know (or does not offer), at any door.
+pub fn unknown_provider() -> Refusal {
+    Refusal {
+        status: 404,
+        code: "unknown_provider",
+        message: "This provider is not available.".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +116,39 @@ mod tests {
         assert!(!is_api_gateway_event(
             &json!({"provider": "instagram", "requestContext": {}})
         ));
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Call {
+        user_id: String,
+        provider: String,
+    }
+
+    #[test]
+    fn a_backend_call_is_of_its_shape_and_names_its_owner() {
+        let call = |v: Value| backend_call::<Call>(v, "{user_id, provider}");
+        let got = call(json!({"user_id": "ada", "provider": "facebook"})).unwrap();
+        assert_eq!(
+            (got.user_id.as_str(), got.provider.as_str()),
+            ("ada", "facebook")
+        );
+        let refused = |v: Value| {
+            let r = call(v).unwrap_err();
+            (r.status, r.code)
+        };
+        let event = json!({"requestContext": {}, "routeKey": "$default"});
+        assert_eq!(refused(event), (400, "bad_request"));
+        let extra = json!({"user_id": "ada", "provider": "instagram", "token": "x"});
+        assert_eq!(refused(extra), (400, "invalid_request"));
+        assert_eq!(
+            refused(json!({"user_id": "", "provider": "instagram"})),
+            (400, "invalid_request")
+        );
+        assert_eq!(
+            refused(json!({"user_id": 7, "provider": "instagram"})),
+            (400, "invalid_request")
+        );
+        assert_eq!(unknown_provider().status, 404);
     }
 }

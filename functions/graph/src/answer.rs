@@ -17,6 +17,13 @@ pub struct ProxyAnswer {
     pub replayed: bool,
 }
 
+/// A backend door's refusal (`shared::door`), as the answer it gives.
+impl From<shared::door::Refusal> for ProxyAnswer {
+    fn from(r: shared::door::Refusal) -> Self {
+        Self::error(r.status, r.code, &r.message)
+    }
+}
+
 impl ProxyAnswer {
     pub fn error(status: u16, code: &str, message: &str) -> Self {
         Self {

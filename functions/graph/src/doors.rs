@@ -19,8 +19,8 @@ use shared::Provider;
 
 use crate::{Graph, ProxyAnswer, ProxyRequest, ProxyStore, MAX_BODY_BYTES};
 
-use shared::door::is_api_gateway_event;
 pub use shared::door::Door;
+use shared::door::{backend_call, is_api_gateway_event};
 
 /// A direct invocation's payload (CONTRACT.md, "Backend").
 #[derive(Debug, Deserialize)]
@@ -45,7 +45,7 @@ fn invalid(message: &str) -> ProxyAnswer {
 }
 
 fn unknown_provider() -> ProxyAnswer {
-    ProxyAnswer::error(404, "unknown_provider", "This provider is not available.")
+    shared::door::unknown_provider().into()
 }
 
 fn bad_method() -> ProxyAnswer {
@@ -216,24 +216,9 @@ fn refused_at_the_door(door: Door, method: &str, status: u16, error: &str) {
 }
 
 fn invoke_request(payload: Value) -> Result<ProxyRequest, ProxyAnswer> {
-    if is_api_gateway_event(&payload) {
-        return Err(ProxyAnswer::error(
-            400,
-            "bad_request",
-            "This is the backend door: send {provider, account_id, user_id, method, path, ...}, \
-             not an API Gateway event.",
-        ));
-    }
     let body_len = payload.get("body").map_or(0, |b| b.to_string().len());
-    let r: InvokeRequest = serde_json::from_value(payload).map_err(|e| {
-        // serde's message names the field, never a value.
-        invalid(&format!(
-            "The invocation payload is not of the documented shape: {e}"
-        ))
-    })?;
-    if r.user_id.is_empty() {
-        return Err(invalid("user_id must name the connection's owner."));
-    }
+    let send = "{provider, account_id, user_id, method, path, ...}";
+    let r: InvokeRequest = backend_call(payload, send).map_err(ProxyAnswer::from)?;
     let provider = Provider::parse(&r.provider).ok_or_else(unknown_provider)?;
     let method = GraphMethod::parse(&r.method).ok_or_else(bad_method)?;
     let query = r

@@ -57,6 +57,13 @@ pub struct Answer {
     pub replayed: bool,
 }
 
+/// A backend door's refusal (`shared::door`), as the answer it gives.
+impl From<shared::door::Refusal> for Answer {
+    fn from(r: shared::door::Refusal) -> Self {
+        Self::error(r.status, r.code, &r.message)
+    }
+}
+
 impl Answer {
     pub fn error(status: u16, code: &str, message: &str) -> Self {
         Self::ok(status, json!({"error": code, "message": message}))

@@ -23,11 +23,11 @@ pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(
 /// A run chains at most this many invocations for what it had no time for.
 pub const CONTINUATION: Continuation = Continuation { max_rounds: 10 };
 
-use shared::door::is_api_gateway_event;
 pub use shared::door::Door;
+use shared::door::{backend_call, is_api_gateway_event};
 
 fn unknown_provider() -> Answer {
-    Answer::error(404, "unknown_provider", "This provider is not available.")
+    shared::door::unknown_provider().into()
 }
 
 fn invalid(message: &str) -> Answer {
@@ -115,18 +115,8 @@ pub struct InvokeRequest {
 }
 
 fn invoke_request(payload: Value) -> Result<PostsRequest, Answer> {
-    if is_api_gateway_event(&payload) {
-        return Err(Answer::error(400, "bad_request",
-            "This is the backend door: send {action, provider, account_id, user_id, ...}, not an API Gateway event."));
-    }
-    let r: InvokeRequest = serde_json::from_value(payload).map_err(|e| {
-        invalid(&format!(
-            "The invocation payload is not of the documented shape: {e}"
-        ))
-    })?;
-    if r.user_id.is_empty() {
-        return Err(invalid("user_id must name the connection's owner."));
-    }
+    let send = "{action, provider, account_id, user_id, ...}";
+    let r: InvokeRequest = backend_call(payload, send).map_err(Answer::from)?;
     let provider = Provider::parse(&r.provider).ok_or_else(unknown_provider)?;
     let post_id = || {
         r.post_id
