@@ -49,32 +49,30 @@ struct Fields {
     fields: String,
 }
 
+type Meta = State<MetaEmulator>;
+
+async fn mint(State(m): Meta, Path((account, username)): Path<(String, String)>) -> String {
+    m.mint_instagram_token(&account, &username)
+}
+
+async fn subscribe(State(m): Meta, Path(id): Path<String>, Query(q): Query<Fields>) {
+    m.set_subscription(&id, &q.fields)
+}
+
+async fn delay(State(m): Meta, Path(ms): Path<u64>) {
+    m.set_delay(Duration::from_millis(ms))
+}
+
+async fn calls(State(m): Meta, Path(endpoint): Path<String>) -> String {
+    m.calls(&endpoint).to_string()
+}
+
 fn control_routes(meta: MetaEmulator) -> Router {
     Router::new()
-        .route(
-            "/mint/{account}/{username}",
-            post(|State(m): State<MetaEmulator>, Path((a, u)): Path<(String, String)>| async move {
-                m.mint_instagram_token(&a, &u)
-            }),
-        )
-        .route(
-            "/subscription/{id}",
-            put(|State(m): State<MetaEmulator>, Path(id): Path<String>, Query(q): Query<Fields>| async move {
-                m.set_subscription(&id, &q.fields)
-            }),
-        )
-        .route(
-            "/delay/{ms}",
-            put(|State(m): State<MetaEmulator>, Path(ms): Path<u64>| async move {
-                m.set_delay(Duration::from_millis(ms))
-            }),
-        )
-        .route(
-            "/calls/{endpoint}",
-            get(|State(m): State<MetaEmulator>, Path(e): Path<String>| async move {
-                m.calls(&e).to_string()
-            }),
-        )
+        .route("/mint/{account}/{username}", post(mint))
+        .route("/subscription/{id}", put(subscribe))
+        .route("/delay/{ms}", put(delay))
+        .route("/calls/{endpoint}", get(calls))
         .with_state(meta)
 }
 
