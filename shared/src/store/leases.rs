@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::connections::{key_tag, DueKeys, Lease};
 use super::items::{parse_connection, parse_token, token_attr, unreadable_attribute};
 use super::{
-    epoch, get_s, n, query_all, s, webhooks_attr, ConnectionKey, ConnectionStore, Event,
+    epoch, get_s, n, query_each, s, webhooks_attr, ConnectionKey, ConnectionStore, Event, Item,
     StoreError, UpdateExpr,
 };
 use super::{transacted, update_alone, written};
@@ -35,16 +35,18 @@ impl ConnectionStore {
             .expression_attribute_values(":b", s(bucket.as_str()))
             .expression_attribute_values(":until", epoch(until));
         let mut due = DueKeys::default();
-        let items = query_all(query, limit).await?;
-        due.capped = items.len() >= limit;
-        for item in items {
-            let (pk, sk) = (get_s(&item, "pk"), get_s(&item, "sk"));
+        // Each page's keys are parsed as it arrives: a run holds its due
+        // keys, never every raw index item at once.
+        let read = |item: &Item| {
+            let (pk, sk) = (get_s(item, "pk"), get_s(item, "sk"));
             let (pk, sk) = (pk.unwrap_or_default(), sk.unwrap_or_default());
             match ConnectionKey::parse(&pk, &sk) {
                 Some(key) => due.keys.push(key),
                 None => due.unreadable.push(key_tag(&pk, &sk)),
             }
-        }
+        };
+        let found = query_each(query, limit, read).await?;
+        due.capped = found >= limit;
         Ok(due)
     }
 

@@ -136,6 +136,20 @@ pub(crate) async fn query_all(
     limit: usize,
 ) -> Result<Vec<Item>, StoreError> {
     let mut items = Vec::new();
+    query_each(query, limit, |item| items.push(item.clone())).await?;
+    Ok(items)
+}
+
+/// Hands every item a query returns to `read`, following its pages, up to
+/// `limit`; how many it read. Each page is read as it arrives, so only one
+/// page of raw items is held at a time (a long query, such as the refresh
+/// run's due keys, keeps only what `read` keeps).
+pub(crate) async fn query_each(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    limit: usize,
+    mut read: impl FnMut(&Item),
+) -> Result<usize, StoreError> {
+    let mut count = 0;
     let mut start = None;
     loop {
         let page = query
@@ -144,11 +158,13 @@ pub(crate) async fn query_all(
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        items.extend(page.items().iter().cloned());
+        for item in page.items().iter().take(limit - count) {
+            read(item);
+            count += 1;
+        }
         start = page.last_evaluated_key;
-        if start.is_none() || items.len() >= limit {
-            items.truncate(limit);
-            return Ok(items);
+        if start.is_none() || count >= limit {
+            return Ok(count);
         }
     }
 }
