@@ -12,6 +12,8 @@ use shared::{Clock, EnvReader, FromEnv};
 
 mod attempts;
 mod endpoints;
+#[cfg(test)]
+mod handler_tests;
 pub mod input;
 pub mod replays;
 mod store;
