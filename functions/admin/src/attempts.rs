@@ -11,7 +11,7 @@ use shared::outbound::attempt::Attempt;
 use shared::outbound::store::AttemptQuery;
 use shared::vault::DataKeys;
 
-use crate::{bad_request, not_found, server_error, Admin};
+use crate::{bad_request, not_found, server_error, Admin, AdminStore};
 
 /// Attempts per page unless `limit` says otherwise (1 to 100).
 pub const DEFAULT_LIMIT: usize = 50;
@@ -52,7 +52,7 @@ pub fn read_query(
     })
 }
 
-impl<K: DataKeys> Admin<K> {
+impl<K: DataKeys, S: AdminStore> Admin<K, S> {
     pub(crate) async fn attempts(&self, id: &str, req: &Request) -> Response<Body> {
         let q = |n| query_param(req, n);
         let query = match read_query(q("event_id"), q("outcome"), q("limit"), q("cursor")) {

@@ -14,9 +14,9 @@ use shared::outbound::store::Created;
 use shared::vault::{DataKeys, SealedToken, VaultError};
 
 use crate::input::{read, Changes};
-use crate::{bad_request, not_found, server_error, Admin};
+use crate::{bad_request, not_found, server_error, Admin, AdminStore};
 
-impl<K: DataKeys> Admin<K> {
+impl<K: DataKeys, S: AdminStore> Admin<K, S> {
     async fn seal(&self, id: &str) -> Result<(SecretString, SealedToken), VaultError> {
         let secret = generate_secret();
         let sealed = self.vault.seal(&secret, &EndpointSecretOwner(id)).await?;

@@ -7,14 +7,18 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use shared::http;
 use shared::outbound::config::OutboundConfig;
-use shared::outbound::store::EndpointStore;
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
 
 mod attempts;
 mod endpoints;
+#[cfg(test)]
+mod handler_tests;
 pub mod input;
 pub mod replays;
+mod store;
+
+pub use store::{AdminStore, Stores};
 
 #[derive(Clone, Debug)]
 pub struct AdminConfig {
@@ -39,12 +43,10 @@ impl FromEnv for AdminConfig {
     }
 }
 
-pub struct Admin<K = KmsDataKeys> {
+pub struct Admin<K = KmsDataKeys, S = Stores> {
     pub(crate) config: AdminConfig,
-    pub(crate) store: EndpointStore,
+    pub(crate) store: S,
     pub(crate) vault: TokenVault<K>,
-    pub(crate) dynamodb: shared::aws_sdk_dynamodb::Client,
-    pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) clock: Clock,
 }
 
@@ -84,12 +86,24 @@ impl<K: DataKeys> Admin<K> {
         keys: K,
         clock: Clock,
     ) -> Self {
-        Self {
-            store: config.outbound.store(dynamodb),
-            vault: TokenVault::new(keys),
+        let store = Stores {
+            endpoints: config.outbound.store(dynamodb),
             dynamodb: dynamodb.clone(),
+            events_table: config.events_table.clone(),
             sqs,
+            queue_url: config.queue_url.clone(),
+        };
+        Self::with_store(config, store, keys, clock)
+    }
+}
+
+impl<K: DataKeys, S: AdminStore> Admin<K, S> {
+    /// The handler over any store (the unit tests' is in memory).
+    pub fn with_store(config: AdminConfig, store: S, keys: K, clock: Clock) -> Self {
+        Self {
             config,
+            store,
+            vault: TokenVault::new(keys),
             clock,
         }
     }

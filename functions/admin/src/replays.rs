@@ -9,12 +9,12 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use shared::http;
 use shared::outbound::filter::valid_kinds;
-use shared::outbound::replay::{check_range, count_events, ReplayFilter, ReplayJob};
+use shared::outbound::replay::{check_range, ReplayFilter, ReplayJob};
 use shared::vault::DataKeys;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::{bad_request, not_found, server_error, Admin};
+use crate::{bad_request, not_found, server_error, Admin, AdminStore};
 
 /// A replay request, read; or the refusal's code.
 pub fn read_replay(
@@ -57,7 +57,7 @@ pub fn read_replay(
     Ok((filter, dry_run))
 }
 
-impl<K: DataKeys> Admin<K> {
+impl<K: DataKeys, S: AdminStore> Admin<K, S> {
     pub(crate) async fn create_replay(&self, body: &[u8]) -> Response<Body> {
         let now = self.clock.now();
         let (filter, dry_run) = match read_replay(body, now, self.config.event_retention) {
@@ -72,8 +72,7 @@ impl<K: DataKeys> Admin<K> {
                 Err(e) => return server_error(e),
             }
         }
-        let table = &self.config.events_table;
-        let events = match count_events(&self.dynamodb, table, &filter).await {
+        let events = match self.store.count_events(&filter).await {
             Ok(n) => n,
             Err(e) => return server_error(e),
         };
@@ -94,15 +93,8 @@ impl<K: DataKeys> Admin<K> {
         if let Err(e) = self.store.put_replay(&job, now).await {
             return server_error(e);
         }
-        let start = self
-            .sqs
-            .send_message()
-            .queue_url(&self.config.queue_url)
-            .message_body(json!({ "replay_id": job.id }).to_string())
-            .send()
-            .await;
-        if let Err(e) = start {
-            return server_error(aws_sdk_sqs::error::DisplayErrorContext(e));
+        if let Err(e) = self.store.start_replay(&job.id).await {
+            return server_error(e);
         }
         tracing::info!(replay = %job.id, events, "replay started");
         http::json(
