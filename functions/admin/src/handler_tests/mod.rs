@@ -153,8 +153,8 @@ async fn opened(h: &Handler, e: &Endpoint, sealed: &shared::vault::SealedToken) 
     secret.expect("it opens").expose_secret().to_string()
 }
 
-/// Every log line of every test so far (the handler's JSON lines at
-/// `RUST_LOG`, `info` by default).
+/// Every log line of every test so far (the handler's JSON lines, at
+/// `info` whatever `RUST_LOG` says).
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 struct LogSink;
@@ -172,7 +172,10 @@ impl Write for LogSink {
 
 fn logs_captured() {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| shared::logging::install(|| LogSink, false));
+    INSTALL.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::new("info");
+        shared::logging::install_filtered(|| LogSink, false, filter)
+    });
 }
 
 fn logs() -> String {
