@@ -2,8 +2,9 @@
 //! door this one is, and whether an invocation is an API Gateway event that
 //! the backend door must refuse (CONTRACT.md, "Proxy amendments").
 
+use lambda_http::{Body, Response};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 /// Which door a function is: the template deploys one function per door,
 /// each with its own resource policy.
@@ -96,6 +97,28 @@ pub fn unknown_provider() -> Refusal {
     }
 }
 
+/// A handler's response as API Gateway (payload 2.0) takes it from a
+/// Lambda function that it invokes directly (an HTTP door served with
+/// `lambda_runtime` rather than `lambda_http`).
+pub fn api_gateway_response(resp: Response<Body>) -> Value {
+    let headers: Map<String, Value> = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
+        .collect();
+    let body = match resp.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    json!({
+        "statusCode": resp.status().as_u16(),
+        "headers": headers,
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +173,20 @@ mod tests {
             (400, "invalid_request")
         );
         assert_eq!(unknown_provider().status, 404);
+    }
+
+    #[test]
+    fn a_response_reaches_api_gateway_with_its_status_headers_and_body() {
+        let resp = crate::http::error(
+            lambda_http::http::StatusCode::CONFLICT,
+            "outcome_unknown",
+            "x",
+        );
+        let got = api_gateway_response(resp);
+        assert_eq!(got["statusCode"], 409);
+        assert_eq!(got["headers"]["content-type"], "application/json");
+        assert_eq!(got["isBase64Encoded"], false);
+        let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"], "outcome_unknown");
     }
 }

@@ -27,6 +27,8 @@ pub mod return_to;
 pub mod secrets;
 pub mod startup;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod vault;
 pub mod webhook;

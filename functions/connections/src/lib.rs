@@ -284,14 +284,7 @@ mod tests {
             version: 1,
             ..Connection::new(user, Provider::Instagram, account, &username, connected_at)
         };
-        let sealed = SealedToken {
-            version: 1,
-            key_id: "key".into(),
-            wrapped_key: vec![1; 8],
-            nonce: vec![2; 12],
-            ciphertext: b"never shown".to_vec(),
-        };
-        (conn, Some(sealed))
+        (conn, Some(shared::testing::sealed_token()))
     }
 
     fn handler(store: Memory) -> Connections<Memory> {

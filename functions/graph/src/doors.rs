@@ -20,7 +20,7 @@ use shared::Provider;
 use crate::{Graph, ProxyAnswer, ProxyRequest, ProxyStore, MAX_BODY_BYTES};
 
 pub use shared::door::Door;
-use shared::door::{backend_call, is_api_gateway_event};
+use shared::door::{api_gateway_response, backend_call, is_api_gateway_event};
 
 /// A direct invocation's payload (CONTRACT.md, "Backend").
 #[derive(Debug, Deserialize)]
@@ -267,26 +267,6 @@ fn http_response(answer: ProxyAnswer) -> Response<Body> {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     resp
-}
-
-/// A response as API Gateway (payload 2.0) takes it from a Lambda.
-fn api_gateway_response(resp: Response<Body>) -> Value {
-    let headers: Map<String, Value> = resp
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
-        .collect();
-    let body = match resp.body() {
-        Body::Text(t) => t.clone(),
-        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    };
-    json!({
-        "statusCode": resp.status().as_u16(),
-        "headers": headers,
-        "body": body,
-        "isBase64Encoded": false,
-    })
 }
 
 #[cfg(test)]

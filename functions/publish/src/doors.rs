@@ -24,7 +24,7 @@ pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(
 pub const CONTINUATION: Continuation = Continuation { max_rounds: 10 };
 
 pub use shared::door::Door;
-use shared::door::{backend_call, is_api_gateway_event};
+use shared::door::{api_gateway_response, backend_call, is_api_gateway_event};
 
 fn unknown_provider() -> Answer {
     shared::door::unknown_provider().into()
@@ -268,20 +268,6 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         }))
         .await
     }
-}
-
-fn api_gateway_response(resp: Response<Body>) -> Value {
-    let headers: serde_json::Map<String, Value> = resp
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), Value::String(v.to_str().ok()?.to_string()))))
-        .collect();
-    let body = match resp.body() {
-        Body::Text(t) => t.clone(),
-        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    };
-    json!({"statusCode": resp.status().as_u16(), "headers": headers, "body": body, "isBase64Encoded": false})
 }
 
 #[cfg(test)]

@@ -220,8 +220,10 @@ fn cipher(key: &[u8]) -> Result<Aes256Gcm, VaultError> {
     Ok(Aes256Gcm::new(&key))
 }
 
-/// An in-memory key service for unit tests. Like KMS it refuses to unwrap a
-/// key under any other encryption context.
+/// An in-memory key service for unit tests (feature `testing`: never in a
+/// deployed binary). Like KMS it refuses to unwrap a key under any other
+/// encryption context.
+#[cfg(any(test, feature = "testing"))]
 pub mod fake {
     use super::*;
     use std::sync::Mutex;

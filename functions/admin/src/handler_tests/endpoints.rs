@@ -43,7 +43,7 @@ async fn a_created_endpoint_shows_its_secret_once_and_stores_it_sealed() {
     assert_eq!(answer["created_at"], "2026-11-21T12:00:00Z");
     let secret = answer["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
-    let e = store.endpoint(id).expect("stored");
+    let e = store.tables().endpoint(id).expect("stored");
     assert_eq!((e.url.as_str(), e.description.as_str()), (URL, "main"));
     assert_eq!((e.created_at, e.disabled), (NOW, None));
     assert_eq!(opened(&h, &e, &e.secret).await, secret);
@@ -175,7 +175,7 @@ async fn a_patch_changes_the_settings_and_never_the_secrets() {
         (Some("disabled"), Some("manual"))
     );
     assert!(answer.get("secret").is_none());
-    let e = store.endpoint(&id).unwrap();
+    let e = store.tables().endpoint(&id).unwrap();
     assert_eq!(
         (e.description.as_str(), e.disabled),
         ("new", Some(DisabledReason::Manual))
@@ -187,7 +187,7 @@ async fn a_patch_changes_the_settings_and_never_the_secrets() {
         (StatusCode::BAD_REQUEST, Some("invalid_url"))
     );
     assert_eq!(
-        store.endpoint(&id).unwrap(),
+        store.tables().endpoint(&id).unwrap(),
         e,
         "a refused patch changes nothing"
     );
@@ -210,7 +210,7 @@ async fn re_enabling_clears_the_reason_and_the_failure_streak() {
         (Some("enabled"), Value::Null)
     );
     assert_eq!(answer["updated_at"], "2026-11-21T12:00:00Z");
-    let e = store.endpoint("ep_f").unwrap();
+    let e = store.tables().endpoint("ep_f").unwrap();
     assert_eq!(
         (e.disabled, e.failing_since, e.slow_since, e.updated_at),
         (None, None, None, NOW)
@@ -220,7 +220,10 @@ async fn re_enabling_clears_the_reason_and_the_failure_streak() {
     slow.slow_since = Some(NOW - Duration::hours(1));
     store.tables().endpoints[1] = slow.clone();
     call(&h, request("PATCH", "/admin/endpoints/ep_ok", on)).await;
-    assert_eq!(store.endpoint("ep_ok").unwrap().slow_since, slow.slow_since);
+    assert_eq!(
+        store.tables().endpoint("ep_ok").unwrap().slow_since,
+        slow.slow_since
+    );
 }
 
 #[tokio::test]
@@ -253,7 +256,7 @@ async fn a_rotation_answers_a_new_secret_and_keeps_the_old_for_24_hours() {
     assert_eq!(status, StatusCode::OK);
     let second = answer["secret"].as_str().unwrap().to_string();
     assert!(second.starts_with("whsec_") && second != first);
-    let e = store.endpoint(&id).unwrap();
+    let e = store.tables().endpoint(&id).unwrap();
     assert_eq!(opened(&h, &e, &e.secret).await, second);
     let (previous, until) = e.previous_secret.clone().expect("the old secret is kept");
     assert_eq!(opened(&h, &e, &previous).await, first);
@@ -262,7 +265,7 @@ async fn a_rotation_answers_a_new_secret_and_keeps_the_old_for_24_hours() {
     assert_eq!(e.signing_secrets(NOW + Duration::hours(24)).len(), 1);
     // A second rotation keeps the second secret, not the first.
     let (_, answer) = call(&h, request("POST", &path, Value::Null)).await;
-    let e = store.endpoint(&id).unwrap();
+    let e = store.tables().endpoint(&id).unwrap();
     assert_eq!(
         opened(&h, &e, &e.secret).await,
         answer["secret"].as_str().unwrap()
@@ -386,7 +389,7 @@ async fn a_store_outage_is_a_server_error_and_changes_nothing() {
     let store = Memory::default();
     store.tables().endpoints = vec![stored("ep_a", 2)];
     let h = handler(&store);
-    store.tables().down = true;
+    store.set_down(true);
     for (method, path, body) in [
         ("POST", "/admin/endpoints", json!({"url": URL})),
         ("GET", "/admin/endpoints", Value::Null),
@@ -404,6 +407,6 @@ async fn a_store_outage_is_a_server_error_and_changes_nothing() {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {path}");
         assert_eq!(answer["error"], "server_error");
     }
-    store.tables().down = false;
+    store.set_down(false);
     assert_eq!(store.tables().endpoints, vec![stored("ep_a", 2)]);
 }

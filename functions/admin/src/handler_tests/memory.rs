@@ -4,14 +4,13 @@
 //! a missing endpoint is not written, a rotation only from the stored
 //! secret, a `PATCH` never writes the secrets.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::outbound::attempt::Attempt;
 use shared::outbound::endpoint::{Endpoint, MAX_ENDPOINTS};
 use shared::outbound::replay::{ReplayFilter, ReplayJob};
 use shared::outbound::store::{AttemptQuery, Created};
 use shared::store::StoreError;
+use shared::testing::InMemory;
 use shared::vault::SealedToken;
 use time::OffsetDateTime;
 
@@ -30,36 +29,19 @@ pub struct Tables {
     pub replays: Vec<(ReplayJob, OffsetDateTime)>,
     /// The replay ids put on the delivery queue, in order.
     pub queued: Vec<String>,
-    /// Every call fails, as in an outage.
-    pub down: bool,
     /// Only the delivery queue fails.
     pub queue_down: bool,
 }
 
 /// Cloned by the test, which reads the tables after a call.
-#[derive(Clone, Default)]
-pub struct Memory(pub Arc<Mutex<Tables>>);
-
-impl Memory {
-    pub fn tables(&self) -> MutexGuard<'_, Tables> {
-        self.0.lock().unwrap()
-    }
-
-    /// The tables, unless they are down.
-    fn up(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
-        let tables = self.tables();
-        if tables.down {
-            return Err(StoreError("the table is down".into()));
-        }
-        Ok(tables)
-    }
-
-    pub fn endpoint(&self, id: &str) -> Option<Endpoint> {
-        self.tables().endpoints.iter().find(|e| e.id == id).cloned()
-    }
-}
+pub type Memory = InMemory<Tables>;
 
 impl Tables {
+    /// The endpoint stored under `id`.
+    pub fn endpoint(&self, id: &str) -> Option<Endpoint> {
+        self.endpoints.iter().find(|e| e.id == id).cloned()
+    }
+
     fn find(&mut self, id: &str) -> Option<&mut Endpoint> {
         self.endpoints.iter_mut().find(|e| e.id == id)
     }
@@ -171,8 +153,8 @@ impl AdminStore for Memory {
     }
 
     async fn start_replay(&self, id: &str) -> Result<(), StoreError> {
-        let mut tables = self.tables();
-        if tables.down || tables.queue_down {
+        let mut tables = self.up()?;
+        if tables.queue_down {
             return Err(StoreError("the queue is down".into()));
         }
         tables.queued.push(id.to_string());

@@ -155,7 +155,7 @@ async fn an_outage_of_the_store_or_the_queue_is_a_server_error() {
     let store = store();
     let h = handler(&store);
     let body = json!({"since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
-    store.tables().down = true;
+    store.set_down(true);
     let (status, answer) = replay(&h, body.clone()).await;
     assert_eq!(
         (status, answer["error"].as_str()),
@@ -166,7 +166,7 @@ async fn an_outage_of_the_store_or_the_queue_is_a_server_error() {
     assert!(store.tables().replays.is_empty());
     // The queue down: the job is stored but never started, and the caller
     // is told to try again.
-    store.tables().down = false;
+    store.set_down(false);
     store.tables().queue_down = true;
     let (status, answer) = replay(&h, body).await;
     assert_eq!(

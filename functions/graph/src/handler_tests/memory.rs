@@ -3,12 +3,12 @@
 //! idempotency records.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use shared::connection::{Connection, Status};
 use shared::graph::buckets::{self, BucketRule, Take};
 use shared::graph::store::{Block, Bucket, Claim, IdemKey, StoredAnswer, Taken};
 use shared::store::{Event, StoreError, Stored};
+use shared::testing::InMemory;
 use shared::time::{Duration, OffsetDateTime};
 use shared::Provider;
 
@@ -50,30 +50,16 @@ pub struct Tables {
     pub buckets: HashMap<String, i64>,
     /// By the key as scoped: owner, connection instant, the caller's key.
     pub records: HashMap<String, Record>,
-    pub down: bool,
 }
 
-#[derive(Clone, Default)]
-pub struct Memory(pub Arc<Mutex<Tables>>);
+pub type Memory = InMemory<Tables>;
 
-impl Memory {
-    pub fn with(rows: Vec<Stored>) -> Self {
-        let memory = Self::default();
-        memory.tables().rows = rows;
-        memory
-    }
-
-    pub fn tables(&self) -> MutexGuard<'_, Tables> {
-        self.0.lock().unwrap()
-    }
-
-    fn up(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
-        let tables = self.tables();
-        if tables.down {
-            return Err(StoreError("the table is down".into()));
-        }
-        Ok(tables)
-    }
+/// Tables holding `rows`.
+pub fn with(rows: Vec<Stored>) -> Memory {
+    InMemory::new(Tables {
+        rows,
+        ..Tables::default()
+    })
 }
 
 /// The record's key: what `IdemKey` scopes it to.

@@ -14,7 +14,7 @@ use shared::meta::proxy::GraphBody;
 use shared::secrets::SecretsCache;
 use shared::store::Stored;
 use shared::time::{Duration, OffsetDateTime};
-use shared::vault::{KmsDataKeys, SealedToken};
+use shared::vault::KmsDataKeys;
 use shared::{Clock, EnvReader, FromEnv, Provider};
 use time::macros::datetime;
 
@@ -69,14 +69,7 @@ fn conn(user: &str, account: &str) -> Stored {
             NOW - Duration::days(3),
         )
     };
-    let sealed = SealedToken {
-        version: 1,
-        key_id: "key".into(),
-        wrapped_key: vec![1; 8],
-        nonce: vec![2; 12],
-        ciphertext: b"never shown".to_vec(),
-    };
-    (conn, Some(sealed))
+    (conn, Some(shared::testing::sealed_token()))
 }
 
 /// A backend's request as `ada`.

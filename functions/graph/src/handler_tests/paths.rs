@@ -8,7 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn only_the_connections_owner_reaches_it() {
-    let h = proxy(Memory::with(vec![conn("bob", ACCOUNT)]));
+    let h = proxy(memory::with(vec![conn("bob", ACCOUNT)]));
     let answer = h.proxy(request(GraphMethod::Get, "me/media", None)).await;
     assert_eq!(
         said(&answer),
@@ -22,7 +22,7 @@ async fn only_the_connections_owner_reaches_it() {
 
 #[tokio::test]
 async fn what_the_contract_refuses_is_refused_before_anything_is_sent() {
-    let h = proxy(Memory::with(vec![conn("ada", ACCOUNT)]));
+    let h = proxy(memory::with(vec![conn("ada", ACCOUNT)]));
     for path in ["evil", "v25.0/me", "ME"] {
         let refused = h.proxy(request(GraphMethod::Get, path, None)).await;
         assert_eq!(said(&refused), (400, Some("path_not_allowed")), "{path}");
@@ -40,7 +40,7 @@ async fn what_the_contract_refuses_is_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn a_caller_over_its_bucket_waits_and_others_do_not() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT), conn("bob", "17841400000000002")]);
+    let store = memory::with(vec![conn("ada", ACCOUNT), conn("bob", "17841400000000002")]);
     let h = proxy(store.clone());
     // The connection's burst is 20 at one instant (the clock stands still):
     // each call takes a token, and the 21st is held. A blocked account
@@ -75,7 +75,7 @@ async fn a_connection_that_needs_the_person_again_is_not_used() {
     stale.0.status = Status::NeedsReauth;
     let mut gone = conn("ada", "17841400000000003");
     gone.0.status = Status::Revoked;
-    let h = proxy(Memory::with(vec![stale, gone]));
+    let h = proxy(memory::with(vec![stale, gone]));
     let answer = h.proxy(request(GraphMethod::Get, "me", None)).await;
     assert_eq!(said(&answer), (409, Some("connection_needs_reauth")));
     let mut revoked = request(GraphMethod::Get, "me", None);
@@ -88,7 +88,7 @@ async fn a_connection_that_needs_the_person_again_is_not_used() {
 
 #[tokio::test]
 async fn a_blocked_account_leaves_the_idempotency_key_free() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT)]);
+    let store = memory::with(vec![conn("ada", ACCOUNT)]);
     let until = NOW + Duration::minutes(5);
     let block = Block {
         until,
@@ -128,7 +128,7 @@ fn with_record(record: impl FnOnce(&str) -> Record) -> (Memory, ProxyRequest) {
     send.idempotency_key = Some("k-1".into());
     let body = Some(json!({"text": "hi"}));
     let fp = shared::graph::store::request_fingerprint("POST", "me/messages", &[], body.as_ref());
-    let store = Memory::with(vec![stored]);
+    let store = memory::with(vec![stored]);
     store.tables().records.insert(scoped(&key), record(&fp));
     (store, send)
 }
@@ -179,8 +179,8 @@ async fn a_key_in_flight_or_of_unknown_outcome_is_never_sent_again() {
 
 #[tokio::test]
 async fn a_store_outage_is_a_503_and_nothing_is_sent() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT)]);
-    store.tables().down = true;
+    let store = memory::with(vec![conn("ada", ACCOUNT)]);
+    store.set_down(true);
     let answer = proxy(store)
         .proxy(request(GraphMethod::Get, "me", None))
         .await;

@@ -2,12 +2,12 @@
 //! Page aliases derived from them), events, tombstones and deletion records.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use shared::connection::{Connection, Status};
 use shared::store::{
     DeletionAccount, DeletionPerson, DeletionRecord, Event, Owner, StoreError, Stored,
 };
+use shared::testing::InMemory;
 use shared::time::OffsetDateTime;
 use shared::Provider;
 
@@ -21,33 +21,17 @@ pub struct Tables {
     pub tombstones: Vec<(String, DeletionAccount)>,
     pub people: HashMap<String, DeletionPerson>,
     pub deletions: HashMap<String, DeletionRecord>,
-    /// Every call fails, as in an outage.
-    pub down: bool,
 }
 
 /// Cloned by the test, which reads the tables after a call.
-#[derive(Clone, Default)]
-pub struct Memory(pub Arc<Mutex<Tables>>);
+pub type Memory = InMemory<Tables>;
 
-impl Memory {
-    pub fn with(rows: Vec<Stored>) -> Self {
-        let memory = Self::default();
-        memory.tables().rows = rows;
-        memory
-    }
-
-    pub fn tables(&self) -> MutexGuard<'_, Tables> {
-        self.0.lock().unwrap()
-    }
-
-    /// The tables, unless they are down.
-    fn up(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
-        let tables = self.tables();
-        if tables.down {
-            return Err(StoreError("the table is down".into()));
-        }
-        Ok(tables)
-    }
+/// Tables holding `rows`.
+pub fn with(rows: Vec<Stored>) -> Memory {
+    InMemory::new(Tables {
+        rows,
+        ..Tables::default()
+    })
 }
 
 fn same(a: &Connection, b: &Connection) -> bool {

@@ -26,7 +26,7 @@ fn form(path: &str, meta_user: &str, at: OffsetDateTime, secret: &str) -> Reques
 fn grants() -> Memory {
     let mut newer = conn("ada", "2", "m-1", 0);
     newer.0.token_issued_at = NOW + Duration::hours(1);
-    Memory::with(vec![
+    memory::with(vec![
         conn("ada", "1", "m-1", 30),
         newer,
         conn("bob", "3", "m-2", 30),
@@ -183,7 +183,7 @@ async fn the_status_page_shows_the_request_and_nothing_personal() {
     for unknown in ["/meta/data-deletion/NOPE", "/meta/data-deletion/a-b"] {
         assert_eq!(call(&h, page(unknown)).await.0, StatusCode::NOT_FOUND);
     }
-    store.tables().down = true;
+    store.set_down(true);
     let down = call(&h, page(&format!("/meta/data-deletion/{code}"))).await;
     assert_eq!(down.0, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -16,7 +16,6 @@ use shared::connection::Connection;
 use shared::secrets::SecretsCache;
 use shared::store::Stored;
 use shared::time::{Duration, OffsetDateTime};
-use shared::vault::SealedToken;
 use shared::{Clock, Provider};
 use time::macros::datetime;
 
@@ -81,14 +80,7 @@ fn conn(user: &str, account: &str, meta_user: &str, days_ago: i64) -> Stored {
         version: 1,
         ..Connection::new(user, Provider::Instagram, account, "name", granted)
     };
-    let sealed = SealedToken {
-        version: 1,
-        key_id: "key".into(),
-        wrapped_key: vec![1; 8],
-        nonce: vec![2; 12],
-        ciphertext: b"never shown".to_vec(),
-    };
-    (conn, Some(sealed))
+    (conn, Some(shared::testing::sealed_token()))
 }
 
 /// The API Gateway (HTTP API, v2) event of a request.

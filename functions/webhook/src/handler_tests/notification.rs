@@ -50,7 +50,7 @@ async fn the_subscription_check_echoes_the_challenge_only_for_the_verify_token()
 
 #[tokio::test]
 async fn each_update_is_stored_once_for_its_owner_and_a_retry_adds_nothing() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
+    let store = memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
     let secrets = SecretsCache::in_memory(secrets_json(IG_SECRET));
     let h = handler(store.clone(), &secrets);
     let body = notification();
@@ -97,7 +97,7 @@ async fn an_account_nobody_connected_is_stored_without_an_owner() {
 
 #[tokio::test]
 async fn refused_notifications_store_nothing() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
+    let store = memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
     let secrets = SecretsCache::in_memory(secrets_json(IG_SECRET));
     let h = handler(store.clone(), &secrets);
     let body = notification();
@@ -160,8 +160,8 @@ async fn a_rotated_app_secret_is_read_again_on_the_first_mismatch() {
 
 #[tokio::test]
 async fn nothing_is_acknowledged_that_was_not_stored() {
-    let store = Memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
-    store.tables().down = true;
+    let store = memory::with(vec![conn("ada", ACCOUNT, "m-ada", 3)]);
+    store.set_down(true);
     let secrets = SecretsCache::in_memory(secrets_json(IG_SECRET));
     let h = handler(store.clone(), &secrets);
     let got = call(&h, signed(&notification(), IG_SECRET)).await;
@@ -173,7 +173,7 @@ async fn nothing_is_acknowledged_that_was_not_stored() {
         )
     );
     // Meta retries once the table is back: everything is stored then.
-    store.tables().down = false;
+    store.set_down(false);
     assert_eq!(
         call(&h, signed(&notification(), IG_SECRET)).await.0,
         StatusCode::OK
