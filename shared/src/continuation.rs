@@ -112,6 +112,37 @@ impl Continuation {
         invoker.send(&payload(next)).await?;
         Ok(Next::Invoked(next))
     }
+
+    /// [`Self::carry_on`] for a scheduled run (`job`: `refresh`, `publish`)
+    /// with `left` items it had no time for: the next round is logged, and
+    /// so is a failed invocation, which is not an error of the run: the
+    /// next scheduled run takes the rest.
+    pub async fn carry_on_scheduled(
+        self,
+        job: &'static str,
+        invoker: Option<&AsyncInvoke>,
+        round: u64,
+        left: usize,
+        payload: impl FnOnce(u64) -> Value,
+    ) -> Next {
+        match self.carry_on(invoker, round, left > 0, payload).await {
+            Ok(Next::Invoked(next)) => {
+                tracing::info!(
+                    job,
+                    round = next,
+                    left,
+                    "the run continues in another invocation"
+                );
+                Next::Invoked(next)
+            }
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(job, error = %e, round = round + 1,
+                    "could not continue the run; the next scheduled run takes the rest");
+                Next::NoInvoker
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use lambda_http::lambda_runtime::{self, service_fn, LambdaEvent};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::continuation::{Continuation, Deadline, Next};
+use shared::continuation::{Continuation, Deadline};
 use shared::http;
 use shared::invoke::AsyncInvoke;
 use shared::vault::DataKeys;
@@ -224,21 +224,10 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             .add_to(summary.metrics())
             .emit();
         let left = summary.left_for_next_run;
-        let next = CONTINUATION
-            .carry_on(
-                itself.as_ref(),
-                round,
-                left > 0,
-                |n| json!({"publish_continuation": {"round": n}}),
-            )
+        let payload = |n| json!({"publish_continuation": {"round": n}});
+        CONTINUATION
+            .carry_on_scheduled("publish", itself.as_ref(), round, left, payload)
             .await;
-        match next {
-            Ok(Next::Invoked(n)) => tracing::info!(round = n, left, "publish run continues"),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not continue the run; the next minute takes the rest")
-            }
-        }
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
     }
 

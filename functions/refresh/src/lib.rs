@@ -22,7 +22,7 @@ use lambda_http::lambda_runtime::Diagnostic;
 use rand::Rng;
 use serde::Serialize;
 use shared::config::{MetaAppConfig, StoreConfig};
-use shared::continuation::{Continuation, Deadline, Next};
+use shared::continuation::{Continuation, Deadline};
 use shared::invoke::AsyncInvoke;
 use shared::meta::MetaClient;
 use shared::metrics::Metrics;
@@ -256,22 +256,14 @@ impl<K: DataKeys + 'static> Refresher<K> {
                 let itself =
                     lambda.map(|l| AsyncInvoke::new(l, &event.context.invoked_function_arn));
                 let left = summary.left_for_next_run;
-                match CONTINUATION
-                    .carry_on(itself.as_ref(), round, left > 0, continuation_payload)
-                    .await
-                {
-                    Ok(Next::Invoked(next)) => tracing::info!(
-                        round = next,
-                        left,
-                        "refresh continues in another invocation"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        round = round + 1,
-                        "could not continue the refresh run; the next scheduled run takes the rest"
-                    ),
-                }
+                let carry_on = CONTINUATION.carry_on_scheduled(
+                    "refresh",
+                    itself.as_ref(),
+                    round,
+                    left,
+                    continuation_payload,
+                );
+                carry_on.await;
                 Ok::<_, RunError>(summary)
             },
         ))
