@@ -14,6 +14,8 @@ mod api_store;
 pub mod decide;
 mod doors;
 mod events;
+#[cfg(test)]
+mod handler_tests;
 mod meta;
 pub mod post;
 pub mod run;
