@@ -5,13 +5,13 @@
 use serde_json::{json, Value};
 use sha2::Digest;
 use shared::connection::{Connection, Status as ConnStatus};
-use shared::store::{StoreError, UserConnections};
+use shared::store::StoreError;
 use shared::vault::DataKeys;
 use shared::Provider;
 
 use crate::post::{Post, Status};
 use crate::store::{owner_key, IdemRecord, Write};
-use crate::{decide, uploads, validate, Publisher};
+use crate::{decide, uploads, validate, PostsApi, Publisher};
 
 /// Posts one page lists at most.
 const PAGE: i32 = 50;
@@ -91,7 +91,7 @@ impl Answer {
     }
 }
 
-impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
+impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     /// One request's answer, logged once.
     pub async fn answer(&self, req: Request) -> Answer {
         let action = match &req.action {
@@ -128,10 +128,10 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         }
         let found = self
             .inner
-            .connections
-            .get(&req.user_id, req.provider, &req.account_id)
+            .store
+            .connection(&req.user_id, req.provider, &req.account_id)
             .await;
-        Ok(found.map_err(Answer::unavailable)?.map(|(conn, _)| conn))
+        found.map_err(Answer::unavailable)
     }
 
     async fn create(&self, conn: &Connection, body: &Value, key: Option<&str>) -> Answer {
@@ -176,7 +176,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         });
         match self
             .inner
-            .posts
+            .store
             .create(&post, decide::first_due(&post), idem.as_ref(), now)
             .await
         {
@@ -196,7 +196,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
                 "This Idempotency-Key was used for another post.",
             );
         }
-        match self.inner.posts.get(&earlier.post_id).await {
+        match self.inner.store.get(&earlier.post_id).await {
             Ok(Some(post)) => Answer {
                 status: earlier.status,
                 body: post.view(),
@@ -209,7 +209,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
 
     /// The post, only under its own connection.
     async fn owned(&self, req: &Request, post_id: &str) -> Result<Post, Answer> {
-        match self.inner.posts.get(post_id).await {
+        match self.inner.store.get(post_id).await {
             Ok(Some(p))
                 if p.user_id == req.user_id
                     && p.provider == req.provider
@@ -245,7 +245,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             }
         };
         let owner = owner_key(&req.user_id, req.provider.as_str(), &req.account_id);
-        match self.inner.posts.list(&owner, status, cursor, PAGE).await {
+        match self.inner.store.list(&owner, status, cursor, PAGE).await {
             Ok((posts, next)) => Answer::ok(
                 200,
                 json!({
@@ -281,7 +281,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
             lease: None,
             keep_lease: false,
         };
-        match self.inner.posts.save(&mut post, &w, None).await {
+        match self.inner.store.save(&mut post, &w).await {
             Ok(true) => Answer {
                 status: 204,
                 body: Value::Null,
@@ -341,7 +341,7 @@ fn refusal(conn: &Connection) -> Option<Answer> {
     }
 }
 
-impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
+impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     /// Where this connection's uploads live (`None`: no media bucket).
     fn uploads_prefix(&self, conn: &Connection) -> Option<String> {
         let media = self.inner.media.as_ref()?;

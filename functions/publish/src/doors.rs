@@ -16,7 +16,7 @@ use shared::invoke::AsyncInvoke;
 use shared::vault::DataKeys;
 use shared::Provider;
 
-use crate::{Action, Answer, Publisher, Request as PostsRequest};
+use crate::{Action, Answer, PostsApi, Publisher, Request as PostsRequest};
 
 /// Stop starting posts this long before the Lambda deadline.
 pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
@@ -185,7 +185,7 @@ fn http_response(answer: Answer) -> Response<Body> {
     resp
 }
 
-impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
+impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     /// The HTTP door.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let Some(user_id) = http::user_id(&req) else {
@@ -205,7 +205,9 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         };
         json!({"status": answer.status, "body": answer.body, "replayed": answer.replayed})
     }
+}
 
+impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
     /// One scheduled run, continued by invoking the function itself when
     /// it stopped before everything due was done.
     /// A run that could not read its index fails the invocation (the

@@ -10,9 +10,12 @@
 //! `run` works what is due, `meta` calls Meta, `store` keeps the posts.
 
 pub mod api;
+mod api_store;
 pub mod decide;
 mod doors;
 mod events;
+#[cfg(test)]
+mod handler_tests;
 mod meta;
 pub mod post;
 pub mod run;
@@ -24,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::{Action, Answer, Request};
+pub use api_store::{PostsApi, Stores};
 pub use doors::{Door, CONTINUATION, DEADLINE_MARGIN};
 pub use run::RunSummary;
 
@@ -31,7 +35,6 @@ use shared::config::{self, MetaAppConfig, StoreConfig};
 use shared::graph::store::GraphStore;
 use shared::meta::MetaClient;
 use shared::secrets::SecretsCache;
-use shared::store::ConnectionStore;
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
 
@@ -74,12 +77,14 @@ impl FromEnv for PublishConfig {
     }
 }
 
-/// The function: both doors and the run share it.
-pub struct Publisher<K = KmsDataKeys> {
-    inner: Arc<Inner<K>>,
+/// The function: both doors and the run share it, over its token keys
+/// (KMS) and its store (DynamoDB: [`Stores`]; the routes take any
+/// [`PostsApi`], the run only DynamoDB's).
+pub struct Publisher<K = KmsDataKeys, S = Stores> {
+    inner: Arc<Inner<K, S>>,
 }
 
-impl<K> Clone for Publisher<K> {
+impl<K, S> Clone for Publisher<K, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -87,12 +92,9 @@ impl<K> Clone for Publisher<K> {
     }
 }
 
-struct Inner<K> {
+struct Inner<K, S = Stores> {
     config: PublishConfig,
-    posts: PostStore,
-    connections: ConnectionStore,
-    /// Marks a connection `needs_reauth` (the proxy's write).
-    graph_store: GraphStore,
+    store: S,
     meta: MetaClient,
     /// Uploads, when a media bucket is configured.
     media: Option<MediaBucket>,
@@ -112,24 +114,42 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         clock: Clock,
         media: Option<MediaBucket>,
     ) -> Self {
-        let inner = Inner {
-            media,
+        let stores = Stores {
             posts: PostStore::new(
                 dynamodb.clone(),
                 &config.posts_table,
                 &config.store.events_table,
             ),
             connections: config.store.connections(&dynamodb),
-            // Only its connections-table write is used (no proxy records).
-            graph_store: GraphStore::new(
+            graph: GraphStore::new(
                 dynamodb,
                 "",
                 &config.store.connections_table,
                 &config.store.events_table,
             ),
+        };
+        let secrets = SecretsCache::new(secrets, &config.meta_secret_id);
+        Self::with_store(config, stores, secrets, keys, clock, media)
+    }
+}
+
+impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
+    /// The function over any store for its routes (the unit tests' is in
+    /// memory; only DynamoDB's [`Stores`] also runs what is due).
+    pub fn with_store(
+        config: PublishConfig,
+        store: S,
+        secrets: SecretsCache,
+        keys: K,
+        clock: Clock,
+        media: Option<MediaBucket>,
+    ) -> Self {
+        let inner = Inner {
+            media,
+            store,
             meta: MetaClient::new(config.meta.clone()),
             vault: TokenVault::new(keys),
-            secrets: SecretsCache::new(secrets, &config.meta_secret_id),
+            secrets,
             config,
             clock,
             due_page: run::PER_SHARD,

@@ -69,6 +69,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         for shard in 0..DUE_SHARDS {
             let (ids, more) = self
                 .inner
+                .store
                 .posts
                 .due(&shard.to_string(), now, self.inner.due_page)
                 .await?;
@@ -147,7 +148,12 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
     /// One post's turn, and whether it looked stuck.
     async fn turn(&self, post_id: &str, owner: &str) -> (Result<Turn, StoreError>, bool) {
         let now = self.clock.now();
-        let post = match self.posts.take_lease(post_id, owner, now, LEASE_FOR).await {
+        let post = match self
+            .store
+            .posts
+            .take_lease(post_id, owner, now, LEASE_FOR)
+            .await
+        {
             Ok(Lease::Taken(p)) => *p,
             Ok(Lease::Busy) => return (Ok(Turn::Busy), false),
             Err(e) => return (Err(e), false),
@@ -199,6 +205,7 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
     /// `Err(None)`: try again later.
     async fn session(&self, post: &Post) -> Result<Session<'_>, Option<Failure>> {
         let found = self
+            .store
             .connections
             .get(&post.user_id, post.provider, &post.account_id)
             .await

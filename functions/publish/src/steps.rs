@@ -238,7 +238,8 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
             self.config.store.event_retention,
         );
         if let Err(e) = self
-            .graph_store
+            .store
+            .graph
             .mark_needs_reauth(&s.conn, &event, now)
             .await
         {
@@ -259,7 +260,7 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
             lease: Some((held.owner, held.until)),
             keep_lease: true,
         };
-        let written = self.posts.save(&mut held.post, &w, None).await?;
+        let written = self.store.posts.save(&mut held.post, &w, None).await?;
         Ok((!written).then_some(Turn::Busy))
     }
 
@@ -277,7 +278,7 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
             lease: Some((held.owner, held.until)),
             keep_lease: false,
         };
-        let written = self.posts.save(&mut held.post, &w, None).await?;
+        let written = self.store.posts.save(&mut held.post, &w, None).await?;
         Ok(if written { Turn::Waiting } else { Turn::Busy })
     }
 
@@ -296,7 +297,11 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
             keep_lease: false,
         };
         let event = event.filter(|_| turn.is_some());
-        let written = self.posts.save(&mut held.post, &w, event.as_ref()).await?;
+        let written = self
+            .store
+            .posts
+            .save(&mut held.post, &w, event.as_ref())
+            .await?;
         if written {
             tracing::info!(status = held.post.status.as_str(), "post finished");
         }

@@ -4,17 +4,18 @@
 //! work left are in it), `by_owner` for listing, a lease per post, and every
 //! change written only over the version read.
 
-use std::collections::HashMap;
-
 use sha2::Digest;
-use shared::aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use shared::aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use shared::aws_sdk_dynamodb::Client;
 use shared::store::{Event, StoreError};
 use shared::time::{Duration, OffsetDateTime};
 
 use crate::post::Post;
 
-type Item = HashMap<String, AttributeValue>;
+#[path = "store_items.rs"]
+mod items;
+
+use items::{condition_failed, created_ms, get_n, get_s, n, parse, s, Item};
 
 /// Shards of the due index: a minute's posts spread over this many partitions.
 pub const DUE_SHARDS: u8 = 16;
@@ -22,22 +23,6 @@ pub const DUE_SHARDS: u8 = 16;
 pub const KEEP_FINISHED: Duration = Duration::days(90);
 /// Idempotency records are kept 24 hours.
 pub const KEEP_IDEMPOTENCY: Duration = Duration::hours(24);
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s(item: &Item, key: &str) -> Option<String> {
-    item.get(key).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n(item: &Item, key: &str) -> Option<i64> {
-    item.get(key)?.as_n().ok()?.parse().ok()
-}
 
 pub fn post_pk(post_id: &str) -> String {
     format!("POST#{post_id}")
@@ -404,38 +389,6 @@ impl PostStore {
         });
         Ok((posts, next))
     }
-}
-
-fn created_ms(post: &Post) -> i64 {
-    (post.created_at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn parse(item: &Item) -> Option<Post> {
-    let doc = get_s(item, "doc")?;
-    match serde_json::from_str::<Post>(&doc) {
-        Ok(mut post) => {
-            post.version = get_n(item, "version").unwrap_or(0) as u64;
-            Some(post)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "a stored post does not parse");
-            None
-        }
-    }
-}
-
-fn condition_failed<R>(
-    e: &shared::aws_sdk_dynamodb::error::SdkError<
-        shared::aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-        R,
-    >,
-) -> bool {
-    use shared::aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
-    matches!(
-        e.as_service_error(),
-        Some(E::TransactionCanceledException(c))
-            if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-    )
 }
 
 #[cfg(test)]
