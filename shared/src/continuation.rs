@@ -124,7 +124,7 @@ impl Continuation {
         round: u64,
         left: usize,
         payload: impl FnOnce(u64) -> Value,
-    ) -> Next {
+    ) {
         match self.carry_on(invoker, round, left > 0, payload).await {
             Ok(Next::Invoked(next)) => {
                 tracing::info!(
@@ -133,13 +133,11 @@ impl Continuation {
                     left,
                     "the run continues in another invocation"
                 );
-                Next::Invoked(next)
             }
-            Ok(next) => next,
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(job, error = %e, round = round + 1,
                     "could not continue the run; the next scheduled run takes the rest");
-                Next::NoInvoker
             }
         }
     }
