@@ -258,85 +258,18 @@ impl ApiRequest {
 
     /// The payload 2.0 event JSON.
     pub fn event(&self) -> Value {
-        let (route_key, path_params, stage) = match match_route(&self.method, &self.path) {
-            Some(route) => {
-                // A named stage (Meta's): its name, without the slash.
-                let stage = match route.stage.strip_prefix('/') {
-                    Some(name) => name.to_string(),
-                    None => "$default".to_string(),
-                };
-                (route.key(), route.params, stage)
-            }
-            None => ("$default".to_string(), Vec::new(), "$default".to_string()),
-        };
-        // API Gateway joins repeated headers with commas and lower-cases names.
-        let mut headers = Map::new();
-        for (k, v) in &self.headers {
-            let k = k.to_ascii_lowercase();
-            let joined = match headers.get(&k).and_then(Value::as_str) {
-                Some(prev) => format!("{prev},{v}"),
-                None => v.clone(),
-            };
-            headers.insert(k, Value::String(joined));
-        }
-        headers
-            .entry("host")
-            .or_insert_with(|| json!("api.example.com"));
-        let mut query = Map::new();
-        for (k, v) in url::form_urlencoded::parse(self.raw_query.as_bytes()) {
-            let joined = match query.get(k.as_ref()).and_then(Value::as_str) {
-                Some(prev) => format!("{prev},{v}"),
-                None => v.into_owned(),
-            };
-            query.insert(k.into_owned(), Value::String(joined));
-        }
-        let text_body = self
-            .body
-            .as_ref()
-            .filter(|_| !self.base64)
-            .and_then(|b| String::from_utf8(b.clone()).ok());
-        let (body, is_b64) = match (&self.body, text_body) {
-            (None, _) => (Value::Null, false),
-            (Some(_), Some(t)) => (Value::String(t), false),
-            (Some(b), None) => (Value::String(STANDARD.encode(b)), true),
-        };
-        let authorizer = if let Some(arn) = &self.iam_caller {
-            json!({"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012",
-                "callerId": "AIDAEXAMPLE", "userArn": arn, "userId": "AIDAEXAMPLE"}})
-        } else if self.claims.is_empty() {
-            Value::Null
-        } else {
-            let claims: Map<String, Value> = self
-                .claims
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            json!({"jwt": {"claims": claims, "scopes": null}})
-        };
+        let (route_key, path_params, stage) = self.route_and_stage();
+        let headers = self.event_headers();
+        let query = self.query_parameters();
+        let (body, is_b64) = self.event_body();
+        let authorizer = self.authorizer();
         let mut ev = json!({
             "version": "2.0",
             "routeKey": route_key,
             "rawPath": self.path,
             "rawQueryString": self.raw_query,
             "headers": headers,
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "local",
-                "domainName": "api.example.com",
-                "domainPrefix": "api",
-                "http": {
-                    "method": self.method,
-                    "path": self.path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "127.0.0.1",
-                    "userAgent": "local"
-                },
-                "requestId": "local-request",
-                "routeKey": route_key,
-                "stage": stage,
-                "time": "21/Nov/2026:10:00:00 +0000",
-                "timeEpoch": 1_795_260_000_000u64
-            },
+            "requestContext": self.request_context(&route_key, &stage),
             "isBase64Encoded": is_b64
         });
         let obj = ev.as_object_mut().expect("object");
@@ -363,6 +296,101 @@ impl ApiRequest {
                 .insert("authorizer".into(), authorizer);
         }
         ev
+    }
+
+    /// The route key, path parameters and stage name.
+    fn route_and_stage(&self) -> (String, Vec<(String, String)>, String) {
+        match match_route(&self.method, &self.path) {
+            Some(route) => {
+                // A named stage (Meta's): its name, without the slash.
+                let stage = match route.stage.strip_prefix('/') {
+                    Some(name) => name.to_string(),
+                    None => "$default".to_string(),
+                };
+                (route.key(), route.params, stage)
+            }
+            None => ("$default".to_string(), Vec::new(), "$default".to_string()),
+        }
+    }
+
+    /// API Gateway joins repeated headers with commas and lower-cases names.
+    fn event_headers(&self) -> Map<String, Value> {
+        let mut headers = Map::new();
+        for (k, v) in &self.headers {
+            let k = k.to_ascii_lowercase();
+            let joined = match headers.get(&k).and_then(Value::as_str) {
+                Some(prev) => format!("{prev},{v}"),
+                None => v.clone(),
+            };
+            headers.insert(k, Value::String(joined));
+        }
+        headers
+            .entry("host")
+            .or_insert_with(|| json!("api.example.com"));
+        headers
+    }
+
+    fn query_parameters(&self) -> Map<String, Value> {
+        let mut query = Map::new();
+        for (k, v) in url::form_urlencoded::parse(self.raw_query.as_bytes()) {
+            let joined = match query.get(k.as_ref()).and_then(Value::as_str) {
+                Some(prev) => format!("{prev},{v}"),
+                None => v.into_owned(),
+            };
+            query.insert(k.into_owned(), Value::String(joined));
+        }
+        query
+    }
+
+    /// The body (text, or base64) and whether it is base64.
+    fn event_body(&self) -> (Value, bool) {
+        let text_body = self
+            .body
+            .as_ref()
+            .filter(|_| !self.base64)
+            .and_then(|b| String::from_utf8(b.clone()).ok());
+        match (&self.body, text_body) {
+            (None, _) => (Value::Null, false),
+            (Some(_), Some(t)) => (Value::String(t), false),
+            (Some(b), None) => (Value::String(STANDARD.encode(b)), true),
+        }
+    }
+
+    fn authorizer(&self) -> Value {
+        if let Some(arn) = &self.iam_caller {
+            json!({"iam": {"accessKey": "AKIAEXAMPLE", "accountId": "123456789012",
+                "callerId": "AIDAEXAMPLE", "userArn": arn, "userId": "AIDAEXAMPLE"}})
+        } else if self.claims.is_empty() {
+            Value::Null
+        } else {
+            let claims: Map<String, Value> = self
+                .claims
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            json!({"jwt": {"claims": claims, "scopes": null}})
+        }
+    }
+
+    fn request_context(&self, route_key: &str, stage: &str) -> Value {
+        json!({
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {
+                "method": self.method,
+                "path": self.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "local"
+            },
+            "requestId": "local-request",
+            "routeKey": route_key,
+            "stage": stage,
+            "time": "21/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_795_260_000_000u64
+        })
     }
 
     /// The request as `lambda_http` hands it to a handler in AWS.

@@ -4,6 +4,9 @@
 
 use super::*;
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::AttributeValue;
+
 /// Mints a JWT for a user, standing in for the product's identity provider.
 pub(crate) async fn dev_token(
     State(app): State<Arc<App>>,
@@ -147,52 +150,14 @@ pub(crate) async fn dev_age_connection(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    use aws_sdk_dynamodb::types::AttributeValue;
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     let (sub, account) = (field("sub"), field("account_id"));
     let Some(provider) = shared::provider::Provider::parse(field("provider")) else {
         return dev_error(StatusCode::BAD_REQUEST, "unknown provider");
     };
     let now = time::OffsetDateTime::now_utc();
-    let n = |t: time::OffsetDateTime| AttributeValue::N(t.unix_timestamp().to_string());
-    let mut update = app
-        .dynamodb
-        .update_item()
-        .table_name(&app.connections_table)
-        .key(
-            "pk",
-            AttributeValue::S(shared::store::connections::user_pk(sub)),
-        )
-        .key(
-            "sk",
-            AttributeValue::S(shared::store::connections::conn_sk(provider, account)),
-        )
-        .condition_expression("attribute_exists(pk) AND #status = :active")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":active", AttributeValue::S("active".into()))
-        .expression_attribute_values(":bucket", AttributeValue::S(provider.as_str().into()))
-        .expression_attribute_values(":one", AttributeValue::N("1".into()));
-    let said = match provider {
-        shared::provider::Provider::Instagram => {
-            let expires = now + time::Duration::hours(12);
-            update = update
-                .update_expression(
-                    "SET token_issued_at = :issued, token_expires_at = :expires, \
-                     due_bucket = :bucket, due_at = :expires, version = version + :one",
-                )
-                .expression_attribute_values(":issued", n(expires - time::Duration::days(60)))
-                .expression_attribute_values(":expires", n(expires));
-            "Its token now expires in 12 hours: the next refresh run refreshes it."
-        }
-        shared::provider::Provider::Facebook => {
-            update = update
-                .update_expression(
-                    "SET due_bucket = :bucket, due_at = :now, version = version + :one",
-                )
-                .expression_attribute_values(":now", n(now));
-            "Its daily token check is due: the next refresh run checks it."
-        }
-    };
+    let update = active_connection_update(&app, sub, provider, account);
+    let (update, said) = make_due(update, provider, now);
     match update.send().await {
         Ok(_) => Json(json!({"aged": true, "message": said})).into_response(),
         Err(e)
@@ -209,6 +174,69 @@ pub(crate) async fn dev_age_connection(
             dev_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the connections table could not be updated",
+            )
+        }
+    }
+}
+
+/// An update of the user's connection with the account, if it is active; its
+/// expression is [`make_due`]'s.
+fn active_connection_update(
+    app: &App,
+    sub: &str,
+    provider: shared::provider::Provider,
+    account: &str,
+) -> UpdateItemFluentBuilder {
+    app.dynamodb
+        .update_item()
+        .table_name(&app.connections_table)
+        .key(
+            "pk",
+            AttributeValue::S(shared::store::connections::user_pk(sub)),
+        )
+        .key(
+            "sk",
+            AttributeValue::S(shared::store::connections::conn_sk(provider, account)),
+        )
+        .condition_expression("attribute_exists(pk) AND #status = :active")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":active", AttributeValue::S("active".into()))
+        .expression_attribute_values(":bucket", AttributeValue::S(provider.as_str().into()))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+}
+
+/// The update that makes the connection due now, and the sentence that says
+/// what it did.
+fn make_due(
+    update: UpdateItemFluentBuilder,
+    provider: shared::provider::Provider,
+    now: time::OffsetDateTime,
+) -> (UpdateItemFluentBuilder, &'static str) {
+    let n = |t: time::OffsetDateTime| AttributeValue::N(t.unix_timestamp().to_string());
+    match provider {
+        shared::provider::Provider::Instagram => {
+            let expires = now + time::Duration::hours(12);
+            let update = update
+                .update_expression(
+                    "SET token_issued_at = :issued, token_expires_at = :expires, \
+                     due_bucket = :bucket, due_at = :expires, version = version + :one",
+                )
+                .expression_attribute_values(":issued", n(expires - time::Duration::days(60)))
+                .expression_attribute_values(":expires", n(expires));
+            (
+                update,
+                "Its token now expires in 12 hours: the next refresh run refreshes it.",
+            )
+        }
+        shared::provider::Provider::Facebook => {
+            let update = update
+                .update_expression(
+                    "SET due_bucket = :bucket, due_at = :now, version = version + :one",
+                )
+                .expression_attribute_values(":now", n(now));
+            (
+                update,
+                "Its daily token check is due: the next refresh run checks it.",
             )
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body as AxumBody};
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -107,16 +107,8 @@ async fn stop_signal() -> &'static str {
 #[tokio::main]
 async fn main() {
     quiet_panics();
-    let opts = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Help) => {
-            println!("{}", cli::USAGE);
-            return;
-        }
-        Ok(cli::Command::Run(opts)) => opts,
-        Err(e) => {
-            eprintln!("local-stack: {e}\nRun scripts/local-stack --help to see the options.");
-            std::process::exit(2);
-        }
+    let Some(opts) = parse_args() else {
+        return;
     };
     // Both ports first, before any table is made: the gateway's listener is
     // kept, the emulated Meta's is given back for it to bind at once.
@@ -126,21 +118,48 @@ async fn main() {
         return;
     }
     shared::logging::install(std::io::stdout, true);
-    let (port, meta_port) = (opts.port, opts.meta_port);
-    let base = format!("http://127.0.0.1:{port}");
-    let stack = Stack::start(StackOptions {
+    let base = format!("http://127.0.0.1:{}", opts.port);
+    let stack = start_stack(opts.meta_port, &base).await;
+    let app = Arc::new(build_app(&stack, &opts, &base));
+    spawn_every_minute(app.clone());
+    let router = router(app).merge(infra::outbound::LocalWebhooks::run(&stack, &base).await);
+    print_ready(&stack, &base);
+    serve(listener, router).await;
+}
+
+/// The options, or `None` once the help is printed; a refusal exits.
+fn parse_args() -> Option<cli::Options> {
+    match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Help) => {
+            println!("{}", cli::USAGE);
+            None
+        }
+        Ok(cli::Command::Run(opts)) => Some(opts),
+        Err(e) => {
+            eprintln!("local-stack: {e}\nRun scripts/local-stack --help to see the options.");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn start_stack(meta_port: u16, base: &str) -> Stack {
+    Stack::start(StackOptions {
         prefix: "local".into(),
         meta_port,
-        public_base_url: base.clone(),
+        public_base_url: base.to_string(),
         frontend_url: format!("{base}/app/"),
         allowed_return_origins: String::new(),
         complete_redirect_uri: Some(format!("{base}/app/complete")),
         meta_path_prefix: random_meta_path_prefix(),
     })
-    .await;
+    .await
+}
+
+fn build_app(stack: &Stack, opts: &cli::Options, base: &str) -> App {
+    let port = opts.port;
     let mut jwt_key = vec![0u8; 32];
     rand::rng().fill_bytes(&mut jwt_key);
-    let app = Arc::new(App {
+    App {
         authorize: stack.authorize(Clock::system()),
         refresher: stack.refresher(Clock::system()),
         connections_api: stack.connections(Clock::system()),
@@ -153,34 +172,37 @@ async fn main() {
         connections_table: stack.var("CONNECTIONS_TABLE").to_string(),
         instagram_app_secret: stack.meta.apps().instagram_app_secret,
         callback: stack.callback(Clock::system()),
-        graph: infra::graph_proxy::graph(&stack, Clock::system()).0,
-        publish: infra::publish::publisher(&stack, Clock::system(), publish::Door::Http).0,
+        graph: infra::graph_proxy::graph(stack, Clock::system()).0,
+        publish: infra::publish::publisher(stack, Clock::system(), publish::Door::Http).0,
         jwt_key,
         meta_path_prefix: stack.meta_path_prefix.clone(),
         page: demo_page(),
         cors: infra::cors::Cors::from_template(
             &infra::template::template_path(),
-            [base.clone(), format!("http://localhost:{port}")]
+            [base.to_string(), format!("http://localhost:{port}")]
                 .into_iter()
                 .chain(opts.allow_origins.iter().cloned())
                 .collect(),
         ),
-    });
-    // Plays the every-minute schedule (PublishFunction's EveryMinute).
-    tokio::spawn({
-        let app = app.clone();
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                let deadline = shared::continuation::Deadline::distant();
-                if let Err(e) = app.publish.run(deadline).await {
-                    tracing::error!(error = %e, "the publish run failed");
-                }
+    }
+}
+
+/// Plays the every-minute schedule (PublishFunction's EveryMinute).
+fn spawn_every_minute(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let deadline = shared::continuation::Deadline::distant();
+            if let Err(e) = app.publish.run(deadline).await {
+                tracing::error!(error = %e, "the publish run failed");
             }
         }
     });
-    let router = Router::new()
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
         .route("/", get(|| async { axum::response::Redirect::to("/app/") }))
         .route("/app/", get(page))
         .route("/app/complete", get(page))
@@ -195,7 +217,9 @@ async fn main() {
         .route("/dev/run-dm-bot", post(dev_run_dm_bot))
         .fallback(gateway)
         .with_state(app)
-        .merge(infra::outbound::LocalWebhooks::run(&stack, &base).await);
+}
+
+fn print_ready(stack: &Stack, base: &str) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let tables = [
         stack.var("STATES_TABLE"),
@@ -218,6 +242,10 @@ async fn main() {
         tables = tables.join(", "),
         conns = tables[1],
     );
+}
+
+/// Serves until the gateway fails (which exits) or a stop signal comes.
+async fn serve(listener: tokio::net::TcpListener, router: Router) {
     tokio::select! {
         served = axum::serve(listener, router) => {
             if let Err(e) = served {
@@ -271,29 +299,13 @@ async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
     let Some(route) = match_route_under(&method, &path, &app.meta_path_prefix) else {
         return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
     };
-    let mut api = ApiRequest::new(&method, &format!("{path}?{query}"));
-    for (k, v) in req.headers() {
-        let Ok(v) = v.to_str() else { continue };
-        if k == "cookie" {
-            api.cookies
-                .extend(v.split(';').map(|c| c.trim().to_string()));
-        } else {
-            api = api.header(k.as_str(), v);
-        }
-    }
+    let mut api = api_request(&method, &format!("{path}?{query}"), req.headers());
     if route.door == infra::apigw::Door::Iam {
         // The local gateway checks no SigV4: the admin routes stay closed here.
         return (StatusCode::FORBIDDEN, Json(json!({"message": "Forbidden"}))).into_response();
     }
     if route.jwt {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| jwt::verify(&app.jwt_key, t, now));
-        match claims {
+        match verified_claims(app, req.headers()) {
             Some(c) => api.claims = c,
             None => {
                 return (
@@ -310,8 +322,46 @@ async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
     if !body.is_empty() {
         api.body = Some(body.to_vec());
     }
-    let request = api.into_request();
-    let resp = match route.template {
+    let resp = call(app, route.template, &method, api.into_request()).await;
+    // Route and status only: query strings carry codes and states.
+    tracing::info!(route = %route.key(), status = resp.status().as_u16(), "gateway");
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, AxumBody::from(body.as_ref().to_vec()))
+}
+
+/// The request's headers and cookies, as API Gateway passes them on.
+fn api_request(method: &str, path_and_query: &str, headers: &HeaderMap) -> ApiRequest {
+    let mut api = ApiRequest::new(method, path_and_query);
+    for (k, v) in headers {
+        let Ok(v) = v.to_str() else { continue };
+        if k == "cookie" {
+            api.cookies
+                .extend(v.split(';').map(|c| c.trim().to_string()));
+        } else {
+            api = api.header(k.as_str(), v);
+        }
+    }
+    api
+}
+
+/// The JWT authorizer: the claims of a valid bearer token.
+fn verified_claims(app: &App, headers: &HeaderMap) -> Option<Vec<(String, String)>> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| jwt::verify(&app.jwt_key, t, now))
+}
+
+/// The route's function.
+async fn call(
+    app: &Arc<App>,
+    template: &str,
+    method: &str,
+    request: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    match template {
         "/connect/{provider}" => app.authorize.handle(request).await,
         "/oauth/{provider}/callback" | "/oauth/{provider}/complete" => {
             app.callback.handle(request).await
@@ -335,9 +385,5 @@ async fn route_and_call(app: &Arc<App>, req: Request) -> Response {
             resp
         }
         other => unreachable!("route {other} has no function"),
-    };
-    // Route and status only: query strings carry codes and states.
-    tracing::info!(route = %route.key(), status = resp.status().as_u16(), "gateway");
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, AxumBody::from(body.as_ref().to_vec()))
+    }
 }

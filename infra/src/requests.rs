@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::operation::{
     query::QueryInput, scan::ScanInput, transact_get_items::TransactGetItemsInput,
     transact_write_items::TransactWriteItemsInput, update_item::UpdateItemInput,
 };
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -165,124 +165,166 @@ fn key_conditions(
         .collect()
 }
 
-fn asked(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> Vec<Asked> {
-    if let Some(i) = input.downcast_ref::<GetItemInput>() {
-        let names = expression_names(&[i.projection_expression()], i.expression_attribute_names());
-        return vec![one(
-            "dynamodb:GetItem",
-            i.table_name(),
-            values(i.key()),
-            names,
-        )];
-    }
-    if let Some(i) = input.downcast_ref::<PutItemInput>() {
-        let names = expression_names(&[i.condition_expression()], i.expression_attribute_names());
-        let mut a = one("dynamodb:PutItem", i.table_name(), values(i.item()), names);
-        a.attributes
-            .extend(i.item().into_iter().flatten().map(|(k, _)| k.clone()));
-        return vec![a];
-    }
-    if let Some(i) = input.downcast_ref::<UpdateItemInput>() {
-        let names = expression_names(
-            &[i.update_expression(), i.condition_expression()],
-            i.expression_attribute_names(),
-        );
-        return vec![one(
-            "dynamodb:UpdateItem",
-            i.table_name(),
-            values(i.key()),
-            names,
-        )];
-    }
-    if let Some(i) = input.downcast_ref::<DeleteItemInput>() {
-        let names = expression_names(&[i.condition_expression()], i.expression_attribute_names());
-        return vec![one(
-            "dynamodb:DeleteItem",
-            i.table_name(),
-            values(i.key()),
-            names,
-        )];
-    }
-    if let Some(i) = input.downcast_ref::<QueryInput>() {
-        let keys = key_conditions(
-            i.key_condition_expression().unwrap_or_default(),
-            i.expression_attribute_values(),
-            i.expression_attribute_names(),
-        );
-        let names = expression_names(
-            &[i.filter_expression(), i.projection_expression()],
-            i.expression_attribute_names(),
-        );
-        let mut a = one("dynamodb:Query", i.table_name(), keys, names);
-        a.index = i.index_name().map(str::to_string);
-        return vec![a];
-    }
-    if let Some(i) = input.downcast_ref::<ScanInput>() {
-        let mut a = one(
-            "dynamodb:Scan",
-            i.table_name(),
-            BTreeMap::new(),
-            BTreeSet::new(),
-        );
-        a.index = i.index_name().map(str::to_string);
-        return vec![a];
-    }
-    if let Some(i) = input.downcast_ref::<TransactWriteItemsInput>() {
-        return i
-            .transact_items()
+type Input = aws_smithy_runtime_api::client::interceptors::context::Input;
+
+/// What one SDK input type asks, or `None` for an input of another type.
+type Kind = fn(&Input) -> Option<Vec<Asked>>;
+
+/// What each SDK input type asks; the first that recognises the input says.
+const KINDS: &[Kind] = &[
+    get_item,
+    put_item,
+    update_item,
+    delete_item,
+    query,
+    scan,
+    transact_write_items,
+    transact_get_items,
+    batch_get_item,
+    batch_write_item,
+];
+
+fn asked(input: &Input) -> Vec<Asked> {
+    KINDS
+        .iter()
+        .find_map(|kind| kind(input))
+        .unwrap_or_else(|| {
+            // Anything else (table administration): recorded as unknown, so a test
+            // notices it.
+            vec![one("dynamodb:?", None, BTreeMap::new(), BTreeSet::new())]
+        })
+}
+
+fn get_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<GetItemInput>()?;
+    let names = expression_names(&[i.projection_expression()], i.expression_attribute_names());
+    Some(vec![one(
+        "dynamodb:GetItem",
+        i.table_name(),
+        values(i.key()),
+        names,
+    )])
+}
+
+fn put_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<PutItemInput>()?;
+    let names = expression_names(&[i.condition_expression()], i.expression_attribute_names());
+    let mut a = one("dynamodb:PutItem", i.table_name(), values(i.item()), names);
+    a.attributes
+        .extend(i.item().into_iter().flatten().map(|(k, _)| k.clone()));
+    Some(vec![a])
+}
+
+fn update_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<UpdateItemInput>()?;
+    let names = expression_names(
+        &[i.update_expression(), i.condition_expression()],
+        i.expression_attribute_names(),
+    );
+    Some(vec![one(
+        "dynamodb:UpdateItem",
+        i.table_name(),
+        values(i.key()),
+        names,
+    )])
+}
+
+fn delete_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<DeleteItemInput>()?;
+    let names = expression_names(&[i.condition_expression()], i.expression_attribute_names());
+    Some(vec![one(
+        "dynamodb:DeleteItem",
+        i.table_name(),
+        values(i.key()),
+        names,
+    )])
+}
+
+fn query(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<QueryInput>()?;
+    let keys = key_conditions(
+        i.key_condition_expression().unwrap_or_default(),
+        i.expression_attribute_values(),
+        i.expression_attribute_names(),
+    );
+    let names = expression_names(
+        &[i.filter_expression(), i.projection_expression()],
+        i.expression_attribute_names(),
+    );
+    let mut a = one("dynamodb:Query", i.table_name(), keys, names);
+    a.index = i.index_name().map(str::to_string);
+    Some(vec![a])
+}
+
+fn scan(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<ScanInput>()?;
+    let mut a = one(
+        "dynamodb:Scan",
+        i.table_name(),
+        BTreeMap::new(),
+        BTreeSet::new(),
+    );
+    a.index = i.index_name().map(str::to_string);
+    Some(vec![a])
+}
+
+fn transact_write_items(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<TransactWriteItemsInput>()?;
+    Some(
+        i.transact_items()
             .iter()
-            .filter_map(|t| {
-                if let Some(p) = t.put() {
-                    let mut a = one(
-                        "dynamodb:PutItem",
-                        Some(p.table_name()),
-                        values(Some(p.item())),
-                        expression_names(
-                            &[p.condition_expression()],
-                            p.expression_attribute_names(),
-                        ),
-                    );
-                    a.attributes.extend(p.item().keys().cloned());
-                    return Some(a);
-                }
-                if let Some(u) = t.update() {
-                    return Some(one(
-                        "dynamodb:UpdateItem",
-                        Some(u.table_name()),
-                        values(Some(u.key())),
-                        expression_names(
-                            &[Some(u.update_expression()), u.condition_expression()],
-                            u.expression_attribute_names(),
-                        ),
-                    ));
-                }
-                if let Some(d) = t.delete() {
-                    return Some(one(
-                        "dynamodb:DeleteItem",
-                        Some(d.table_name()),
-                        values(Some(d.key())),
-                        expression_names(
-                            &[d.condition_expression()],
-                            d.expression_attribute_names(),
-                        ),
-                    ));
-                }
-                let c = t.condition_check()?;
-                Some(one(
-                    "dynamodb:ConditionCheckItem",
-                    Some(c.table_name()),
-                    values(Some(c.key())),
-                    expression_names(
-                        &[Some(c.condition_expression())],
-                        c.expression_attribute_names(),
-                    ),
-                ))
-            })
-            .collect();
+            .filter_map(transact_write)
+            .collect(),
+    )
+}
+
+/// One item of a transaction write.
+fn transact_write(t: &TransactWriteItem) -> Option<Asked> {
+    if let Some(p) = t.put() {
+        let mut a = one(
+            "dynamodb:PutItem",
+            Some(p.table_name()),
+            values(Some(p.item())),
+            expression_names(&[p.condition_expression()], p.expression_attribute_names()),
+        );
+        a.attributes.extend(p.item().keys().cloned());
+        return Some(a);
     }
-    if let Some(i) = input.downcast_ref::<TransactGetItemsInput>() {
-        return i
-            .transact_items()
+    if let Some(u) = t.update() {
+        return Some(one(
+            "dynamodb:UpdateItem",
+            Some(u.table_name()),
+            values(Some(u.key())),
+            expression_names(
+                &[Some(u.update_expression()), u.condition_expression()],
+                u.expression_attribute_names(),
+            ),
+        ));
+    }
+    if let Some(d) = t.delete() {
+        return Some(one(
+            "dynamodb:DeleteItem",
+            Some(d.table_name()),
+            values(Some(d.key())),
+            expression_names(&[d.condition_expression()], d.expression_attribute_names()),
+        ));
+    }
+    let c = t.condition_check()?;
+    Some(one(
+        "dynamodb:ConditionCheckItem",
+        Some(c.table_name()),
+        values(Some(c.key())),
+        expression_names(
+            &[Some(c.condition_expression())],
+            c.expression_attribute_names(),
+        ),
+    ))
+}
+
+fn transact_get_items(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<TransactGetItemsInput>()?;
+    Some(
+        i.transact_items()
             .iter()
             .filter_map(|t| {
                 let g = t.get()?;
@@ -293,11 +335,14 @@ fn asked(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -
                     BTreeSet::new(),
                 ))
             })
-            .collect();
-    }
-    if let Some(i) = input.downcast_ref::<BatchGetItemInput>() {
-        return i
-            .request_items()
+            .collect(),
+    )
+}
+
+fn batch_get_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<BatchGetItemInput>()?;
+    Some(
+        i.request_items()
             .into_iter()
             .flatten()
             .flat_map(|(table, ka)| {
@@ -313,11 +358,14 @@ fn asked(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -
                     })
                     .collect::<Vec<_>>()
             })
-            .collect();
-    }
-    if let Some(i) = input.downcast_ref::<BatchWriteItemInput>() {
-        return i
-            .request_items()
+            .collect(),
+    )
+}
+
+fn batch_write_item(input: &Input) -> Option<Vec<Asked>> {
+    let i = input.downcast_ref::<BatchWriteItemInput>()?;
+    Some(
+        i.request_items()
             .into_iter()
             .flatten()
             .flat_map(|(table, writes)| {
@@ -337,11 +385,8 @@ fn asked(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -
                     })
                     .collect::<Vec<_>>()
             })
-            .collect();
-    }
-    // Anything else (table administration): recorded as unknown, so a test
-    // notices it.
-    vec![one("dynamodb:?", None, BTreeMap::new(), BTreeSet::new())]
+            .collect(),
+    )
 }
 
 #[cfg(test)]

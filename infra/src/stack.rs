@@ -85,6 +85,62 @@ fn frontend_origins(opts: &StackOptions) -> Vec<String> {
         .collect()
 }
 
+/// The template's tables, named under the prefix; the functions' table
+/// variables.
+async fn create_tables(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    opts: &StackOptions,
+) -> HashMap<String, String> {
+    let mut env: HashMap<String, String> = HashMap::new();
+
+    for spec in template::tables(&template::template_path()) {
+        let name = format!("{}-{}", opts.prefix, spec.logical_id);
+        template::create_table(dynamodb, &spec, &name).await;
+        if let Some(var) = template::env_var_for(&spec.logical_id) {
+            env.insert(var.into(), name);
+        }
+    }
+    env
+}
+
+/// The KMS key that seals tokens; its id.
+async fn create_token_key(kms: &aws_sdk_kms::Client, opts: &StackOptions) -> String {
+    let key = kms
+        .create_key()
+        .description(format!("{} token key", opts.prefix))
+        .send()
+        .await
+        .expect("create the KMS key");
+    key.key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_string()
+}
+
+/// The Meta secret (app secrets, webhook verify token); its id.
+async fn create_meta_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    opts: &StackOptions,
+    apps: &MetaApps,
+) -> String {
+    let secret_id = format!("{}-meta", opts.prefix);
+    secrets
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(
+            serde_json::json!({
+                "facebook_app_secret": apps.facebook_app_secret,
+                "instagram_app_secret": apps.instagram_app_secret,
+                "webhook_verify_token": format!("{}-verify", opts.prefix),
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("create the Meta secret");
+    secret_id
+}
+
 impl Stack {
     pub async fn start(opts: StackOptions) -> Self {
         emulator_endpoint();
@@ -92,43 +148,11 @@ impl Stack {
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let kms = aws_sdk_kms::Client::new(&aws);
         let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-        let mut env: HashMap<String, String> = HashMap::new();
-
-        for spec in template::tables(&template::template_path()) {
-            let name = format!("{}-{}", opts.prefix, spec.logical_id);
-            template::create_table(&dynamodb, &spec, &name).await;
-            if let Some(var) = template::env_var_for(&spec.logical_id) {
-                env.insert(var.into(), name);
-            }
-        }
-        let key = kms
-            .create_key()
-            .description(format!("{} token key", opts.prefix))
-            .send()
-            .await
-            .expect("create the KMS key");
-        let key_id = key
-            .key_metadata()
-            .expect("key metadata")
-            .key_id()
-            .to_string();
+        let mut env = create_tables(&dynamodb, &opts).await;
+        let key_id = create_token_key(&kms, &opts).await;
 
         let apps = MetaApps::default();
-        let secret_id = format!("{}-meta", opts.prefix);
-        secrets
-            .create_secret()
-            .name(&secret_id)
-            .secret_string(
-                serde_json::json!({
-                    "facebook_app_secret": apps.facebook_app_secret,
-                    "instagram_app_secret": apps.instagram_app_secret,
-                    "webhook_verify_token": format!("{}-verify", opts.prefix),
-                })
-                .to_string(),
-            )
-            .send()
-            .await
-            .expect("create the Meta secret");
+        let secret_id = create_meta_secret(&secrets, &opts, &apps).await;
         let meta = MetaEmulator::start(apps.clone(), opts.meta_port).await;
 
         let bucket = media_bucket(&aws, &opts).await;

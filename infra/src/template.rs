@@ -73,24 +73,11 @@ fn keys(v: &Value) -> Vec<KeySchemaElement> {
 /// Creates `spec` as table `name`, with its TTL setting.
 pub async fn create_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, name: &str) {
     let d = &spec.definition;
-    let attrs = d
-        .get("AttributeDefinitions")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            AttributeDefinition::builder()
-                .attribute_name(s(a, "AttributeName"))
-                .attribute_type(ScalarAttributeType::from(s(a, "AttributeType")))
-                .build()
-                .expect("attribute definition")
-        })
-        .collect::<Vec<_>>();
     let mut req = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attrs))
+        .set_attribute_definitions(Some(attribute_definitions(d)))
         .set_key_schema(Some(keys(d.get("KeySchema").unwrap_or(&Value::Null))));
     for g in d
         .get("GlobalSecondaryIndexes")
@@ -98,25 +85,7 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, n
         .into_iter()
         .flatten()
     {
-        let projection = g.get("Projection").unwrap_or(&Value::Null);
-        let mut p = Projection::builder()
-            .projection_type(ProjectionType::from(s(projection, "ProjectionType")));
-        for a in projection
-            .get("NonKeyAttributes")
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            p = p.non_key_attributes(a.as_str().unwrap_or_default());
-        }
-        req = req.global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(s(g, "IndexName"))
-                .set_key_schema(Some(keys(g.get("KeySchema").unwrap_or(&Value::Null))))
-                .projection(p.build())
-                .build()
-                .expect("index"),
-        );
+        req = req.global_secondary_indexes(global_index(g));
     }
     if let Some(stream) = d.get("StreamSpecification") {
         req = req.stream_specification(
@@ -134,20 +103,60 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, n
         )
     });
     if let Some(ttl) = d.get("TimeToLiveSpecification") {
-        client
-            .update_time_to_live()
-            .table_name(name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name(s(ttl, "AttributeName"))
-                    .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
-                    .build()
-                    .expect("ttl spec"),
-            )
-            .send()
-            .await
-            .expect("ttl setting");
+        set_time_to_live(client, name, ttl).await;
     }
+}
+
+fn attribute_definitions(d: &Value) -> Vec<AttributeDefinition> {
+    d.get("AttributeDefinitions")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(s(a, "AttributeName"))
+                .attribute_type(ScalarAttributeType::from(s(a, "AttributeType")))
+                .build()
+                .expect("attribute definition")
+        })
+        .collect::<Vec<_>>()
+}
+
+/// One of `GlobalSecondaryIndexes`.
+fn global_index(g: &Value) -> GlobalSecondaryIndex {
+    let projection = g.get("Projection").unwrap_or(&Value::Null);
+    let mut p = Projection::builder()
+        .projection_type(ProjectionType::from(s(projection, "ProjectionType")));
+    for a in projection
+        .get("NonKeyAttributes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        p = p.non_key_attributes(a.as_str().unwrap_or_default());
+    }
+    GlobalSecondaryIndex::builder()
+        .index_name(s(g, "IndexName"))
+        .set_key_schema(Some(keys(g.get("KeySchema").unwrap_or(&Value::Null))))
+        .projection(p.build())
+        .build()
+        .expect("index")
+}
+
+async fn set_time_to_live(client: &aws_sdk_dynamodb::Client, name: &str, ttl: &Value) {
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(s(ttl, "AttributeName"))
+                .enabled(ttl.get("Enabled").and_then(Value::as_bool).unwrap_or(false))
+                .build()
+                .expect("ttl spec"),
+        )
+        .send()
+        .await
+        .expect("ttl setting");
 }
 
 /// The environment variable that names a table in the functions.

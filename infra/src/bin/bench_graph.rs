@@ -169,8 +169,22 @@ async fn main() {
     let clock = Clock::fixed(time::macros::datetime!(2026-11-21 12:00:00 UTC));
     let accounts = connect(&stack, &clock, CONNECTIONS).await;
 
-    let ddb_calls = Calls::default();
-    let kms_calls = Calls::default();
+    let calls = (Calls::default(), Calls::default());
+    let graph = roomy_graph(&stack, &calls, &clock);
+    stack.meta.set_delay(META_DELAY);
+
+    bench_sequential(&graph, &clock, &accounts, &calls).await;
+    bench_throughput(graph, &accounts, total, &calls).await;
+    assert_eq!(stack.meta.calls("graph"), 250 + total);
+}
+
+/// The Graph proxy on the stack, its DynamoDB and KMS calls counted by
+/// `calls`.
+fn roomy_graph(
+    stack: &Stack,
+    (ddb_calls, kms_calls): &(Calls, Calls),
+    clock: &Clock,
+) -> Graph<KmsDataKeys> {
     let mut config = GraphConfig::from_env(stack.env_reader()).unwrap();
     // It measures the proxy, not its limits: buckets as large as the
     // configuration allows (taking from them still costs its UpdateItems).
@@ -183,21 +197,28 @@ async fn main() {
         connection: roomy,
     };
     let keys = KmsDataKeys::new(kms_calls.kms(&stack.aws), &config.token_key_id);
-    let graph = Graph::new(
+    Graph::new(
         config,
         ddb_calls.dynamodb(&stack.aws),
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         keys,
         clock.clone(),
-    );
-    stack.meta.set_delay(META_DELAY);
+    )
+}
 
+/// Cold and cached tokens, one request at a time.
+async fn bench_sequential(
+    graph: &Graph<KmsDataKeys>,
+    clock: &Clock,
+    accounts: &[String],
+    (ddb_calls, kms_calls): &(Calls, Calls),
+) {
     // Cold: the clock moves 6 minutes before each request, so every one
     // opens its token with KMS.
-    let cold = sequential(&graph, &clock, &accounts, 50, time::Duration::minutes(6)).await;
+    let cold = sequential(graph, clock, accounts, 50, time::Duration::minutes(6)).await;
     let cold_calls = (ddb_calls.take(), kms_calls.take());
     // Warm: the tokens are cached.
-    let warm = sequential(&graph, &clock, &accounts, 200, time::Duration::ZERO).await;
+    let warm = sequential(graph, clock, accounts, 200, time::Duration::ZERO).await;
     let warm_calls = (ddb_calls.take(), kms_calls.take());
 
     println!("| token | requests | overhead p50 | overhead p99 | without the store round trip: p50 | p99 | DynamoDB calls per request | KMS calls per request |");
@@ -221,35 +242,19 @@ async fn main() {
             },
         );
     }
+}
 
-    // Throughput: 64 callers at once over the connections, tokens warm.
+/// Throughput: 64 callers at once over the connections, tokens warm.
+async fn bench_throughput(
+    graph: Graph<KmsDataKeys>,
+    accounts: &[String],
+    total: usize,
+    (ddb_calls, kms_calls): &(Calls, Calls),
+) {
     let callers = 64;
-    let graph = std::sync::Arc::new(graph);
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let cpu_before = cpu_time();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..callers {
-        let (graph, next, accounts) = (graph.clone(), next.clone(), accounts.clone());
-        tasks.spawn(async move {
-            let mut overheads = Overheads::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= total {
-                    return overheads;
-                }
-                let (answer, trace) = graph
-                    .proxy_traced(request(&accounts[i % accounts.len()]))
-                    .await;
-                assert_eq!(answer.status, 200, "{:?}", answer.body);
-                overheads.add(&trace);
-            }
-        });
-    }
-    let mut overheads = Overheads::new();
-    while let Some(r) = tasks.join_next().await {
-        overheads.extend(r.unwrap());
-    }
+    let overheads = concurrent(graph, accounts, total, callers).await;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
     let overheads = overheads.sorted();
@@ -269,5 +274,38 @@ async fn main() {
         Calls::describe(&ddb, total),
         kms.get("Decrypt").copied().unwrap_or(0),
     );
-    assert_eq!(stack.meta.calls("graph"), 250 + total);
+}
+
+/// `total` requests by `callers` tasks at once; their overheads, unsorted.
+async fn concurrent(
+    graph: Graph<KmsDataKeys>,
+    accounts: &[String],
+    total: usize,
+    callers: usize,
+) -> Overheads {
+    let graph = std::sync::Arc::new(graph);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (graph, next, accounts) = (graph.clone(), next.clone(), accounts.to_vec());
+        tasks.spawn(async move {
+            let mut overheads = Overheads::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return overheads;
+                }
+                let (answer, trace) = graph
+                    .proxy_traced(request(&accounts[i % accounts.len()]))
+                    .await;
+                assert_eq!(answer.status, 200, "{:?}", answer.body);
+                overheads.add(&trace);
+            }
+        });
+    }
+    let mut overheads = Overheads::new();
+    while let Some(r) = tasks.join_next().await {
+        overheads.extend(r.unwrap());
+    }
+    overheads
 }

@@ -156,47 +156,14 @@ async fn main() {
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (posts, accounts, concurrency) = (arg(1, 10_000), arg(2, 1_000), arg(3, 16));
 
-    let mut stack = Stack::start(StackOptions {
-        prefix: format!("benchp{}", std::process::id()),
-        ..StackOptions::for_tests()
-    })
-    .await;
-    stack
-        .env
-        .insert("PUBLISH_CONCURRENCY".into(), concurrency.to_string());
-    let clock = Clock::fixed(
-        time::OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap(),
-    );
-    // Room for every post in each account's daily limit.
-    stack
-        .meta
-        .set_publishing_quota((posts / accounts + 1) as u32 * 2);
-    let t = Instant::now();
-    seed_accounts(&stack, accounts, &clock).await;
-    let (backend, _) = infra::publish::publisher(&stack, clock.clone(), Door::Invoke);
-    let at = shared::clock::rfc3339(clock.now() + Duration::minutes(1));
-    seed_posts(&backend, posts, accounts, &at).await;
-    eprintln!(
-        "seeded {accounts} accounts and {posts} posts in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let (stack, clock) = start_stack(posts, accounts, concurrency).await;
+    seed(&stack, &clock, posts, accounts).await;
     // The minute comes: every post is due at once.
     clock.advance(Duration::minutes(1));
 
     let ddb_calls = Calls::default();
     let kms_calls = Calls::default();
-    let config = PublishConfig::from_env(stack.env_reader()).unwrap();
-    let keys = KmsDataKeys::new(kms_calls.kms(&stack.aws), &config.token_key_id);
-    let publisher = Publisher::new(
-        config,
-        ddb_calls.dynamodb(&stack.aws),
-        aws_sdk_secretsmanager::Client::new(&stack.aws),
-        keys,
-        clock.clone(),
-        None,
-    );
+    let publisher = counted_publisher(&stack, &clock, &ddb_calls, &kms_calls);
     stack.meta.set_delay(META_LATENCY);
     let meta_before = stack.meta.calls("graph");
     reset_rss_peak();
@@ -220,6 +187,61 @@ async fn main() {
         before_kib: before,
     };
     report.print(&ddb_calls, &kms_calls);
+}
+
+/// The stack, set for `concurrency` and with room for every post, and its
+/// fixed clock.
+async fn start_stack(posts: usize, accounts: usize, concurrency: usize) -> (Stack, Clock) {
+    let mut stack = Stack::start(StackOptions {
+        prefix: format!("benchp{}", std::process::id()),
+        ..StackOptions::for_tests()
+    })
+    .await;
+    stack
+        .env
+        .insert("PUBLISH_CONCURRENCY".into(), concurrency.to_string());
+    let clock = Clock::fixed(
+        time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap(),
+    );
+    // Room for every post in each account's daily limit.
+    stack
+        .meta
+        .set_publishing_quota((posts / accounts + 1) as u32 * 2);
+    (stack, clock)
+}
+
+/// The accounts, and the posts for a minute from now.
+async fn seed(stack: &Stack, clock: &Clock, posts: usize, accounts: usize) {
+    let t = Instant::now();
+    seed_accounts(stack, accounts, clock).await;
+    let (backend, _) = infra::publish::publisher(stack, clock.clone(), Door::Invoke);
+    let at = shared::clock::rfc3339(clock.now() + Duration::minutes(1));
+    seed_posts(&backend, posts, accounts, &at).await;
+    eprintln!(
+        "seeded {accounts} accounts and {posts} posts in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// The publisher the run measures, its DynamoDB and KMS calls counted.
+fn counted_publisher(
+    stack: &Stack,
+    clock: &Clock,
+    ddb_calls: &Calls,
+    kms_calls: &Calls,
+) -> Publisher<KmsDataKeys> {
+    let config = PublishConfig::from_env(stack.env_reader()).unwrap();
+    let keys = KmsDataKeys::new(kms_calls.kms(&stack.aws), &config.token_key_id);
+    Publisher::new(
+        config,
+        ddb_calls.dynamodb(&stack.aws),
+        aws_sdk_secretsmanager::Client::new(&stack.aws),
+        keys,
+        clock.clone(),
+        None,
+    )
 }
 
 struct Report {

@@ -41,6 +41,24 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    bench_verify_and_parse();
+
+    // The whole handler against moto (a Python emulator on loopback: its
+    // latency is not DynamoDB's; the call counts are what transfers).
+    let stack = Stack::start(StackOptions {
+        prefix: format!("bench{}", std::process::id()),
+        ..StackOptions::for_tests()
+    })
+    .await;
+    let calls = Calls::default();
+    let handler = webhook_handler(&stack, &calls);
+    let ig_secret = stack.meta.apps().instagram_app_secret;
+    warm_up(&handler, &ig_secret).await;
+    calls.take();
+    bench_handler(&handler, &calls, &ig_secret).await;
+}
+
+fn bench_verify_and_parse() {
     let secret = b"bench-instagram-secret";
     let other = b"bench-facebook-secret";
     println!("## Verification and parsing (no I/O)\n");
@@ -77,25 +95,22 @@ async fn main() {
             us(total)
         );
     }
+}
 
-    // The whole handler against moto (a Python emulator on loopback: its
-    // latency is not DynamoDB's; the call counts are what transfers).
-    let stack = Stack::start(StackOptions {
-        prefix: format!("bench{}", std::process::id()),
-        ..StackOptions::for_tests()
-    })
-    .await;
-    let calls = Calls::default();
+/// The webhook function on the stack, its DynamoDB calls counted by `calls`.
+fn webhook_handler(stack: &Stack, calls: &Calls) -> webhook::Webhook {
     let dynamodb = calls.dynamodb(&stack.aws);
     let config = webhook::WebhookConfig::from_env(stack.env_reader()).unwrap();
-    let handler = webhook::Webhook::new(
+    webhook::Webhook::new(
         config,
         dynamodb,
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         Clock::system(),
-    );
-    let ig_secret = stack.meta.apps().instagram_app_secret;
-    // Warm the secret cache and the connection pool.
+    )
+}
+
+/// Warm the secret cache and the connection pool.
+async fn warm_up(handler: &webhook::Webhook, ig_secret: &str) {
     let warm = delivery("17841400000000001", 1, "warm");
     handler
         .handle(
@@ -108,54 +123,66 @@ async fn main() {
                 .into_request(),
         )
         .await;
-    calls.take();
+}
 
+async fn bench_handler(handler: &webhook::Webhook, calls: &Calls, ig_secret: &str) {
     println!("\n## Whole handler against moto (storage round trips included)\n");
     println!("| updates | new or repeat | handler median | p90 | DynamoDB calls per delivery |");
     println!("|---|---|---|---|---|");
     for (n, iters) in [(1usize, 30usize), (100, 10), (1000, 5)] {
         for repeat in [false, true] {
-            let mut times = Vec::new();
-            let mut per_delivery = BTreeMap::new();
-            for i in 0..iters {
-                let salt = if repeat {
-                    format!("r{n}")
-                } else {
-                    format!("n{n}_{i}")
-                };
-                let body = delivery("17841400000000001", n, &salt);
-                if repeat && i == 0 {
-                    // Store it once first; then measure only repeats.
-                    let req = ApiRequest::post("/webhook")
-                        .header(
-                            "x-hub-signature-256",
-                            &shared::webhook::signature_header(ig_secret.as_bytes(), &body),
-                        )
-                        .body(body.clone())
-                        .into_request();
-                    assert_eq!(handler.handle(req).await.status(), 200);
-                    calls.take();
-                }
-                let req = ApiRequest::post("/webhook")
-                    .header(
-                        "x-hub-signature-256",
-                        &shared::webhook::signature_header(ig_secret.as_bytes(), &body),
-                    )
-                    .body(body)
-                    .into_request();
-                let t = Instant::now();
-                let resp = handler.handle(req).await;
-                times.push(t.elapsed());
-                assert_eq!(resp.status(), 200);
-                per_delivery = calls.take();
-            }
-            let calls_text = Calls::describe(&per_delivery, 1);
-            println!(
-                "| {n} | {} | {} | {} | {calls_text} |",
-                if repeat { "repeat" } else { "new" },
-                ms(pct(&mut times, 0.5)),
-                ms(pct(&mut times, 0.9)),
-            );
+            handler_row(handler, calls, ig_secret, (n, iters), repeat).await;
         }
     }
+}
+
+/// One row: `iters` deliveries of `n` updates, new ones or one repeated.
+async fn handler_row(
+    handler: &webhook::Webhook,
+    calls: &Calls,
+    ig_secret: &str,
+    (n, iters): (usize, usize),
+    repeat: bool,
+) {
+    let mut times = Vec::new();
+    let mut per_delivery = BTreeMap::new();
+    for i in 0..iters {
+        let salt = if repeat {
+            format!("r{n}")
+        } else {
+            format!("n{n}_{i}")
+        };
+        let body = delivery("17841400000000001", n, &salt);
+        if repeat && i == 0 {
+            // Store it once first; then measure only repeats.
+            let req = ApiRequest::post("/webhook")
+                .header(
+                    "x-hub-signature-256",
+                    &shared::webhook::signature_header(ig_secret.as_bytes(), &body),
+                )
+                .body(body.clone())
+                .into_request();
+            assert_eq!(handler.handle(req).await.status(), 200);
+            calls.take();
+        }
+        let req = ApiRequest::post("/webhook")
+            .header(
+                "x-hub-signature-256",
+                &shared::webhook::signature_header(ig_secret.as_bytes(), &body),
+            )
+            .body(body)
+            .into_request();
+        let t = Instant::now();
+        let resp = handler.handle(req).await;
+        times.push(t.elapsed());
+        assert_eq!(resp.status(), 200);
+        per_delivery = calls.take();
+    }
+    let calls_text = Calls::describe(&per_delivery, 1);
+    println!(
+        "| {n} | {} | {} | {} | {calls_text} |",
+        if repeat { "repeat" } else { "new" },
+        ms(pct(&mut times, 0.5)),
+        ms(pct(&mut times, 0.9)),
+    );
 }

@@ -161,28 +161,7 @@ pub(super) fn esc(s: &str) -> String {
 
 pub(super) fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
     let i = s.lock().unwrap();
-    let (expected, who, brand) = match q.provider.as_str() {
-        "instagram" => (
-            &i.apps.instagram_app_id,
-            format!("@{}", i.ig_person.username),
-            "Instagram",
-        ),
-        _ => (
-            &i.apps.facebook_app_id,
-            format!(
-                "{} ({} Pages: {})",
-                i.fb_person.name,
-                i.fb_person.pages.len(),
-                i.fb_person
-                    .pages
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            "Facebook",
-        ),
-    };
+    let (expected, who, brand) = app_and_person(&i, &q.provider);
     if &q.client_id != expected {
         return (
             StatusCode::BAD_REQUEST,
@@ -190,28 +169,7 @@ pub(super) fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
         )
             .into_response();
     }
-    let hidden = |name: &str, value: &str| {
-        format!(
-            r#"<input type="hidden" name="{name}" value="{}">"#,
-            esc(value)
-        )
-    };
-    let fields = [
-        hidden("provider", &q.provider),
-        hidden("client_id", &q.client_id),
-        hidden("redirect_uri", &q.redirect_uri),
-        hidden("state", &q.state),
-        hidden("scope", &q.scope),
-        q.code_challenge
-            .as_deref()
-            .map(|c| hidden("code_challenge", c))
-            .unwrap_or_default(),
-        q.code_challenge_method
-            .as_deref()
-            .map(|m| hidden("code_challenge_method", m))
-            .unwrap_or_default(),
-    ]
-    .join("");
+    let fields = hidden_fields(&q);
     Html(format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{brand} (emulated)</title>
 <style>body{{font-family:sans-serif;max-width:32rem;margin:3rem auto}}button{{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}}</style></head>
@@ -236,6 +194,59 @@ pub(super) fn consent_page(q: ConsentQuery, s: &Shared) -> Response {
         },
     ))
     .into_response()
+}
+
+/// The provider's app id (the one the request must name), who is logged in,
+/// and the brand.
+fn app_and_person<'a>(i: &'a Inner, provider: &str) -> (&'a String, String, &'static str) {
+    match provider {
+        "instagram" => (
+            &i.apps.instagram_app_id,
+            format!("@{}", i.ig_person.username),
+            "Instagram",
+        ),
+        _ => (
+            &i.apps.facebook_app_id,
+            format!(
+                "{} ({} Pages: {})",
+                i.fb_person.name,
+                i.fb_person.pages.len(),
+                i.fb_person
+                    .pages
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "Facebook",
+        ),
+    }
+}
+
+/// The request's parameters, carried through the form.
+fn hidden_fields(q: &ConsentQuery) -> String {
+    let hidden = |name: &str, value: &str| {
+        format!(
+            r#"<input type="hidden" name="{name}" value="{}">"#,
+            esc(value)
+        )
+    };
+    [
+        hidden("provider", &q.provider),
+        hidden("client_id", &q.client_id),
+        hidden("redirect_uri", &q.redirect_uri),
+        hidden("state", &q.state),
+        hidden("scope", &q.scope),
+        q.code_challenge
+            .as_deref()
+            .map(|c| hidden("code_challenge", c))
+            .unwrap_or_default(),
+        q.code_challenge_method
+            .as_deref()
+            .map(|m| hidden("code_challenge_method", m))
+            .unwrap_or_default(),
+    ]
+    .join("")
 }
 
 #[derive(serde::Deserialize)]

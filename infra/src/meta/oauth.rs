@@ -112,37 +112,11 @@ pub(super) async fn fb_access_token(
         return graph_error(400, 1, "Error validating client secret.");
     }
     if exchange {
-        let t = match token_of(&i, q.get("fb_exchange_token"), &["fb_short"]) {
-            Ok(t) => t,
-            Err(r) => return r,
-        };
-        let long = issue(&mut i, "EAAlong", Kind::FbLong, t.grant);
-        return Json(
-            json!({"access_token": long, "token_type": "bearer", "expires_in": 5_183_944}),
-        )
-        .into_response();
+        return fb_long_lived(&mut i, &q);
     }
-    let code = get("code");
-    let grant = match i.codes.get_mut(&code) {
-        Some(c) if !c.used && c.client_id == get("client_id") => {
-            c.used = true;
-            if c.redirect_uri != get("redirect_uri") {
-                return graph_error(400, 100, "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
-            }
-            // PKCE (RFC 7636 4.6): a code issued with a challenge needs the
-            // verifier that hashes to it; one issued without takes none.
-            let verifier = q.get("code_verifier");
-            let proven = match (&c.code_challenge, verifier) {
-                (Some(challenge), Some(v)) => *challenge == pkce_s256(v),
-                (None, None) => true,
-                _ => false,
-            };
-            if !proven {
-                return graph_error(400, 100, "Invalid code verifier.");
-            }
-            c.grant.clone()
-        }
-        _ => return graph_error(400, 100, "This authorization code has been used."),
+    let grant = match redeem_fb_code(&mut i, &q) {
+        Ok(grant) => grant,
+        Err(r) => return r,
     };
     if let Some(v) = q.get("code_verifier") {
         i.pkce_verifiers.push(v.clone());
@@ -153,6 +127,49 @@ pub(super) async fn fb_access_token(
     let short = issue(&mut i, "EAAshort", Kind::FbShort, grant);
     Json(json!({"access_token": short, "token_type": "bearer", "expires_in": 5_400}))
         .into_response()
+}
+
+/// `grant_type=fb_exchange_token`: a short-lived Facebook token for a long one.
+fn fb_long_lived(i: &mut Inner, q: &HashMap<String, String>) -> Response {
+    let t = match token_of(i, q.get("fb_exchange_token"), &["fb_short"]) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let long = issue(i, "EAAlong", Kind::FbLong, t.grant);
+    Json(json!({"access_token": long, "token_type": "bearer", "expires_in": 5_183_944}))
+        .into_response()
+}
+
+/// The grant of an unused code issued to this client and redirect URI, with
+/// its PKCE verifier if it was issued with a challenge.
+fn redeem_fb_code(i: &mut Inner, q: &HashMap<String, String>) -> Result<Grant, Response> {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let code = get("code");
+    match i.codes.get_mut(&code) {
+        Some(c) if !c.used && c.client_id == get("client_id") => {
+            c.used = true;
+            if c.redirect_uri != get("redirect_uri") {
+                return Err(graph_error(400, 100, "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request"));
+            }
+            // PKCE (RFC 7636 4.6): a code issued with a challenge needs the
+            // verifier that hashes to it; one issued without takes none.
+            let verifier = q.get("code_verifier");
+            let proven = match (&c.code_challenge, verifier) {
+                (Some(challenge), Some(v)) => *challenge == pkce_s256(v),
+                (None, None) => true,
+                _ => false,
+            };
+            if !proven {
+                return Err(graph_error(400, 100, "Invalid code verifier."));
+            }
+            Ok(c.grant.clone())
+        }
+        _ => Err(graph_error(
+            400,
+            100,
+            "This authorization code has been used.",
+        )),
+    }
 }
 
 pub(super) async fn fb_debug_token(
