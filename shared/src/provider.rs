@@ -2,35 +2,56 @@
 
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Provider {
+/// The enum, its list and its names from one list, so a provider added to
+/// it is in `ALL` (every provider the refresh run, the template's checks
+/// and the tests go through) and has a name.
+macro_rules! providers {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Provider {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Provider {
+            /// Every provider.
+            pub const ALL: &'static [Provider] = &[$(Self::$variant,)*];
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($name => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+providers! {
     /// Instagram API with Instagram Login.
-    Instagram,
+    Instagram => "instagram",
     /// Instagram API with Facebook Login for Business.
-    Facebook,
+    Facebook => "facebook",
 }
 
 impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::Instagram, Provider::Facebook];
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "instagram" => Some(Self::Instagram),
-            "facebook" => Some(Self::Facebook),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Instagram => "instagram",
-            Self::Facebook => "facebook",
-        }
-    }
-
     /// Whether the authorization takes PKCE (Facebook Login does; Instagram
     /// Login documents none).
     pub fn uses_pkce(self) -> bool {
+        match self {
+            Self::Instagram => false,
+            Self::Facebook => true,
+        }
+    }
+
+    /// Whether its consent URL carries the app's login configuration
+    /// (`config_id`, Facebook Login for Business), when one is set.
+    pub fn takes_login_config(self) -> bool {
         match self {
             Self::Instagram => false,
             Self::Facebook => true,
@@ -69,9 +90,12 @@ mod tests {
 
     #[test]
     fn every_provider_answers_its_own_questions() {
-        for p in Provider::ALL {
+        for &p in Provider::ALL {
             assert_eq!(Provider::parse(p.as_str()), Some(p));
         }
+        assert_eq!(Provider::ALL, [Provider::Instagram, Provider::Facebook]);
+        assert!(Provider::Facebook.takes_login_config());
+        assert!(!Provider::Instagram.takes_login_config());
         assert!(Provider::Facebook.uses_pkce() && !Provider::Instagram.uses_pkce());
         assert!(Provider::Facebook.revokes_grants() && !Provider::Instagram.revokes_grants());
         assert_eq!(

@@ -345,7 +345,7 @@ impl<K> Inner<K> {
     async fn due_keys(&self) -> Result<DueKeys, StoreError> {
         let now = self.clock.now();
         let mut all = DueKeys::default();
-        for bucket in [Provider::Instagram, Provider::Facebook] {
+        for &bucket in Provider::ALL {
             let until = due_until(bucket, now, self.config.window);
             let due = self.store.due(bucket, until, MAX_PER_RUN).await?;
             all.keys.extend(due.keys);

@@ -92,7 +92,7 @@ impl MetaClient {
                 .append_pair("response_type", "code")
                 .append_pair("scope", &scope)
                 .append_pair("state", state);
-            if provider == Provider::Facebook && !self.app.facebook_login_config_id.is_empty() {
+            if provider.takes_login_config() && !self.app.facebook_login_config_id.is_empty() {
                 q.append_pair("config_id", &self.app.facebook_login_config_id);
             }
             if let Some(challenge) = pkce_challenge {

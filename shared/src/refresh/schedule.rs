@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_run_takes_a_connection_from_the_time_it_was_due_to_act() {
-        for provider in [Provider::Instagram, Provider::Facebook] {
+        for &provider in Provider::ALL {
             let act_at = NOW + Duration::days(3);
             let due = Due::acting_at(provider, act_at, WINDOW);
             assert_eq!(due.bucket, provider);
@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn the_next_look_is_the_sooner_of_the_token_and_the_subscription_check() {
-        for provider in [Provider::Instagram, Provider::Facebook] {
+        for &provider in Provider::ALL {
             // The token needs nothing for weeks: the subscription check decides.
             let due = Due::next(provider, NOW + Duration::days(40), NOW, WINDOW);
             assert!(!taken_at(
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(due.at, NOW + WEBHOOKS_CHECK_EVERY);
         assert!(!taken_at(due, NOW));
         assert!(taken_at(due, NOW + Duration::days(1)));
-        for provider in [Provider::Instagram, Provider::Facebook] {
+        for &provider in Provider::ALL {
             let expires = Some(NOW + Duration::days(60));
             let due = Due::when_connected(&conn(provider, expires, false), NOW);
             assert_eq!(
