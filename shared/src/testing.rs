@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::connection::Connection;
+use crate::provider::Provider;
 use crate::store::StoreError;
 use crate::vault::SealedToken;
 
@@ -70,4 +72,19 @@ pub fn sealed_token() -> SealedToken {
         nonce: vec![2; 12],
         ciphertext: b"never shown".to_vec(),
     }
+}
+
+/// Whether `conn` is the connection of `user_id` to `account_id` through
+/// `provider` (what an in-memory store looks a row up by).
+pub fn is_connection(
+    conn: &Connection,
+    user_id: &str,
+    provider: Provider,
+    account_id: &str,
+) -> bool {
+    (
+        conn.user_id.as_str(),
+        conn.provider,
+        conn.account_id.as_str(),
+    ) == (user_id, provider, account_id)
 }

@@ -252,10 +252,7 @@ mod tests {
             let rows = self.rows.lock().unwrap();
             Ok(rows
                 .iter()
-                .find(|(c, _)| {
-                    (c.user_id.as_str(), c.provider, c.account_id.as_str())
-                        == (user_id, provider, account_id)
-                })
+                .find(|(c, _)| shared::testing::is_connection(c, user_id, provider, account_id))
                 .cloned())
         }
 

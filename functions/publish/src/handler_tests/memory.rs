@@ -68,10 +68,10 @@ impl PostsApi for Memory {
         account_id: &str,
     ) -> Result<Option<Connection>, StoreError> {
         let tables = self.up()?;
-        let found = tables.connections.iter().find(|c| {
-            (c.user_id.as_str(), c.provider, c.account_id.as_str())
-                == (user_id, provider, account_id)
-        });
+        let found = tables
+            .connections
+            .iter()
+            .find(|c| shared::testing::is_connection(c, user_id, provider, account_id));
         Ok(found.cloned())
     }
 

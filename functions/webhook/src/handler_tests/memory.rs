@@ -95,10 +95,10 @@ impl MetaStore for Memory {
         account_id: &str,
     ) -> Result<Option<Stored>, StoreError> {
         let tables = self.up()?;
-        let found = tables.rows.iter().find(|(c, _)| {
-            (c.user_id.as_str(), c.provider, c.account_id.as_str())
-                == (user_id, provider, account_id)
-        });
+        let found = tables
+            .rows
+            .iter()
+            .find(|(c, _)| shared::testing::is_connection(c, user_id, provider, account_id));
         Ok(found.cloned())
     }
 
