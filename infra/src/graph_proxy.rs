@@ -33,7 +33,8 @@ pub fn graph_door(stack: &Stack, clock: Clock, door: Door) -> (Graph<KmsDataKeys
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         keys,
         clock,
-    );
+    )
+    .expect("an HTTPS client");
     (graph, kms_calls)
 }
 

@@ -96,14 +96,17 @@ impl LocalWebhooks {
                 keys(),
                 clock.clone(),
             ),
-            deliver: Arc::new(deliver::Deliver::new(
-                deliver_config.clone(),
-                &stack.dynamodb,
-                sqs.clone(),
-                keys(),
-                Lookup::System,
-                clock,
-            )),
+            deliver: Arc::new(
+                deliver::Deliver::new(
+                    deliver_config.clone(),
+                    &stack.dynamodb,
+                    sqs.clone(),
+                    keys(),
+                    Lookup::System,
+                    clock,
+                )
+                .expect("an HTTPS client"),
+            ),
             queue: deliver_config.queue_url,
             slow_queue: deliver_config.slow_queue_url,
             sqs,

@@ -30,6 +30,7 @@ pub fn publisher(stack: &Stack, clock: Clock, door: Door) -> (Publisher<KmsDataK
             &stack.aws,
             stack.var("MEDIA_BUCKET"),
         )),
-    );
+    )
+    .expect("an HTTPS client");
     (publisher, kms_calls)
 }

@@ -206,7 +206,7 @@ impl Stack {
 
     pub fn authorize(&self, clock: Clock) -> Authorize {
         let config = AuthorizeConfig::from_env(self.env_reader()).expect("authorize config");
-        Authorize::new(config, self.dynamodb.clone(), clock)
+        Authorize::new(config, self.dynamodb.clone(), clock).expect("an HTTPS client")
     }
 
     pub fn webhook(&self, clock: Clock) -> webhook::Webhook {
@@ -229,6 +229,7 @@ impl Stack {
             keys,
             clock,
         )
+        .expect("an HTTPS client")
     }
 
     /// The connections API; deletes are finished by the next refresh run.
@@ -258,5 +259,6 @@ impl Stack {
             keys,
             clock,
         )
+        .expect("an HTTPS client")
     }
 }

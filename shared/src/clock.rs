@@ -24,11 +24,13 @@ impl Clock {
 
     pub fn now(&self) -> OffsetDateTime {
         match &self.fixed {
-            Some(secs) => OffsetDateTime::from_unix_timestamp(secs.load(Ordering::SeqCst))
-                .expect("fixed clock holds a valid timestamp"),
-            None => OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .expect("zero nanoseconds is valid"),
+            Some(secs) => {
+                OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(secs.load(Ordering::SeqCst))
+            }
+            None => {
+                let now = OffsetDateTime::now_utc();
+                now - time::Duration::nanoseconds(i64::from(now.nanosecond()))
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! A connection: one Instagram professional account linked by one user.
 
 use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::clock::rfc3339;
@@ -164,6 +165,35 @@ impl Connection {
     }
 }
 
+impl ConnectionView {
+    /// The view as JSON text, byte for byte what `Serialize` writes (a unit
+    /// test holds the two together), built from values so it cannot fail.
+    pub fn to_json(&self) -> String {
+        let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+        let mut fields: Vec<(&str, Value)> = vec![
+            ("provider", self.provider.into()),
+            ("account_id", self.account_id.clone().into()),
+            ("username", self.username.clone().into()),
+            ("status", self.status.into()),
+            ("webhooks", self.webhooks.into()),
+            ("scopes", self.scopes.clone().into()),
+            ("connected_at", self.connected_at.clone().into()),
+            ("token_expires_at", text(&self.token_expires_at)),
+            ("last_refreshed_at", text(&self.last_refreshed_at)),
+        ];
+        for (k, v) in [("page_id", &self.page_id), ("page_name", &self.page_name)] {
+            if let Some(v) = v {
+                fields.push((k, v.clone().into()));
+            }
+        }
+        let pairs: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("{}:{v}", Value::from(k)))
+            .collect();
+        format!("{{{}}}", pairs.join(","))
+    }
+}
+
 /// A connection for unit tests: active, subscribed, token issued at `issued`
 /// with no expiry known; tests change what they are about.
 #[cfg(test)]
@@ -178,7 +208,21 @@ pub(crate) fn test_connection(provider: Provider, issued: OffsetDateTime) -> Con
 
 #[cfg(test)]
 mod tests {
-    use super::Lifecycle;
+    use super::*;
+
+    #[test]
+    fn to_json_writes_what_serialize_writes() {
+        let issued = time::macros::datetime!(2026-12-01 10:00 UTC);
+        let mut conn = test_connection(Provider::Facebook, issued);
+        let bare = conn.view();
+        conn.page_id = Some("p1".into());
+        conn.page_name = Some("Page \"one\"".into());
+        conn.token_expires_at = Some(issued + time::Duration::days(60));
+        conn.last_refreshed_at = Some(issued);
+        for view in [bare, conn.view()] {
+            assert_eq!(view.to_json(), serde_json::to_string(&view).unwrap());
+        }
+    }
 
     #[test]
     fn every_lifecycle_kind_is_in_the_event_contract_once() {

@@ -22,14 +22,39 @@ pub fn secure_headers(mut resp: Response<Body>) -> Response<Body> {
     resp
 }
 
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_string(value).expect("serializable response");
-    let resp = Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::Text(body))
-        .expect("valid response");
+/// `status` with `body` (of `content_type`, if any) and [`secure_headers`].
+fn respond(status: StatusCode, content_type: Option<&'static str>, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Some(t) = content_type {
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(t));
+    }
     secure_headers(resp)
+}
+
+/// The `500` given when an answer could not be written.
+const UNWRITABLE: &str =
+    r#"{"error":"server_error","message":"The answer could not be written. Try again."}"#;
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(body) => respond(status, Some("application/json"), Body::Text(body)),
+        Err(e) => {
+            tracing::error!(error = %e, "an answer did not serialize");
+            let body = Body::Text(UNWRITABLE.into());
+            respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("application/json"),
+                body,
+            )
+        }
+    }
+}
+
+/// A plain-text answer.
+pub fn text(status: StatusCode, body: String) -> Response<Body> {
+    respond(status, Some("text/plain; charset=utf-8"), Body::Text(body))
 }
 
 /// `{"error": code, "message": text}`, the contract's error shape.
@@ -41,21 +66,26 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 }
 
 pub fn no_content() -> Response<Body> {
-    let resp = Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Body::Empty)
-        .expect("valid response");
-    secure_headers(resp)
+    respond(StatusCode::NO_CONTENT, None, Body::Empty)
 }
 
 /// A `302` to `location`.
 pub fn redirect(location: &Url) -> Response<Body> {
-    let resp = Response::builder()
-        .status(StatusCode::FOUND)
-        .header(LOCATION, location.as_str())
-        .body(Body::Empty)
-        .expect("valid response");
-    secure_headers(resp)
+    let mut resp = respond(StatusCode::FOUND, None, Body::Empty);
+    match HeaderValue::from_str(location.as_str()) {
+        Ok(value) => {
+            resp.headers_mut().insert(LOCATION, value);
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a redirect URL is not a header value");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "The answer could not be written. Try again.",
+            )
+        }
+    }
 }
 
 /// `url` with `params` appended to its query, keeping what was there and the
@@ -145,11 +175,14 @@ pub fn clear_cookie(name: &str, path: &str) -> String {
     )
 }
 
-pub fn add_set_cookie(resp: &mut Response<Body>, value: &str) {
-    resp.headers_mut().append(
-        SET_COOKIE,
-        HeaderValue::from_str(value).expect("cookie values are ASCII"),
-    );
+/// Adds a `Set-Cookie`; `Err` when `value` holds what a header may not.
+pub fn add_set_cookie(
+    resp: &mut Response<Body>,
+    value: &str,
+) -> Result<(), lambda_http::http::header::InvalidHeaderValue> {
+    resp.headers_mut()
+        .append(SET_COOKIE, HeaderValue::from_str(value)?);
+    Ok(())
 }
 
 /// A path parameter set by API Gateway, falling back to the `n`-th segment

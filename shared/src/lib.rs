@@ -17,6 +17,7 @@ pub mod graph;
 pub mod http;
 pub mod invoke;
 pub mod logging;
+pub mod mac;
 pub mod meta;
 pub mod metrics;
 pub mod oauth_state;

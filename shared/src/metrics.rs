@@ -137,6 +137,7 @@ std::thread_local! {
     static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Collects every document emitted on this thread from its start until it is
 /// dropped, instead of printing it: tests parse what CloudWatch would read.
 /// A test on a current-thread runtime (`#[tokio::test]`) runs its handlers,
@@ -145,6 +146,7 @@ std::thread_local! {
 /// and totals are exact.
 pub struct Capture(std::marker::PhantomData<*const ()>);
 
+#[cfg(any(test, feature = "testing"))]
 impl Capture {
     pub fn start() -> Self {
         CAPTURED.set(Some(Vec::new()));
@@ -172,6 +174,7 @@ impl Capture {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Drop for Capture {
     fn drop(&mut self) {
         CAPTURED.set(None);

@@ -104,8 +104,8 @@ fn resolves_to_two_slashes(path: &str) -> bool {
     if path.starts_with("//") || decoded.starts_with("//") || decoded.contains('\\') {
         return true;
     }
-    let root = Url::parse("http://h/").expect("a valid base");
-    root.join(&decoded)
+    Url::parse("http://h/")
+        .and_then(|root| root.join(&decoded))
         .map_or(true, |u| u.path().starts_with("//"))
 }
 

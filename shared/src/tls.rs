@@ -15,10 +15,23 @@
 use base64::Engine;
 
 /// Every root, for a reqwest client (`ClientBuilder::tls_certs_only`).
-pub fn reqwest_roots() -> impl Iterator<Item = reqwest::Certificate> {
+fn reqwest_roots() -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
     webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
-        .map(|der| reqwest::Certificate::from_der(der).expect("a compiled-in root is DER"))
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect()
+}
+
+/// An HTTPS client that could not be built (its TLS set-up failed): the
+/// function refuses to start.
+#[derive(Debug, thiserror::Error)]
+#[error("an HTTPS client could not be built: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+/// `builder`'s client, trusting every root of the program (and nothing
+/// from the system's store).
+pub fn https_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, ClientError> {
+    Ok(builder.tls_certs_only(reqwest_roots()?).build()?)
 }
 
 /// Subjects of Amazon Trust Services' roots.
@@ -42,9 +55,13 @@ pub fn aws_pem_bundle() -> String {
     for der in roots.filter(|der| is_amazon_root(der)) {
         pem.push_str("-----BEGIN CERTIFICATE-----\n");
         let text = b64.encode(der);
-        for line in text.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        // Base64 is ASCII: every 64th byte is a character boundary.
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let (line, after) = rest.split_at(rest.len().min(64));
+            pem.push_str(line);
             pem.push('\n');
+            rest = after;
         }
         pem.push_str("-----END CERTIFICATE-----\n");
     }
@@ -86,6 +103,6 @@ mod tests {
     fn meta_and_endpoints_get_every_root() {
         let all = webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
         assert!(all > 100, "Mozilla's program has well over 100 roots");
-        assert_eq!(reqwest_roots().count(), all);
+        assert_eq!(reqwest_roots().unwrap().len(), all);
     }
 }

@@ -1021,7 +1021,9 @@ async fn a_timed_out_send_keeps_its_key_as_outcome_unknown() {
     let h = Harness::new().await;
     let account = h.connect_instagram_as("user-1", "slow.meta").await;
     let (graph, _) = graph_proxy::graph(&h.stack, h.clock.clone());
-    let graph = graph.with_meta_timeout(std::time::Duration::from_millis(300));
+    let graph = graph
+        .with_meta_timeout(std::time::Duration::from_millis(300))
+        .unwrap();
     let send = |key: &'static str| {
         graph.handle(
             proxied("POST", &account, "me/messages")

@@ -427,7 +427,9 @@ async fn outbound(
         shared::outbound::resolver::Lookup::System,
         h.clock.clone(),
     )
-    .with_timeout(std::time::Duration::from_secs(1));
+    .unwrap()
+    .with_timeout(std::time::Duration::from_secs(1))
+    .unwrap();
     (admin, std::sync::Arc::new(deliver), queues[0].clone())
 }
 

@@ -214,9 +214,11 @@ async fn world_at(allow_loopback: bool, lookup: Lookup, clock: Clock) -> World {
         lookup,
         clock.clone(),
     )
+    .unwrap()
     .with_jitter(|| 0.0)
     .with_patience(TEST_PATIENCE)
-    .with_timeout(std::time::Duration::from_secs(3));
+    .with_timeout(std::time::Duration::from_secs(3))
+    .unwrap();
     World {
         stack,
         clock,

@@ -12,7 +12,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig};
 use shared::http;
-use shared::meta::MetaClient;
+use shared::meta::{ClientError, MetaClient};
 use shared::oauth_state::{self, Mode, OAuthState, PkceVerifier, StateToken};
 use shared::store::StateStore;
 use shared::{Clock, EnvReader, FromEnv, Provider};
@@ -55,13 +55,13 @@ impl Authorize {
         config: AuthorizeConfig,
         dynamodb: shared::aws_sdk_dynamodb::Client,
         clock: Clock,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
             states: StateStore::new(dynamodb, &config.states_table),
-            meta: MetaClient::new(config.meta.clone()),
+            meta: MetaClient::new(config.meta.clone())?,
             config,
             clock,
-        }
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -88,10 +88,32 @@ impl Authorize {
     /// Stores a new state for the flow and answers with Meta's dialog URL
     /// (and, in redirect mode, the flow's binding cookie).
     async fn start(&self, provider: Provider, user_id: &str, start: Start) -> Response<Body> {
+        let flow = self.new_flow(provider, user_id, start);
+        let answer = match self.answer(&flow) {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = %e, %provider, "could not write the answer");
+                return cannot_start();
+            }
+        };
+        if let Err(e) = self.states.put(&flow.record).await {
+            tracing::error!(error = %e, %provider, "could not store the state");
+            return cannot_start();
+        }
+        tracing::info!(
+            %provider,
+            mode = flow.record.mode.as_str(),
+            user = %shared::logging::tag(user_id),
+            "authorization started"
+        );
+        answer
+    }
+
+    /// A new state, its binding secret (redirect mode) and its record.
+    fn new_flow(&self, provider: Provider, user_id: &str, start: Start) -> Flow {
         let state = StateToken::generate();
         let binding = (start.mode == Mode::Redirect).then(oauth_state::new_secret);
         let now = self.clock.now();
-        let ttl = self.config.state_ttl;
         let record = OAuthState {
             state_hash: state.hash(),
             user_id: user_id.to_string(),
@@ -102,29 +124,25 @@ impl Authorize {
             binding_hash: binding.as_deref().map(oauth_state::hash),
             pkce_verifier: provider.uses_pkce().then(PkceVerifier::new),
             created_at: now,
-            expires_at: now + ttl,
+            expires_at: now + self.config.state_ttl,
         };
-        if let Err(e) = self.states.put(&record).await {
-            tracing::error!(error = %e, %provider, "could not store the state");
-            return http::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "The connection could not be started. Try again.",
-            );
+        Flow {
+            state,
+            binding,
+            record,
         }
-        tracing::info!(
-            %provider,
-            mode = record.mode.as_str(),
-            user = %shared::logging::tag(user_id),
-            "authorization started"
-        );
+    }
+
+    /// The `200`: Meta's dialog URL, and the binding cookie if any.
+    fn answer(&self, flow: &Flow) -> Result<Response<Body>, CannotAnswer> {
+        let record = &flow.record;
         let challenge = record.pkce_verifier.as_ref().map(PkceVerifier::challenge);
         let authorize_url = self.meta.authorize_url(
-            provider,
-            state.secret(),
+            record.provider,
+            flow.state.secret(),
             &record.redirect_uri,
             challenge.as_deref(),
-        );
+        )?;
         let mut resp = http::json(
             StatusCode::OK,
             &serde_json::json!({
@@ -132,13 +150,38 @@ impl Authorize {
                 "state_expires_at": shared::clock::rfc3339(record.expires_at),
             }),
         );
-        if let (Some(binding), Some(name)) = (binding, record.binding_cookie_name()) {
-            let path = oauth_state::binding_cookie_path(provider);
-            let cookie = http::set_cookie(&name, &binding, &path, ttl.as_secs());
-            http::add_set_cookie(&mut resp, &cookie);
+        if let (Some(binding), Some(name)) = (&flow.binding, record.binding_cookie_name()) {
+            let path = oauth_state::binding_cookie_path(record.provider);
+            let ttl = self.config.state_ttl.as_secs();
+            http::add_set_cookie(&mut resp, &http::set_cookie(&name, binding, &path, ttl))?;
         }
-        resp
+        Ok(resp)
     }
+}
+
+/// A flow about to start.
+struct Flow {
+    state: StateToken,
+    binding: Option<String>,
+    record: OAuthState,
+}
+
+/// Why the answer to a start could not be written (never, once the
+/// configuration is checked: base URLs parse, cookie names are ASCII).
+#[derive(Debug, thiserror::Error)]
+enum CannotAnswer {
+    #[error("Meta's dialog URL: {0}")]
+    Url(#[from] shared::url::ParseError),
+    #[error("the binding cookie: {0}")]
+    Cookie(#[from] lambda_http::http::header::InvalidHeaderValue),
+}
+
+fn cannot_start() -> Response<Body> {
+    http::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "The connection could not be started. Try again.",
+    )
 }
 
 /// Checks the body against this service's settings (no I/O): the mode,

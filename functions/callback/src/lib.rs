@@ -17,7 +17,7 @@ use serde::Deserialize;
 use shared::config::{self, MetaAppConfig, SiteConfig, StoreConfig};
 use shared::connection::Connection;
 use shared::logging::tag;
-use shared::meta::MetaClient;
+use shared::meta::{ClientError, MetaClient};
 use shared::oauth_state::{self, AuthCode, Binding, Mode, OAuthState, StateToken};
 use shared::secrets::SecretsCache;
 use shared::store::{ConnectionStore, StateStore};
@@ -71,16 +71,16 @@ impl<K: DataKeys> Callback<K> {
         secrets: shared::aws_sdk_secretsmanager::Client,
         keys: K,
         clock: Clock,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
             states: StateStore::new(dynamodb.clone(), &config.states_table),
             connections: config.store.connections(&dynamodb),
-            meta: MetaClient::new(config.meta.clone()),
+            meta: MetaClient::new(config.meta.clone())?,
             vault: TokenVault::new(keys),
             secrets: SecretsCache::new(secrets, &config.meta_secret_id),
             config,
             clock,
-        }
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -114,10 +114,11 @@ impl<K: DataKeys> Callback<K> {
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut resp = http::redirect(&http::with_query(&base, &pairs));
         if let Some(name) = flow_cookie {
-            http::add_set_cookie(
-                &mut resp,
-                &http::clear_cookie(&name, &oauth_state::binding_cookie_path(provider)),
-            );
+            let clear = http::clear_cookie(&name, &oauth_state::binding_cookie_path(provider));
+            if let Err(e) = http::add_set_cookie(&mut resp, &clear) {
+                // It expires with the state anyway (its Max-Age).
+                tracing::warn!(error = %e, %provider, "the flow's cookie could not be cleared");
+            }
         }
         resp
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use shared::config::{event_retention, table};
+use shared::meta::ClientError;
 use shared::metrics::Metrics;
 use shared::outbound::config::OutboundConfig;
 use shared::outbound::resolver::{
@@ -151,7 +152,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         keys: K,
         lookup: Lookup,
         clock: Clock,
-    ) -> Self {
+    ) -> Result<Self, ClientError> {
         let queue = Queue {
             sqs,
             url: config.queue_url.clone(),
@@ -160,25 +161,25 @@ impl<K: DataKeys + 'static> Deliver<K> {
             max_delay: config.max_delay,
         };
         let resolver = GuardedResolver::new(lookup, config.outbound.allow_loopback);
-        Self {
+        Ok(Self {
             endpoints: config.outbound.store(dynamodb),
             events: EventStore::new(dynamodb.clone(), &config.events_table),
             dynamodb: dynamodb.clone(),
             secrets: secrets::Secrets::new(TokenVault::new(keys)),
-            client: delivery_client(resolver.clone()),
+            client: delivery_client(resolver.clone())?,
             resolver,
             queue,
             clock,
             jitter: shared::outbound::schedule::random_jitter,
             bounds: shared::outbound::lane::Bounds::STANDARD,
             config,
-        }
+        })
     }
 
     /// Times attempts out after `timeout` instead of 15 s (tests).
-    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.client = delivery_client_timing_out(self.resolver.clone(), timeout);
-        self
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Self, ClientError> {
+        self.client = delivery_client_timing_out(self.resolver.clone(), timeout)?;
+        Ok(self)
     }
 
     /// Fixes the retry jitter (tests).

@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
         keys,
         Lookup::System,
         Clock::system(),
-    ));
+    )?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let deliver = deliver.clone();
         async move { Ok::<Value, Error>(deliver.handle(event.payload).await) }

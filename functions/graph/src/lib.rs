@@ -36,7 +36,7 @@ use shared::graph::store::GraphStore;
 use shared::graph::token_cache::TokenCache;
 use shared::logging::tag;
 use shared::meta::proxy::GraphBody;
-use shared::meta::MetaClient;
+use shared::meta::{ClientError, MetaClient};
 use shared::metrics::Metrics;
 use shared::secrets::SecretsCache;
 use shared::vault::{DataKeys, SealedToken, TokenVault};
@@ -142,7 +142,7 @@ impl<K: DataKeys> Graph<K> {
         secrets: shared::aws_sdk_secretsmanager::Client,
         keys: K,
         clock: Clock,
-    ) -> Self {
+    ) -> Result<Self, ClientError> {
         let stores = Stores {
             connections: config.store.connections(&dynamodb),
             graph: GraphStore::new(
@@ -165,23 +165,23 @@ impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
         secrets: SecretsCache,
         keys: K,
         clock: Clock,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
             store,
-            meta: MetaClient::new(config.meta.clone()),
+            meta: MetaClient::new(config.meta.clone())?,
             vault: TokenVault::new(keys),
             secrets,
             tokens: TokenCache::new(clock.clone()),
             config,
             clock,
-        }
+        })
     }
 
     /// Waits at most `timeout` for Meta's whole answer (the default is
     /// [`shared::meta`]'s; tests shorten it).
-    pub fn with_meta_timeout(mut self, timeout: Duration) -> Self {
-        self.meta = MetaClient::with_timeout(self.config.meta.clone(), timeout);
-        self
+    pub fn with_meta_timeout(mut self, timeout: Duration) -> Result<Self, ClientError> {
+        self.meta = MetaClient::with_timeout(self.config.meta.clone(), timeout)?;
+        Ok(self)
     }
 
     /// How many connections' tokens this container holds open.

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
         secrets,
         keys,
         Clock::system(),
-    )
+    )?
     .serve()
     .await
 }

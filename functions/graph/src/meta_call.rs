@@ -118,9 +118,17 @@ impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
             Provider::Instagram => None,
         };
         let base = policy::graph_base(conn.provider, &self.config.meta.urls);
+        let version = &self.config.meta.graph_api_version;
+        let url = match policy::target_url(base, version, segments) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::error!(error = %e, "no Graph URL to call");
+                return ProxyAnswer::meta_unavailable().into();
+            }
+        };
         let call = GraphCall {
             method: http_method(req.method),
-            url: policy::target_url(base, &self.config.meta.graph_api_version, segments),
+            url,
             query: &req.query,
             body: req.body.as_ref(),
             token: &token,

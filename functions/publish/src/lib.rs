@@ -33,7 +33,7 @@ pub use run::RunSummary;
 
 use shared::config::{self, MetaAppConfig, StoreConfig};
 use shared::graph::store::GraphStore;
-use shared::meta::MetaClient;
+use shared::meta::{ClientError, MetaClient};
 use shared::secrets::SecretsCache;
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
@@ -113,7 +113,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
         keys: K,
         clock: Clock,
         media: Option<MediaBucket>,
-    ) -> Self {
+    ) -> Result<Self, ClientError> {
         let stores = Stores {
             posts: PostStore::new(
                 dynamodb.clone(),
@@ -143,20 +143,20 @@ impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
         keys: K,
         clock: Clock,
         media: Option<MediaBucket>,
-    ) -> Self {
+    ) -> Result<Self, ClientError> {
         let inner = Inner {
             media,
             store,
-            meta: MetaClient::new(config.meta.clone()),
+            meta: MetaClient::new(config.meta.clone())?,
             vault: TokenVault::new(keys),
             secrets,
             config,
             clock,
             due_page: run::PER_SHARD,
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(inner),
-        }
+        })
     }
 
     /// Reads at most `page` due posts per shard in a run (tests make a
@@ -171,12 +171,12 @@ impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     }
 
     /// Waits at most `timeout` for Meta's whole answer (tests shorten it).
-    pub fn with_meta_timeout(self, timeout: Duration) -> Self {
+    pub fn with_meta_timeout(self, timeout: Duration) -> Result<Self, ClientError> {
         let mut inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("set the timeout before sharing the publisher"));
-        inner.meta = MetaClient::with_timeout(inner.config.meta.clone(), timeout);
-        Self {
+        inner.meta = MetaClient::with_timeout(inner.config.meta.clone(), timeout)?;
+        Ok(Self {
             inner: Arc::new(inner),
-        }
+        })
     }
 }

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         keys,
         Clock::system(),
         media,
-    );
+    )?;
     publisher
         .serve(Some(&aws_sdk_lambda::Client::new(&aws)))
         .await

@@ -32,10 +32,17 @@ impl Session<'_> {
         form: Option<Vec<(String, String)>>,
     ) -> MetaResult {
         let base = policy::graph_base(self.conn.provider, &self.app.urls);
+        let url = match policy::target_url(base, &self.app.graph_api_version, segments) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::error!(error = %e, "no Graph URL to call");
+                return MetaResult::Transient(Value::Null);
+            }
+        };
         let body = form.map(GraphBody::Form);
         let call = GraphCall {
             method: method.clone(),
-            url: policy::target_url(base, &self.app.graph_api_version, segments),
+            url,
             query,
             body: body.as_ref(),
             token: &self.token,

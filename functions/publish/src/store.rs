@@ -83,13 +83,10 @@ impl PostStore {
         }
     }
 
-    fn item(&self, post: &Post, w: &Write<'_>) -> Item {
+    fn item(&self, post: &Post, w: &Write<'_>) -> Result<Item, StoreError> {
         let mut item = Item::from([
             ("pk".into(), s(post_pk(&post.post_id))),
-            (
-                "doc".into(),
-                s(serde_json::to_string(post).expect("a post serializes")),
-            ),
+            ("doc".into(), s(serde_json::to_string(post)?)),
             ("status".into(), s(post.status.as_str())),
             ("version".into(), n(post.version)),
             (
@@ -114,7 +111,7 @@ impl PostStore {
             let expires = post.updated_at + KEEP_FINISHED;
             item.insert("expires_at".into(), n(expires.unix_timestamp()));
         }
-        item
+        Ok(item)
     }
 
     /// Stores a new post (and its idempotency record). `Ok(None)`: stored;
@@ -133,7 +130,7 @@ impl PostStore {
         };
         let put_post = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.item(post, &w)))
+            .set_item(Some(self.item(post, &w)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .expect("complete");
@@ -221,7 +218,7 @@ impl PostStore {
         post.version += 1;
         let mut put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.item(post, w)))
+            .set_item(Some(self.item(post, w)?))
             .condition_expression("version = :v")
             .expression_attribute_values(":v", n(read_at));
         if let Some((owner, _)) = w.lease {

@@ -163,10 +163,10 @@ impl MediaBucket {
         }
     }
 
-    fn presigning(d: Duration) -> aws_sdk_s3::presigning::PresigningConfig {
+    fn presigning(d: Duration) -> Result<aws_sdk_s3::presigning::PresigningConfig, PresignError> {
         let secs = d.whole_seconds().max(1) as u64;
         aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(secs))
-            .expect("a valid expiry")
+            .map_err(|e| PresignError(e.to_string()))
     }
 
     /// A presigned `PUT` of exactly `upload`'s size and type: its URL and
@@ -183,7 +183,7 @@ impl MediaBucket {
             .key(key)
             .content_type(upload.content_type)
             .content_length(upload.bytes as i64)
-            .presigned(Self::presigning(PUT_FOR))
+            .presigned(Self::presigning(PUT_FOR)?)
             .await
             .map_err(|e| PresignError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
         let headers: serde_json::Map<String, Value> = req
@@ -201,7 +201,7 @@ impl MediaBucket {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .presigned(Self::presigning(GET_FOR))
+            .presigned(Self::presigning(GET_FOR)?)
             .await
             .map_err(|e| PresignError(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))?;
         Ok(req.uri().to_string())

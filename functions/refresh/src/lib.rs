@@ -24,7 +24,7 @@ use serde::Serialize;
 use shared::config::{MetaAppConfig, StoreConfig};
 use shared::continuation::{Continuation, Deadline};
 use shared::invoke::AsyncInvoke;
-use shared::meta::MetaClient;
+use shared::meta::{ClientError, MetaClient};
 use shared::metrics::Metrics;
 use shared::refresh::{due_until, RefreshOutcome, Rules, Tally};
 use shared::secrets::{AppSecrets, SecretsCache, SecretsError};
@@ -218,17 +218,17 @@ impl<K: DataKeys + 'static> Refresher<K> {
         secrets: shared::aws_sdk_secretsmanager::Client,
         keys: K,
         clock: Clock,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
             inner: Arc::new(Inner {
                 store: config.store.connections(&dynamodb),
-                meta: MetaClient::new(config.meta.clone()),
+                meta: MetaClient::new(config.meta.clone())?,
                 vault: TokenVault::new(keys),
                 secrets: SecretsCache::new(secrets, &config.meta_secret_id),
                 config,
                 clock,
             }),
-        }
+        })
     }
 
     /// Serves runs on the Lambda Runtime API: each invocation (the schedule,

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
         shared::aws_sdk_secretsmanager::Client::new(&aws),
         keys,
         Clock::system(),
-    );
+    )?;
     refresher
         .serve(Some(&aws_sdk_lambda::Client::new(&aws)))
         .await

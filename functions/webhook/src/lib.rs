@@ -32,7 +32,6 @@ pub use store::{MetaStore, Stores};
 
 use std::sync::Arc;
 
-use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use shared::config::StoreConfig;
@@ -136,15 +135,6 @@ pub struct Webhook<S = Stores> {
     launch: Launch,
 }
 
-fn text(status: StatusCode, body: String) -> Response<Body> {
-    let resp = Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Body::Text(body))
-        .expect("valid response");
-    http::secure_headers(resp)
-}
-
 impl Webhook<Stores> {
     pub fn new(
         config: WebhookConfig,
@@ -226,10 +216,10 @@ impl<S: MetaStore> Webhook<S> {
             && challenge.len() <= 256;
         if ok {
             tracing::info!("webhook subscription verified");
-            text(StatusCode::OK, challenge)
+            http::text(StatusCode::OK, challenge)
         } else {
             tracing::warn!("webhook subscription check refused");
-            text(StatusCode::FORBIDDEN, "forbidden".into())
+            http::text(StatusCode::FORBIDDEN, "forbidden".into())
         }
     }
 

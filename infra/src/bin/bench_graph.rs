@@ -204,6 +204,7 @@ fn roomy_graph(
         keys,
         clock.clone(),
     )
+    .expect("an HTTPS client")
 }
 
 /// Cold and cached tokens, one request at a time.

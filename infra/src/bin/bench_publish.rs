@@ -242,6 +242,7 @@ fn counted_publisher(
         clock.clone(),
         None,
     )
+    .expect("an HTTPS client")
 }
 
 struct Report {

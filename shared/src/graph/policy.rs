@@ -188,17 +188,27 @@ pub fn graph_base(provider: Provider, urls: &crate::config::MetaUrls) -> &str {
     }
 }
 
+/// A Graph base URL that can't take a path. Never once the configuration is
+/// checked at start (`META_*_URL`: absolute http(s) URLs).
+#[derive(Debug, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error("the Graph base URL does not parse: {0}")]
+    Parse(#[from] url::ParseError),
+    #[error("the Graph base URL cannot take a path")]
+    NoPath,
+}
+
 /// The URL of an accepted path: `<provider's Graph host>/<version>/<path>`.
-pub fn target_url(base: &str, version: &str, segments: &[&str]) -> Url {
-    let mut url = Url::parse(base).expect("Meta base URLs are validated at start");
+pub fn target_url(base: &str, version: &str, segments: &[&str]) -> Result<Url, BaseUrlError> {
+    let mut url = Url::parse(base)?;
     {
-        let mut path = url.path_segments_mut().expect("an http(s) base URL");
+        let mut path = url.path_segments_mut().map_err(|()| BaseUrlError::NoPath)?;
         path.pop_if_empty().push(version);
         for s in segments {
             path.push(s);
         }
     }
-    url
+    Ok(url)
 }
 
 /// The path as logged: every numeric segment (ids) replaced by `{id}`.

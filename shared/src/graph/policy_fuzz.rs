@@ -65,7 +65,7 @@ proptest! {
         if let Ok(segments) = check(&subject, &method, &path, &params) {
             let urls = urls();
             let base = graph_base(subject.provider, &urls);
-            let url = target_url(base, "v25.0", &segments);
+            let url = target_url(base, "v25.0", &segments).unwrap();
             let host = if facebook { "graph.facebook.com" } else { "graph.instagram.com" };
             prop_assert_eq!(url.host_str(), Some(host));
             prop_assert_eq!(url.scheme(), "https");

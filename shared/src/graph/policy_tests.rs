@@ -219,13 +219,13 @@ fn accepted_paths_stay_on_the_provider_graph_host() {
         instagram_graph: "https://graph.instagram.com".into(),
     };
     let segs = check(&IG, "GET", "me/media", &[]).unwrap();
-    let url = target_url(graph_base(Provider::Instagram, &urls), "v25.0", &segs);
+    let url = target_url(graph_base(Provider::Instagram, &urls), "v25.0", &segs).unwrap();
     assert_eq!(url.as_str(), "https://graph.instagram.com/v25.0/me/media");
     let segs = check(&FB, "POST", "p1/messages", &[]).unwrap();
-    let url = target_url(graph_base(Provider::Facebook, &urls), "v25.0", &segs);
+    let url = target_url(graph_base(Provider::Facebook, &urls), "v25.0", &segs).unwrap();
     assert_eq!(url.as_str(), "https://graph.facebook.com/v25.0/p1/messages");
     // A base with a path prefix (the local emulator's) keeps it.
-    let url = target_url("http://127.0.0.1:9/graph.instagram.com", "v25.0", &["me"]);
+    let url = target_url("http://127.0.0.1:9/graph.instagram.com", "v25.0", &["me"]).unwrap();
     assert_eq!(
         url.as_str(),
         "http://127.0.0.1:9/graph.instagram.com/v25.0/me"

@@ -234,13 +234,15 @@ impl GraphStore {
         fingerprint: &str,
         answer: &StoredAnswer,
     ) -> Result<(), StoreError> {
-        let mut stored = serde_json::to_string(answer).expect("answers serialize");
+        let mut stored = serde_json::to_string(answer)?;
         if stored.len() > MAX_STORED_BODY {
+            let note = "the original answer was too large to keep";
+            let mut body = serde_json::Map::new();
+            body.insert("note".into(), note.into());
             stored = serde_json::to_string(&StoredAnswer {
-                body: serde_json::json!({"note": "the original answer was too large to keep"}),
+                body: body.into(),
                 ..answer.clone()
-            })
-            .expect("answers serialize");
+            })?;
         }
         self.client
             .update_item()

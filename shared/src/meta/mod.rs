@@ -17,12 +17,13 @@ pub use webhooks::WebhookTarget;
 use std::future::Future;
 use std::time::Duration;
 
-use hmac::{KeyInit, Mac};
 use rand::RngExt;
 use reqwest::{Client, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
+
+pub use crate::tls::ClientError;
 
 use crate::config::MetaAppConfig;
 use crate::provider::Provider;
@@ -41,21 +42,20 @@ pub struct MetaClient {
 }
 
 impl MetaClient {
-    pub fn new(app: MetaAppConfig) -> Self {
+    pub fn new(app: MetaAppConfig) -> Result<Self, ClientError> {
         Self::with_timeout(app, TOTAL_TIMEOUT)
     }
 
     /// A client that waits at most `timeout` for a whole answer.
-    pub fn with_timeout(app: MetaAppConfig, timeout: Duration) -> Self {
-        let http = Client::builder()
-            .tls_certs_only(crate::tls::reqwest_roots())
-            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("TLS backend initialises");
-        Self { http, app }
+    pub fn with_timeout(app: MetaAppConfig, timeout: Duration) -> Result<Self, ClientError> {
+        let http = crate::tls::https_client(
+            Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION"))),
+        )?;
+        Ok(Self { http, app })
     }
 
     pub fn app(&self) -> &MetaAppConfig {
@@ -74,7 +74,7 @@ impl MetaClient {
         state: &str,
         redirect_uri: &str,
         pkce_challenge: Option<&str>,
-    ) -> Url {
+    ) -> Result<Url, url::ParseError> {
         let app_id = self.app.app_id(provider).unwrap_or_default();
         let scope = self.app.scopes(provider).join(",");
         let urls = &self.app.urls;
@@ -83,8 +83,7 @@ impl MetaClient {
             Provider::Facebook => {
                 Url::parse(&format!("{}/{}/dialog/oauth", urls.facebook, self.v()))
             }
-        }
-        .expect("base URLs are validated at start");
+        }?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("client_id", app_id)
@@ -100,7 +99,7 @@ impl MetaClient {
                     .append_pair("code_challenge_method", "S256");
             }
         }
-        url
+        Ok(url)
     }
 
     // ---- Instagram Login ----
@@ -385,10 +384,11 @@ impl MetaClient {
 
 /// HMAC-SHA256 of the token keyed with the app secret, hex.
 pub fn appsecret_proof(app_secret: &SecretString, token: &SecretString) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.expose_secret().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(token.expose_secret().as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    let key = app_secret.expose_secret().as_bytes();
+    hex::encode(crate::mac::hmac_sha256(
+        key,
+        &[token.expose_secret().as_bytes()],
+    ))
 }
 
 fn transport_error(e: reqwest::Error) -> MetaError {

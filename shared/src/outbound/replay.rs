@@ -98,7 +98,7 @@ fn job_item(j: &ReplayJob, now: OffsetDateTime) -> Item {
         .filter
         .kinds
         .as_ref()
-        .map(|k| serde_json::to_string(k).expect("strings"));
+        .map(|k| serde_json::Value::from(k.clone()).to_string());
     item.extend([
         ("endpoint_id".into(), opt(&j.filter.endpoint_id)),
         ("account_id".into(), opt(&j.filter.account_id)),

@@ -3,6 +3,7 @@
 //! passed, so the address connected to is the address checked (no second
 //! lookup to rebind). A host with any refused address is refused whole.
 
+use crate::tls::{https_client, ClientError};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -80,7 +81,7 @@ pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// The client deliveries are sent with: through `resolver`, never through a
 /// proxy (the proxy would connect where the resolver never looked), no
 /// redirects followed, 15 seconds in all.
-pub fn delivery_client(resolver: GuardedResolver) -> reqwest::Client {
+pub fn delivery_client(resolver: GuardedResolver) -> Result<reqwest::Client, ClientError> {
     delivery_client_timing_out(resolver, DELIVERY_TIMEOUT)
 }
 
@@ -88,16 +89,15 @@ pub fn delivery_client(resolver: GuardedResolver) -> reqwest::Client {
 pub fn delivery_client_timing_out(
     resolver: GuardedResolver,
     timeout: std::time::Duration,
-) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_certs_only(crate::tls::reqwest_roots())
-        .dns_resolver(resolver)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the TLS backend initializes")
+) -> Result<reqwest::Client, ClientError> {
+    https_client(
+        reqwest::Client::builder()
+            .dns_resolver(resolver)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .user_agent(concat!("ig-connect/", env!("CARGO_PKG_VERSION"))),
+    )
 }
 
 /// Whether `error` (or anything it wraps) is a [`RefusedAddress`].
@@ -161,7 +161,8 @@ mod tests {
         let client = delivery_client(GuardedResolver::new(
             table(&[("evil.example", "127.0.0.1")]),
             false,
-        ));
+        ))
+        .unwrap();
         let err = client
             .post(format!("http://evil.example:{port}/"))
             .send()

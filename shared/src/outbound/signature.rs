@@ -4,10 +4,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::{KeyInit, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 /// What every endpoint secret starts with.
@@ -44,13 +42,10 @@ pub fn secret_key(secret: &SecretString) -> Result<Zeroizing<Vec<u8>>, SecretErr
 
 /// One `v1,<base64>` signature of the message under `key`.
 fn sign_one(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+    let head = format!("{id}.{timestamp}.");
+    let mac = crate::mac::hmac_sha256(key, &[head.as_bytes(), body]);
+    format!("v1,{}", B64.encode(mac))
 }
-
-type Hmac = hmac::Hmac<Sha256>;
 
 /// The `webhook-signature` value: one signature per secret, space-separated
 /// (two while a rotation overlaps, the newest first).

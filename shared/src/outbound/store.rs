@@ -34,7 +34,7 @@ pub struct EndpointStore {
 
 fn json_list(v: &Option<Vec<String>>) -> AttributeValue {
     match v {
-        Some(list) => s(serde_json::to_string(list).expect("strings serialize")),
+        Some(list) => s(serde_json::Value::from(list.clone()).to_string()),
         None => AttributeValue::Null(true),
     }
 }

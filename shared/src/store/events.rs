@@ -48,7 +48,7 @@ impl Event {
             user_id: Some(conn.user_id.clone()),
             occurred_at: now,
             received_at: now,
-            payload: serde_json::to_string(&conn.view()).expect("view serializes"),
+            payload: conn.view().to_json(),
             expires_at: now + retention,
         }
     }

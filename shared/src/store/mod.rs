@@ -43,6 +43,12 @@ impl StoreError {
     }
 }
 
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self(format!("an item did not serialize: {e}"))
+    }
+}
+
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// The `pk`/`sk` key of an item in the connections table.

@@ -65,7 +65,10 @@ pub trait SealContext {
     fn aad(&self, version: u8) -> Vec<u8> {
         let mut ctx = self.encryption_context();
         ctx.insert("v".into(), version.to_string());
-        serde_json::to_vec(&ctx).expect("a map of strings serializes")
+        // Canonical: the map's keys in order, compact (as `serde_json::to_vec`).
+        let object: serde_json::Map<String, serde_json::Value> =
+            ctx.into_iter().map(|(k, v)| (k, v.into())).collect();
+        serde_json::Value::Object(object).to_string().into_bytes()
     }
 }
 

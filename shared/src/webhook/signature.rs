@@ -1,10 +1,7 @@
 //! `X-Hub-Signature-256`: HMAC-SHA256 of the exact body, checked in
 //! constant time with either app secret.
 
-use hmac::{KeyInit, Mac};
-use sha2::Sha256;
-
-type HmacSha256 = hmac::Hmac<Sha256>;
+use crate::mac::{hmac_sha256, hmac_sha256_matches};
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -52,19 +49,16 @@ pub fn secret_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// HMAC-SHA256 of `body` keyed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_sha256(secret, &[body])
 }
 
 /// Whether `signature` is the HMAC of `body` under any of `secrets` (empty
 /// secrets are skipped). Each comparison is constant-time.
 pub fn verify(body: &[u8], signature: &[u8; 32], secrets: &[&[u8]]) -> bool {
-    secrets.iter().filter(|s| !s.is_empty()).any(|secret| {
-        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key length");
-        mac.update(body);
-        mac.verify_slice(signature).is_ok()
-    })
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .any(|secret| hmac_sha256_matches(secret, body, signature))
 }
 
 /// The header value Meta would send for `body`.

@@ -74,7 +74,9 @@ async fn a_full_daily_limit_makes_the_post_wait_and_it_publishes_once_there_is_r
 async fn a_publish_whose_answer_is_lost_after_meta_published_is_never_sent_again() {
     let mut t = setup().await;
     let (impatient, _) = infra::publish::publisher(&t.h.stack, t.h.clock.clone(), Door::Invoke);
-    t.invoke = impatient.with_meta_timeout(std::time::Duration::from_millis(500));
+    t.invoke = impatient
+        .with_meta_timeout(std::time::Duration::from_millis(500))
+        .unwrap();
     let (_, body) = t.create(json!({"type": "feed", "media": [image(1)]})).await;
     let id = body["post_id"].as_str().unwrap().to_string();
     let stall = t.h.stack.meta.stall_after_publish();

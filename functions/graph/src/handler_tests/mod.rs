@@ -54,7 +54,7 @@ fn proxy(store: Memory) -> Graph<KmsDataKeys, Memory> {
         .build();
     let keys = KmsDataKeys::new(shared::aws_sdk_kms::Client::from_conf(kms), "alias/tokens");
     let secrets = SecretsCache::in_memory(json!({"instagram_app_secret": "s"}).to_string());
-    Graph::with_store(config(), store, secrets, keys, Clock::fixed(NOW))
+    Graph::with_store(config(), store, secrets, keys, Clock::fixed(NOW)).unwrap()
 }
 
 /// `user`'s Instagram connection to `account`, with a sealed token.

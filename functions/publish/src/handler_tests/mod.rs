@@ -50,7 +50,7 @@ fn config() -> PublishConfig {
 fn handler_at(store: &Memory, clock: &Clock) -> Handler {
     let secrets = SecretsCache::in_memory(json!({"instagram_app_secret": "s"}).to_string());
     let keys = FakeDataKeys::default();
-    Publisher::with_store(config(), store.clone(), secrets, keys, clock.clone(), None)
+    Publisher::with_store(config(), store.clone(), secrets, keys, clock.clone(), None).unwrap()
 }
 
 /// The function over `store`, its clock at [`NOW`].

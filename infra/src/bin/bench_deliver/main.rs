@@ -186,7 +186,8 @@ async fn setup() -> Bench {
     let events_table = config.events_table.clone();
     let slow_arn = infra::outbound::queue_arn(&config.slow_queue_url);
     let clock = Clock::system();
-    let deliver = Deliver::new(config, &dynamodb, sqs, keys, Lookup::System, clock);
+    let deliver =
+        Deliver::new(config, &dynamodb, sqs, keys, Lookup::System, clock).expect("an HTTPS client");
     Bench {
         _stack: stack,
         deliver: Arc::new(deliver),

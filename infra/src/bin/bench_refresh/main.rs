@@ -190,7 +190,8 @@ async fn run_one(args: &Args, n: usize) {
         aws_sdk_secretsmanager::Client::new(&stack.aws),
         keys,
         clock.clone(),
-    );
+    )
+    .expect("an HTTPS client");
     meta.control.set_delay(StdDuration::from_millis(100)).await;
     reset_rss_peak("self");
     reset_rss_peak(&meta_pid);

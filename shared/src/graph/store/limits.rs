@@ -72,9 +72,9 @@ pub enum Bucket<'a> {
 impl Bucket<'_> {
     fn pk(&self) -> String {
         let digest = |parts: &[&str]| {
-            hex::encode(Sha256::digest(
-                serde_json::to_vec(parts).expect("strings serialize"),
-            ))
+            // A JSON array of the parts (compact, as `serde_json::to_vec`).
+            let list: Vec<serde_json::Value> = parts.iter().map(|&p| p.into()).collect();
+            hex::encode(Sha256::digest(serde_json::Value::from(list).to_string()))
         };
         match self {
             Bucket::User(user) => format!("RATE#user#{}", digest(&[user])),
