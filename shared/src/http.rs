@@ -214,6 +214,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_answer_that_does_not_serialize_is_a_500_with_the_error_shape() {
+        // JSON keys must be strings: serde_json refuses a map keyed by pairs.
+        let unwritable = std::collections::BTreeMap::from([((1, 2), "x")]);
+        let resp = json(StatusCode::OK, &unwritable);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
+        let Body::Text(text) = resp.body() else {
+            panic!("a text body")
+        };
+        let body: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(body["error"], "server_error");
+    }
+
+    #[test]
     fn with_query_appends_and_keeps_existing_query_and_fragment() {
         let u = Url::parse("https://app.example.com/x?tab=a#frag").unwrap();
         let out = with_query(&u, &[("status", "connected"), ("account_id", "1 2&3")]);

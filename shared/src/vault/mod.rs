@@ -302,6 +302,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_associated_data_is_the_context_as_canonical_json() {
+        // Tokens already sealed were bound to these exact bytes.
+        let aad = SealContext::aad(&owner("u\"1", "a1"), 1);
+        let expected = format!(
+            r#"{{"account_id":"a1","provider":"instagram","purpose":"{PURPOSE}","user_id":"u\"1","v":"1"}}"#
+        );
+        assert_eq!(String::from_utf8(aad).unwrap(), expected);
+    }
+
     #[tokio::test]
     async fn round_trip() {
         let vault = TokenVault::new(FakeDataKeys::default());
