@@ -19,6 +19,8 @@ use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
 
 mod attempt;
+#[cfg(test)]
+mod handler_tests;
 mod health;
 pub mod message;
 mod patience;
