@@ -158,7 +158,6 @@ impl<K: DataKeys + 'static> Deliver<K> {
             endpoints: config.outbound.store(dynamodb),
             events: EventStore::new(dynamodb.clone(), &config.events_table),
             dynamodb: dynamodb.clone(),
-            events_table: config.events_table.clone(),
         };
         let queues = SqsQueues {
             sqs,

@@ -103,12 +103,11 @@ pub trait DeliverStore: Send + Sync {
 }
 
 /// The endpoints table (endpoints, attempts, replay jobs) and the events
-/// table.
+/// table (`dynamodb` scans it for replays).
 pub struct Stores {
     pub endpoints: EndpointStore,
     pub events: EventStore,
     pub dynamodb: shared::aws_sdk_dynamodb::Client,
-    pub events_table: String,
 }
 
 impl DeliverStore for Stores {
@@ -181,6 +180,7 @@ impl DeliverStore for Stores {
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
-        scan_events(&self.dynamodb, &self.events_table, filter, cursor, limit).await
+        let table = self.events.table();
+        scan_events(&self.dynamodb, table, filter, cursor, limit).await
     }
 }
