@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 
 use crate::message::{AttemptMessage, OutboundEvent};
 use crate::patience::Patience;
-use crate::queue::MAX_DELAY_SECONDS;
+use crate::queue::{Queues, MAX_DELAY_SECONDS};
 use crate::send::{post, Sent, Signed};
+use crate::store::DeliverStore;
 use crate::{Deliver, Outcome};
 
 /// Where an attempt message was received, and, in the fast lane, how long
@@ -91,7 +92,7 @@ fn record_of(m: &AttemptMessage, sent: &Sent, next: Option<Next>, now: OffsetDat
     }
 }
 
-impl<K: DataKeys> Deliver<K> {
+impl<K: DataKeys, S: DeliverStore, Q: Queues> Deliver<K, S, Q> {
     pub(crate) async fn attempt(
         &self,
         m: AttemptMessage,
@@ -103,8 +104,8 @@ impl<K: DataKeys> Deliver<K> {
             return self.wait(m, from, wait, now).await;
         }
         let Some(endpoint) = self
-            .endpoints
-            .get(&m.endpoint_id)
+            .store
+            .endpoint(&m.endpoint_id)
             .await
             .map_err(|e| e.to_string())?
         else {
@@ -122,7 +123,7 @@ impl<K: DataKeys> Deliver<K> {
         }
         let Some(sent) = self.send(&endpoint, &event, now, from).await? else {
             // No answer within the fast lane's patience.
-            let marked = self.endpoints.set_slow(&endpoint.id, true, now).await;
+            let marked = self.store.set_slow(&endpoint.id, true, now).await;
             bookkeeping("mark the endpoint slow", marked.map_err(|e| e.to_string()));
             return self.hand_off(m, now).await;
         };
@@ -169,7 +170,7 @@ impl<K: DataKeys> Deliver<K> {
             outcome = record.outcome(), status = ?sent.status,
             error = sent.error.map(|e| e.as_str()), "delivery attempt"
         );
-        let recorded = self.endpoints.put_attempt(&record).await;
+        let recorded = self.store.put_attempt(&record).await;
         bookkeeping("record the attempt", recorded.map_err(|e| e.to_string()));
         let lane = lane::after_answer(lane, answered(endpoint, sent, now), self.bounds);
         let outcome = self.follow_up(m, next, first, now, lane).await?;
@@ -185,7 +186,7 @@ impl<K: DataKeys> Deliver<K> {
     }
     /// The event as stored now; `None`: it is gone.
     async fn stored_event(&self, event_id: &str) -> Result<Option<OutboundEvent>, String> {
-        let item = self.events.get_item(event_id).await;
+        let item = self.store.event(event_id).await;
         let item = item.map_err(|e| e.to_string())?;
         Ok(item.as_ref().and_then(OutboundEvent::from_item))
     }
@@ -213,7 +214,7 @@ impl<K: DataKeys> Deliver<K> {
             .signing(endpoint, now)
             .await
             .map_err(|e| e.to_string())?;
-        let body = event.body();
+        let body = event.body().map_err(|e| e.to_string())?;
         let timestamp = now.unix_timestamp();
         let signature = signature_header(&secrets, &event.event_id, timestamp, &body)
             .map_err(|e| e.to_string())?;

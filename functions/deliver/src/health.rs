@@ -14,20 +14,22 @@ use shared::store::Event;
 use shared::vault::DataKeys;
 use time::OffsetDateTime;
 
+use crate::queue::Queues;
+use crate::store::DeliverStore;
 use crate::Deliver;
 
 /// What the ids of those events start with (the template lets `deliver`
 /// write no other event).
 pub const DISABLED_EVENT_ID_PREFIX: &str = "wd_";
 
-impl<K: DataKeys> Deliver<K> {
+impl<K: DataKeys, S: DeliverStore, Q: Queues> Deliver<K, S, Q> {
     pub(crate) async fn record_health(
         &self,
         endpoint: &Endpoint,
         delivered: bool,
         now: OffsetDateTime,
     ) -> Result<(), String> {
-        let store = &self.endpoints;
+        let store = &self.store;
         let done = match (delivered, endpoint.failing_since) {
             (true, None) => Ok(()),
             (true, Some(_)) => store.clear_failing(&endpoint.id).await,
@@ -52,7 +54,7 @@ impl<K: DataKeys> Deliver<K> {
         if slow == endpoint.slow_since.is_some() {
             return Ok(());
         }
-        let set = self.endpoints.set_slow(&endpoint.id, slow, now).await;
+        let set = self.store.set_slow(&endpoint.id, slow, now).await;
         set.map_err(|e| e.to_string())
     }
 
@@ -62,10 +64,7 @@ impl<K: DataKeys> Deliver<K> {
         since: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), String> {
-        let disabled = self
-            .endpoints
-            .disable_failing(&endpoint.id, since, now)
-            .await;
+        let disabled = self.store.disable_failing(&endpoint.id, since, now).await;
         if !disabled.map_err(|e| e.to_string())? {
             return Ok(()); // another attempt disabled it, or it was re-enabled
         }
@@ -91,8 +90,8 @@ impl<K: DataKeys> Deliver<K> {
             .to_string(),
             expires_at: now + self.config.event_retention,
         };
-        self.events
-            .put(&event)
+        self.store
+            .put_event(&event)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

@@ -15,12 +15,13 @@ use shared::outbound::config::OutboundConfig;
 use shared::outbound::resolver::{
     delivery_client, delivery_client_timing_out, GuardedResolver, Lookup,
 };
-use shared::outbound::store::EndpointStore;
 use shared::store::EventStore;
 use shared::vault::{DataKeys, KmsDataKeys, TokenVault};
 use shared::{Clock, EnvReader, FromEnv};
 
 mod attempt;
+#[cfg(test)]
+mod handler_tests;
 mod health;
 pub mod message;
 mod patience;
@@ -28,13 +29,15 @@ pub mod queue;
 mod replay;
 mod secrets;
 pub mod send;
+mod store;
 
 use attempt::Source;
 pub use health::DISABLED_EVENT_ID_PREFIX;
 use message::{read_body, Incoming, OutboundEvent};
 use patience::Patience;
-pub use queue::Queue;
+pub use queue::{Queue, Queues, SqsQueues};
 use shared::outbound::lane::Lane;
+pub use store::{DeliverStore, Stores};
 
 #[derive(Clone, Debug)]
 pub struct DeliverConfig {
@@ -127,13 +130,12 @@ impl Running {
     }
 }
 
-pub struct Deliver<K = KmsDataKeys> {
+pub struct Deliver<K = KmsDataKeys, S = Stores, Q = SqsQueues> {
     pub(crate) config: DeliverConfig,
-    pub(crate) endpoints: EndpointStore,
-    pub(crate) events: EventStore,
-    pub(crate) dynamodb: shared::aws_sdk_dynamodb::Client,
+    /// The endpoints and events tables.
+    pub(crate) store: S,
     pub(crate) secrets: secrets::Secrets<K>,
-    pub(crate) queue: Queue,
+    pub(crate) queue: Queue<Q>,
     pub(crate) client: reqwest::Client,
     resolver: GuardedResolver,
     pub(crate) clock: Clock,
@@ -153,18 +155,39 @@ impl<K: DataKeys + 'static> Deliver<K> {
         lookup: Lookup,
         clock: Clock,
     ) -> Result<Self, ClientError> {
-        let queue = Queue {
+        let store = Stores {
+            endpoints: config.outbound.store(dynamodb),
+            events: EventStore::new(dynamodb.clone(), &config.events_table),
+            dynamodb: dynamodb.clone(),
+        };
+        let queues = SqsQueues {
             sqs,
             url: config.queue_url.clone(),
             slow: config.slow_queue_url.clone(),
             dead_letters: config.dead_letter_url.clone(),
+        };
+        Self::with_store(config, store, queues, keys, lookup, clock)
+    }
+}
+
+impl<K: DataKeys + 'static, S: DeliverStore + 'static, Q: Queues + 'static> Deliver<K, S, Q> {
+    /// The handler over any tables and queues (the unit tests' are in
+    /// memory).
+    pub fn with_store(
+        config: DeliverConfig,
+        store: S,
+        queues: Q,
+        keys: K,
+        lookup: Lookup,
+        clock: Clock,
+    ) -> Result<Self, ClientError> {
+        let queue = Queue {
+            queues,
             max_delay: config.max_delay,
         };
         let resolver = GuardedResolver::new(lookup, config.outbound.allow_loopback);
         Ok(Self {
-            endpoints: config.outbound.store(dynamodb),
-            events: EventStore::new(dynamodb.clone(), &config.events_table),
-            dynamodb: dynamodb.clone(),
+            store,
             secrets: secrets::Secrets::new(TokenVault::new(keys)),
             client: delivery_client(resolver.clone())?,
             resolver,
@@ -244,7 +267,7 @@ impl<K: DataKeys + 'static> Deliver<K> {
         if fresh.is_empty() {
             return Vec::new();
         }
-        let endpoints = match self.endpoints.list().await {
+        let endpoints = match self.store.endpoints().await {
             Ok(list) => list,
             Err(e) => {
                 let e = e.to_string();

@@ -1,3 +1,6 @@
+// The runtime loop around the function makes a deeply nested future type.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use deliver::{Deliver, DeliverConfig};

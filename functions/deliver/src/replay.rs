@@ -5,27 +5,27 @@
 //! and the next page queued. A page whose attempts could not be enqueued is
 //! given back (the job's place rewound) and worked again.
 
-use shared::outbound::replay::scan_events;
 use shared::vault::DataKeys;
 
 use crate::attempt::first_attempts;
 use crate::message::OutboundEvent;
+use crate::queue::Queues;
+use crate::store::DeliverStore;
 use crate::{Deliver, Outcome};
 
 /// Events scanned per message.
 const PAGE: i32 = 100;
 
-impl<K: DataKeys> Deliver<K> {
+impl<K: DataKeys, S: DeliverStore, Q: Queues> Deliver<K, S, Q> {
     pub(crate) async fn replay_page(&self, id: &str) -> Result<Outcome, String> {
-        let job = match self.endpoints.replay(id).await.map_err(|e| e.to_string())? {
+        let job = match self.store.replay(id).await.map_err(|e| e.to_string())? {
             Some(job) if !job.complete => job,
             _ => return Ok(Outcome::Dropped),
         };
-        let table = &self.config.events_table;
         let cursor = job.cursor.as_deref();
-        let page = scan_events(&self.dynamodb, table, &job.filter, cursor, PAGE).await;
+        let page = self.store.scan_events(&job.filter, cursor, PAGE).await;
         let (items, next) = page.map_err(|e| e.to_string())?;
-        let mut endpoints = self.endpoints.list().await.map_err(|e| e.to_string())?;
+        let mut endpoints = self.store.endpoints().await.map_err(|e| e.to_string())?;
         if let Some(only) = &job.filter.endpoint_id {
             endpoints.retain(|e| &e.id == only);
         }
@@ -39,7 +39,7 @@ impl<K: DataKeys> Deliver<K> {
         }
         // Claimed first: a duplicate message working the same page loses
         // here and enqueues nothing.
-        let store = &self.endpoints;
+        let store = &self.store;
         let matched = items.len() as u64;
         let claimed = store.advance_replay(&job, next.clone(), matched).await;
         if !claimed.map_err(|e| e.to_string())? {

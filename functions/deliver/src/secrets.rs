@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 const CAPACITY: usize = 64;
 
 pub struct Secrets<K> {
-    vault: TokenVault<K>,
+    pub(crate) vault: TokenVault<K>,
     /// By the sealed secret's ciphertext (unique per sealing).
     opened: Mutex<HashMap<Vec<u8>, SecretString>>,
 }
