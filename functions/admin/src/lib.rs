@@ -31,15 +31,15 @@ pub struct AdminConfig {
 }
 
 impl FromEnv for AdminConfig {
-    fn read(env: &mut EnvReader) -> Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
         let retention = shared::config::event_retention(env);
-        Self {
+        Some(Self {
             outbound: OutboundConfig::read(env),
             events_table: shared::config::table(env, "EVENTS_TABLE"),
             event_retention: time::Duration::try_from(retention)
                 .unwrap_or(time::Duration::days(14)),
             queue_url: env.required("DELIVERY_QUEUE_URL"),
-        }
+        })
     }
 }
 

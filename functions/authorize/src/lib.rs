@@ -26,13 +26,14 @@ pub struct AuthorizeConfig {
 }
 
 impl FromEnv for AuthorizeConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             states_table: config::table(env, "STATES_TABLE"),
             meta: MetaAppConfig::read(env),
-            site: SiteConfig::read(env),
             state_ttl: config::state_ttl(env),
-        }
+            // Last: without it, nothing after would be read.
+            site: SiteConfig::read(env)?,
+        })
     }
 }
 

@@ -36,15 +36,16 @@ pub struct CallbackConfig {
 }
 
 impl FromEnv for CallbackConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             states_table: config::table(env, "STATES_TABLE"),
             store: StoreConfig::read(env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(env),
-            site: SiteConfig::read(env),
-        }
+            // Last: without it, nothing after would be read.
+            site: SiteConfig::read(env)?,
+        })
     }
 }
 

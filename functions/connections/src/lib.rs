@@ -27,11 +27,11 @@ pub struct ConnectionsConfig {
 }
 
 impl FromEnv for ConnectionsConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             store: StoreConfig::read(env),
             refresh_function: env.optional("REFRESH_FUNCTION"),
-        }
+        })
     }
 }
 

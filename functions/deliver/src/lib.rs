@@ -55,8 +55,8 @@ pub struct DeliverConfig {
 }
 
 impl FromEnv for DeliverConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             outbound: OutboundConfig::read(env),
             events_table: table(env, "EVENTS_TABLE"),
             event_retention: event_retention(env),
@@ -64,7 +64,7 @@ impl FromEnv for DeliverConfig {
             slow_queue_url: env.required("DELIVERY_SLOW_QUEUE_URL"),
             dead_letter_url: env.required("DELIVERY_DEAD_LETTER_QUEUE_URL"),
             max_delay: env.number_or("DELIVERY_MAX_DELAY_SECONDS", 900, 0, 900) as i64,
-        }
+        })
     }
 }
 

@@ -63,21 +63,21 @@ pub struct GraphConfig {
 }
 
 impl FromEnv for GraphConfig {
-    fn read(env: &mut EnvReader) -> Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
         let door = env.or_default("GRAPH_DOOR", "http");
         let door = Door::parse(&door).unwrap_or_else(|| {
             env.problem(format!("GRAPH_DOOR must be http or invoke, not {door:?}"));
             Door::Http
         });
-        Self {
+        Some(Self {
             store: StoreConfig::read(env),
             graph_table: config::table(env, "GRAPH_TABLE"),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
             meta: MetaAppConfig::read(env),
             door,
-            limits: CallerLimits::read(env),
-        }
+            limits: CallerLimits::read(env)?,
+        })
     }
 }
 

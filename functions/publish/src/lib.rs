@@ -58,13 +58,13 @@ pub struct PublishConfig {
 }
 
 impl FromEnv for PublishConfig {
-    fn read(env: &mut EnvReader) -> Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
         let door = env.or_default("PUBLISH_DOOR", "invoke");
         let door = Door::parse(&door).unwrap_or_else(|| {
             env.problem(format!("PUBLISH_DOOR must be http or invoke, not {door:?}"));
             Door::Invoke
         });
-        Self {
+        Some(Self {
             store: StoreConfig::read(env),
             posts_table: config::table(env, "POSTS_TABLE"),
             token_key_id: env.required("TOKEN_KEY_ID"),
@@ -73,7 +73,7 @@ impl FromEnv for PublishConfig {
             door,
             concurrency: env.number_or("PUBLISH_CONCURRENCY", 16, 1, 128) as usize,
             media_bucket: env.optional("MEDIA_BUCKET"),
-        }
+        })
     }
 }
 

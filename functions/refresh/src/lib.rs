@@ -45,8 +45,8 @@ pub struct RefreshConfig {
 }
 
 impl FromEnv for RefreshConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             store: StoreConfig::read(env),
             token_key_id: env.required("TOKEN_KEY_ID"),
             meta_secret_id: env.required("META_SECRET_ID"),
@@ -54,7 +54,7 @@ impl FromEnv for RefreshConfig {
             window: time::Duration::days(env.number_or("REFRESH_WINDOW_DAYS", 7, 1, 50) as i64),
             concurrency: env.number_or("REFRESH_CONCURRENCY", 64, 1, 256) as usize,
             max_failure_days: env.number_or("REFRESH_MAX_FAILURE_DAYS", 3, 1, 30) as u32,
-        }
+        })
     }
 }
 

@@ -58,11 +58,11 @@ pub struct DeletionConfig {
 }
 
 impl FromEnv for DeletionConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             store: StoreConfig::read(env),
             graph_table: shared::config::table(env, "GRAPH_TABLE"),
-        }
+        })
     }
 }
 

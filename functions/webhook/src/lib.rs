@@ -61,14 +61,14 @@ pub struct WebhookConfig {
 }
 
 impl FromEnv for WebhookConfig {
-    fn read(env: &mut EnvReader) -> Self {
-        Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
+        Some(Self {
             store: StoreConfig::read(env),
             meta_secret_id: env.required("META_SECRET_ID"),
             public_base_url: env.base_url("PUBLIC_BASE_URL", None),
             data_deletion_function: env.optional("DATA_DELETION_FUNCTION"),
             graph_table: env.optional("GRAPH_TABLE"),
-        }
+        })
     }
 }
 

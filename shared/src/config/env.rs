@@ -149,10 +149,14 @@ impl EnvReader {
 /// A function's configuration, read from its environment. Every variable is
 /// read before anything is reported, so one start names every problem.
 pub trait FromEnv: Sized {
-    fn read(env: &mut EnvReader) -> Self;
+    /// Reads every variable, recording each problem in `env`; `None` only
+    /// when a value the configuration can't be built without is missing
+    /// (and `env` then holds its problem).
+    fn read(env: &mut EnvReader) -> Option<Self>;
 
     fn from_env(mut env: EnvReader) -> Result<Self, ConfigError> {
         let config = Self::read(&mut env);
-        env.finish().map(|()| config)
+        env.finish()?;
+        config.ok_or_else(|| ConfigError(vec!["the configuration is incomplete".into()]))
     }
 }

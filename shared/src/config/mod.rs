@@ -148,15 +148,16 @@ pub struct SiteConfig {
 }
 
 impl SiteConfig {
-    pub fn read(env: &mut EnvReader) -> Self {
+    /// `None` when `FRONTEND_URL` is missing or malformed (a problem in
+    /// `env`); every other variable is read and checked all the same.
+    pub fn read(env: &mut EnvReader) -> Option<Self> {
         let public_base_url = env.base_url("PUBLIC_BASE_URL", None);
         let frontend_url = env.optional_url("FRONTEND_URL");
         if frontend_url.is_none() && env.optional("FRONTEND_URL").is_empty() {
             env.problem("FRONTEND_URL is missing".into());
         }
-        let frontend_url =
-            frontend_url.unwrap_or_else(|| Url::parse("https://invalid.example").unwrap());
-        let mut allowed_return_origins = vec![frontend_url.origin()];
+        let mut allowed_return_origins: Vec<url::Origin> =
+            frontend_url.iter().map(Url::origin).collect();
         for raw in env.list_or("ALLOWED_RETURN_ORIGINS", "") {
             match Url::parse(&raw) {
                 Ok(u)
@@ -173,14 +174,15 @@ impl SiteConfig {
                 )),
             }
         }
-        Self {
+        let complete_redirect_uri = env
+            .optional_url("COMPLETE_REDIRECT_URI")
+            .map(|_| env.optional("COMPLETE_REDIRECT_URI"));
+        Some(Self {
             public_base_url,
-            frontend_url,
+            frontend_url: frontend_url?,
             allowed_return_origins,
-            complete_redirect_uri: env
-                .optional_url("COMPLETE_REDIRECT_URI")
-                .map(|_| env.optional("COMPLETE_REDIRECT_URI")),
-        }
+            complete_redirect_uri,
+        })
     }
 
     /// The redirect URI registered with Meta for `redirect` mode.
@@ -288,7 +290,7 @@ mod tests {
             ("FRONTEND_URL", "https://app.example.com/settings"),
         ]);
         let meta = MetaAppConfig::read(&mut env);
-        let site = SiteConfig::read(&mut env);
+        let site = SiteConfig::read(&mut env).unwrap();
         let ttl = state_ttl(&mut env);
         env.finish().unwrap();
         assert_eq!(meta.app_id(Provider::Instagram), Some("123"));

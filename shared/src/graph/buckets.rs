@@ -61,20 +61,20 @@ impl Default for CallerLimits {
 }
 
 impl FromEnv for CallerLimits {
-    fn read(env: &mut EnvReader) -> Self {
+    fn read(env: &mut EnvReader) -> Option<Self> {
         let d = Self::default();
         let mut rule = |rate: &str, burst: &str, default: BucketRule| BucketRule {
             rate: env.number_or(rate, default.rate, 1, 10_000),
             burst: env.number_or(burst, default.burst, 1, 100_000),
         };
-        Self {
+        Some(Self {
             user: rule("GRAPH_USER_RATE", "GRAPH_USER_BURST", d.user),
             connection: rule(
                 "GRAPH_CONNECTION_RATE",
                 "GRAPH_CONNECTION_BURST",
                 d.connection,
             ),
-        }
+        })
     }
 }
 
