@@ -244,9 +244,7 @@ impl<K: DataKeys> Callback<K> {
     /// The attempt's metrics, with the KMS requests it made.
     fn count(&self, provider: Provider, outcome: Result<usize, Reason>) {
         self.vault
-            .take_usage()
-            .add_to(decide::connect_metrics(provider, outcome))
-            .emit();
+            .emit_with_usage(decide::connect_metrics(provider, outcome));
     }
 
     fn log_failure(&self, provider: Provider, reason: Reason, user_id: &str) {

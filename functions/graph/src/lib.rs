@@ -219,9 +219,7 @@ impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
             "graph call"
         );
         self.vault
-            .take_usage()
-            .add_to(call_metrics(req.provider, &answer, &trace))
-            .emit();
+            .emit_with_usage(call_metrics(req.provider, &answer, &trace));
         (answer, trace)
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use serde_json::{json, Value};
-use shared::connection::{Connection, Lifecycle, Status};
+use shared::connection::Connection;
 use shared::graph::policy::{self, GraphMethod, Subject};
 use shared::graph::ratelimit::{self, MetaAnswerLimits};
 use shared::graph::scrub::{rewrite_paging, scrub};
@@ -258,14 +258,7 @@ impl<K: DataKeys, S: ProxyStore> Graph<K, S> {
     async fn token_died(&self, conn: &Connection) {
         self.tokens.evict(&cache_key(conn));
         let now = self.clock.now();
-        let mut after = conn.clone();
-        after.status = Status::NeedsReauth;
-        let event = Event::lifecycle(
-            Lifecycle::NeedsReauth,
-            &after,
-            now,
-            self.config.store.event_retention,
-        );
+        let event = Event::needs_reauth(conn, now, self.config.store.event_retention);
         match self.store.mark_needs_reauth(conn, &event, now).await {
             Ok(true) => tracing::warn!(
                 provider = %conn.provider,

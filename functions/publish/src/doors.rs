@@ -220,11 +220,7 @@ impl<K: DataKeys + Send + Sync + 'static> Publisher<K> {
     ) -> Result<Value, shared::store::StoreError> {
         let round = round_of(payload);
         let summary = self.run(deadline).await?;
-        self.inner
-            .vault
-            .take_usage()
-            .add_to(summary.metrics())
-            .emit();
+        self.inner.vault.emit_with_usage(summary.metrics());
         let left = summary.left_for_next_run;
         let payload = |n| json!({"publish_continuation": {"round": n}});
         CONTINUATION

@@ -4,7 +4,6 @@
 //! after "publishing attempted" is stored.
 
 use serde_json::Value;
-use shared::connection::{Lifecycle, Status as ConnStatus};
 use shared::store::{Event, StoreError};
 use shared::time::OffsetDateTime;
 use shared::vault::DataKeys;
@@ -229,14 +228,7 @@ impl<K: DataKeys + Send + Sync + 'static> Inner<K> {
     }
 
     async fn token_died(&self, s: &Session<'_>, now: OffsetDateTime) {
-        let mut after = s.conn.clone();
-        after.status = ConnStatus::NeedsReauth;
-        let event = Event::lifecycle(
-            Lifecycle::NeedsReauth,
-            &after,
-            now,
-            self.config.store.event_retention,
-        );
+        let event = Event::needs_reauth(&s.conn, now, self.config.store.event_retention);
         if let Err(e) = self
             .store
             .graph

@@ -248,11 +248,7 @@ impl<K: DataKeys + 'static> Refresher<K> {
                 let round = round_of(&event.payload);
                 let deadline = Deadline::of_invocation(event.context.deadline(), DEADLINE_MARGIN);
                 let summary = self.run(deadline).await?;
-                self.inner
-                    .vault
-                    .take_usage()
-                    .add_to(summary.metrics())
-                    .emit();
+                self.inner.vault.emit_with_usage(summary.metrics());
                 let itself =
                     lambda.map(|l| AsyncInvoke::new(l, &event.context.invoked_function_arn));
                 let left = summary.left_for_next_run;

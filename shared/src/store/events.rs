@@ -53,6 +53,18 @@ impl Event {
         }
     }
 
+    /// `connection.needs_reauth`: `conn` as it is once Meta said its token
+    /// is dead.
+    pub fn needs_reauth(
+        conn: &Connection,
+        now: OffsetDateTime,
+        retention: std::time::Duration,
+    ) -> Self {
+        let mut after = conn.clone();
+        after.status = crate::connection::Status::NeedsReauth;
+        Self::lifecycle(Lifecycle::NeedsReauth, &after, now, retention)
+    }
+
     pub(crate) fn to_item(&self) -> Item {
         let mut item = Item::from([
             ("event_id".into(), s(&self.event_id)),

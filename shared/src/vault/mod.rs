@@ -152,6 +152,12 @@ impl<K: DataKeys> TokenVault<K> {
         self.keys.take_usage()
     }
 
+    /// Emits `metrics` with the KMS requests made since the last time
+    /// (`KmsCalls`, `KmsErrors`): one EMF document.
+    pub fn emit_with_usage(&self, metrics: crate::metrics::Metrics) {
+        self.take_usage().add_to(metrics).emit();
+    }
+
     pub async fn seal(
         &self,
         token: &SecretString,
