@@ -66,6 +66,7 @@ pub trait PostsApi: Send + Sync {
 
 /// The DynamoDB tables: the posts, the connections, and the connections'
 /// write the run makes when a token died (the proxy's).
+#[derive(Clone)]
 pub struct Stores {
     pub posts: PostStore,
     pub connections: ConnectionStore,

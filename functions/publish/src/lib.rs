@@ -92,6 +92,7 @@ impl<K, S> Clone for Publisher<K, S> {
     }
 }
 
+#[derive(Clone)]
 struct Inner<K, S = Stores> {
     config: PublishConfig,
     store: S,
@@ -160,10 +161,14 @@ impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     }
 
     /// Reads at most `page` due posts per shard in a run (tests make a
-    /// shard hold more than a page).
-    pub fn with_due_page(self, page: i32) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("set the page before sharing the publisher"));
+    /// shard hold more than a page). A publisher already shared gets a copy
+    /// of its own.
+    pub fn with_due_page(self, page: i32) -> Self
+    where
+        K: Clone,
+        S: Clone,
+    {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         inner.due_page = page;
         Self {
             inner: Arc::new(inner),
@@ -171,9 +176,12 @@ impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
     }
 
     /// Waits at most `timeout` for Meta's whole answer (tests shorten it).
-    pub fn with_meta_timeout(self, timeout: Duration) -> Result<Self, ClientError> {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("set the timeout before sharing the publisher"));
+    pub fn with_meta_timeout(self, timeout: Duration) -> Result<Self, ClientError>
+    where
+        K: Clone,
+        S: Clone,
+    {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
         inner.meta = MetaClient::with_timeout(inner.config.meta.clone(), timeout)?;
         Ok(Self {
             inner: Arc::new(inner),
