@@ -1262,3 +1262,57 @@ async fn a_replay_resumes_page_by_page_and_a_duplicate_message_changes_nothing()
     ids.dedup();
     assert_eq!(ids.len(), 130, "every stored event");
 }
+
+#[tokio::test]
+async fn a_replay_the_queue_refused_is_withdrawn_and_a_retry_makes_the_only_job() {
+    let rx = Receiver::start().await;
+    let w = world(true, loopback()).await;
+    let (live, _) = w.endpoint(json!({"url": rx.url("/ok")})).await;
+    let stored_jobs = || async {
+        let out = (w.stack.dynamodb.query())
+            .table_name(w.stack.var("ENDPOINTS_TABLE"))
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", AttributeValue::S("replay".into()))
+            .send()
+            .await
+            .unwrap();
+        out.items().len()
+    };
+    // The delivery queue gone: SendMessage fails.
+    let name = w.queue.rsplit('/').next().unwrap().to_string();
+    w.sqs
+        .delete_queue()
+        .queue_url(&w.queue)
+        .send()
+        .await
+        .unwrap();
+    let ask = json!({"endpoint_id": live, "since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    let (status, body) = w.admin(ApiRequest::post("/admin/replays").json(&ask)).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")));
+    assert_eq!(stored_jobs().await, 0, "nothing left behind");
+
+    let again = w.sqs.create_queue().queue_name(&name).send().await.unwrap();
+    assert_eq!(again.queue_url(), Some(w.queue.as_str()));
+    let (status, started) = w.admin(ApiRequest::post("/admin/replays").json(&ask)).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(stored_jobs().await, 1);
+    assert_eq!(w.pump().await, 1, "the job's page");
+
+    // A job withdrawn while `deliver` was reading it is not written back.
+    let store = shared::outbound::store::EndpointStore::new(
+        w.stack.dynamodb.clone(),
+        w.stack.var("ENDPOINTS_TABLE"),
+    );
+    let replay = started["replay_id"].as_str().unwrap();
+    let (_, view) = w
+        .admin(ApiRequest::get(&format!("/admin/replays/{replay}")))
+        .await;
+    assert_eq!(view["status"], "complete");
+    let mut job = store.replay(replay).await.unwrap().unwrap();
+    job.id = "rp_withdrawn".into();
+    job.cursor = None;
+    store.put_replay(&job, TEST_EPOCH).await.unwrap();
+    assert!(store.withdraw_replay(&job.id).await.unwrap());
+    assert!(!store.advance_replay(&job, None, 0).await.unwrap());
+    assert_eq!(stored_jobs().await, 1);
+}

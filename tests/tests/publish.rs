@@ -3,7 +3,7 @@
 //! container flow: every post type, scheduling at fixed instants, video
 //! processing over several runs, Meta's failures, the daily limit,
 //! `media_publish` once even when its answer is lost, two runs at once,
-//! cancel, idempotent create, the refusals, and uploads.
+//! cancel, idempotent create, the refusals, listings' pages, and uploads.
 
 use infra::apigw::{ApiRequest, ResponseExt};
 use integration_tests::*;
@@ -17,6 +17,8 @@ use shared::vault::KmsDataKeys;
 mod exactly_once;
 #[path = "publish/failures.rs"]
 mod failures;
+#[path = "publish/listing.rs"]
+mod listing;
 #[path = "publish/uploads.rs"]
 mod uploads;
 

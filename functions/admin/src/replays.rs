@@ -1,7 +1,8 @@
 //! `POST /admin/replays` and `GET /admin/replays/{id}`: stored events of a
 //! time range re-delivered with their original `webhook-id`. The job is
 //! counted and stored here, then worked by `deliver` a page per queue
-//! message (resumable: the job keeps its place).
+//! message (resumable: the job keeps its place). A job whose start fails is
+//! withdrawn: the caller's retry makes the only one.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
@@ -10,6 +11,7 @@ use serde_json::{json, Map, Value};
 use shared::http;
 use shared::outbound::filter::valid_kinds;
 use shared::outbound::replay::{check_range, ReplayFilter, ReplayJob};
+use shared::store::StoreError;
 use shared::vault::DataKeys;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -94,12 +96,28 @@ impl<K: DataKeys, S: AdminStore> Admin<K, S> {
             return server_error(e);
         }
         if let Err(e) = self.store.start_replay(&job.id).await {
-            return server_error(e);
+            return self.not_started(&job, e).await;
         }
         tracing::info!(replay = %job.id, events, "replay started");
-        http::json(
-            StatusCode::ACCEPTED,
-            &json!({ "replay_id": job.id, "events": events }),
+        started(&job)
+    }
+
+    /// A stored job whose start failed: withdrawn, so the caller's retry
+    /// makes the only job, and `503`. Unless `deliver` has worked it (the
+    /// start went out after all): it runs, `202`.
+    async fn not_started(&self, job: &ReplayJob, e: StoreError) -> Response<Body> {
+        tracing::error!(replay = %job.id, error = %e, "a replay could not be started");
+        match self.store.withdraw_replay(&job.id).await {
+            Ok(true) => {}
+            Ok(false) => return started(job),
+            Err(e) => {
+                tracing::error!(replay = %job.id, error = %e, "a replay never started stays stored")
+            }
+        }
+        http::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The replay could not be started; nothing was kept. Try again.",
         )
     }
 
@@ -110,6 +128,12 @@ impl<K: DataKeys, S: AdminStore> Admin<K, S> {
             Err(e) => server_error(e),
         }
     }
+}
+
+/// `202 {"replay_id", "events"}`.
+fn started(job: &ReplayJob) -> Response<Body> {
+    let answer = json!({ "replay_id": job.id, "events": job.events });
+    http::json(StatusCode::ACCEPTED, &answer)
 }
 
 #[cfg(test)]

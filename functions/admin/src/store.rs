@@ -18,7 +18,8 @@ use shared::vault::SealedToken;
 use time::OffsetDateTime;
 
 /// Every answer is `Err` when the store (or the queue) failed: the route
-/// answers `500 server_error`.
+/// answers `500 server_error` (a replay whose start failed, `503
+/// unavailable`).
 pub trait AdminStore: Send + Sync {
     /// Stores a new endpoint unless there are 20 already.
     fn create(&self, e: &Endpoint) -> impl Future<Output = Result<Created, StoreError>> + Send;
@@ -76,6 +77,11 @@ pub trait AdminStore: Send + Sync {
 
     /// Puts `{"replay_id"}` on the delivery queue: `deliver` works the job.
     fn start_replay(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes a job whose start failed, unless `deliver` has claimed a
+    /// page of it (the start went out after all): `Ok(false)` then, and it
+    /// runs.
+    fn withdraw_replay(&self, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The endpoints table, the events table (what replays count) and the
@@ -149,5 +155,9 @@ impl AdminStore for Stores {
             .await;
         sent.map(drop)
             .map_err(|e| StoreError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
+    }
+
+    async fn withdraw_replay(&self, id: &str) -> Result<bool, StoreError> {
+        self.endpoints.withdraw_replay(id).await
     }
 }

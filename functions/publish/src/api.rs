@@ -11,10 +11,8 @@ use shared::Provider;
 
 use crate::post::{Post, Status};
 use crate::store::{owner_key, IdemRecord, Write};
-use crate::{decide, uploads, validate, PostsApi, Publisher};
+use crate::{decide, listing, uploads, validate, PostsApi, Publisher};
 
-/// Posts one page lists at most.
-const PAGE: i32 = 50;
 /// Longest `Idempotency-Key` taken.
 const MAX_KEY_LEN: usize = 255;
 
@@ -245,7 +243,7 @@ impl<K: DataKeys + Send + Sync + 'static, S: PostsApi> Publisher<K, S> {
             }
         };
         let owner = owner_key(&req.user_id, req.provider.as_str(), &req.account_id);
-        match self.inner.store.list(&owner, status, cursor, PAGE).await {
+        match listing::page(&self.inner.store, &owner, status, cursor).await {
             Ok((posts, next)) => Answer::ok(
                 200,
                 json!({

@@ -1,9 +1,11 @@
 //! What the routes ask of the store, as a trait: DynamoDB ([`Stores`]) in
 //! Lambda, an in-memory version in the routes' unit tests (which then need
 //! no server), as the `webhook`, `graph` and `admin` functions do. The run
-//! works the DynamoDB tables of [`Stores`] directly (leases, the due index);
+//! works the DynamoDB tables of [`Stores`] directly (leases, the due index).
+//! A listing's page is made of reads of the store as DynamoDB's query
+//! answers them (`crate::listing`), so the unit tests work the paging too;
 //! what only DynamoDB can show (the create's transaction, a cancel racing a
-//! run, the indexes' pages) stays in the integration tests against moto
+//! run, the indexes themselves) stays in the integration tests against moto
 //! (`tests/tests/publish*`).
 
 use std::future::Future;
@@ -15,11 +17,7 @@ use shared::time::OffsetDateTime;
 use shared::Provider;
 
 use crate::post::Post;
-use crate::store::{IdemRecord, PostStore, Write};
-
-/// A page of a connection's posts and the key the next page starts after
-/// (the post's creation in ms and its id).
-pub type Page = (Vec<Post>, Option<(i64, String)>);
+use crate::store::{IdemRecord, Place, PostStore, Read, Write};
 
 /// Every answer is `Err` when the store failed: the route answers `503
 /// service_unavailable`.
@@ -45,15 +43,18 @@ pub trait PostsApi: Send + Sync {
 
     fn get(&self, post_id: &str) -> impl Future<Output = Result<Option<Post>, StoreError>> + Send;
 
-    /// One page of a connection's posts (`owner`: `store::owner_key`),
-    /// newest first, only those of `status` when given, after `cursor`.
-    fn list(
+    /// One read of a connection's posts (`owner`: `store::owner_key`),
+    /// newest first, after `after`, as DynamoDB's query answers it: at most
+    /// `limit` posts read, only those of `status` (when given) returned,
+    /// and where it stopped whenever it reached `limit`, whether or not
+    /// more follow ([`PostStore::read_owned`]).
+    fn read_posts(
         &self,
         owner: &str,
         status: Option<&str>,
-        cursor: Option<(i64, String)>,
-        limit: i32,
-    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+        after: Option<Place>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Read, StoreError>> + Send;
 
     /// Writes `post` (its version bumped) over the version it was read at.
     /// `Ok(false)`: it changed meanwhile, nothing written.
@@ -99,14 +100,14 @@ impl PostsApi for Stores {
         self.posts.get(post_id).await
     }
 
-    async fn list(
+    async fn read_posts(
         &self,
         owner: &str,
         status: Option<&str>,
-        cursor: Option<(i64, String)>,
-        limit: i32,
-    ) -> Result<Page, StoreError> {
-        self.posts.list(owner, status, cursor, limit).await
+        after: Option<Place>,
+        limit: usize,
+    ) -> Result<Read, StoreError> {
+        self.posts.read_owned(owner, status, after, limit).await
     }
 
     async fn save(&self, post: &mut Post, w: &Write<'_>) -> Result<bool, StoreError> {

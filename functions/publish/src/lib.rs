@@ -7,7 +7,8 @@
 //! with the user's JWT, and direct invocation by the product's backend,
 //! which also takes the every-minute schedule's event (the run). Decisions
 //! are plain functions (`validate`, `decide`); `api` answers the routes,
-//! `run` works what is due, `meta` calls Meta, `store` keeps the posts.
+//! `listing` pages a connection's posts, `run` works what is due, `meta`
+//! calls Meta, `store` keeps the posts.
 
 pub mod api;
 mod api_store;
@@ -16,6 +17,7 @@ mod doors;
 mod events;
 #[cfg(test)]
 mod handler_tests;
+mod listing;
 mod meta;
 pub mod post;
 pub mod run;

@@ -39,6 +39,24 @@ pub fn shard_of(post_id: &str) -> String {
     (h[0] % DUE_SHARDS).to_string()
 }
 
+/// A post's place in its connection's listing (the `by_owner` index's
+/// order): its creation in ms and its id.
+pub type Place = (i64, String);
+
+pub fn place(post: &Post) -> Place {
+    (created_ms(post), post.post_id.clone())
+}
+
+/// One read of a connection's posts ([`PostStore::read_owned`]).
+#[derive(Clone, Debug, Default)]
+pub struct Read {
+    /// The posts read that are of the status asked (all, without one).
+    pub posts: Vec<Post>,
+    /// Where the read stopped when it reached its limit: more posts may
+    /// follow, or none. `None`: none follow.
+    pub stopped_at: Option<Place>,
+}
+
 /// A stored answer to a create with an `Idempotency-Key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdemRecord {
@@ -348,14 +366,18 @@ impl PostStore {
         }
     }
 
-    /// One page of a connection's posts, newest first, from `cursor`.
-    pub async fn list(
+    /// One read of a connection's posts (`owner`), newest first, after
+    /// `after`: at most `limit` posts read, of which only those of `status`
+    /// (when given) come back, as DynamoDB applies a filter after the limit.
+    /// DynamoDB says where it stopped whenever it reached `limit` (or 1 MB),
+    /// whether or not more posts follow.
+    pub async fn read_owned(
         &self,
         owner: &str,
         status: Option<&str>,
-        cursor: Option<(i64, String)>,
-        limit: i32,
-    ) -> Result<(Vec<Post>, Option<(i64, String)>), StoreError> {
+        after: Option<Place>,
+        limit: usize,
+    ) -> Result<Read, StoreError> {
         let mut q = self
             .client
             .query()
@@ -364,14 +386,14 @@ impl PostStore {
             .key_condition_expression("owner_key = :o")
             .expression_attribute_values(":o", s(owner))
             .scan_index_forward(false)
-            .limit(limit);
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
         if let Some(st) = status {
             q = q
                 .filter_expression("#st = :st")
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_values(":st", s(st));
         }
-        if let Some((ms, id)) = cursor {
+        if let Some((ms, id)) = after {
             q = q.set_exclusive_start_key(Some(Item::from([
                 ("pk".into(), s(post_pk(&id))),
                 ("owner_key".into(), s(owner)),
@@ -380,11 +402,11 @@ impl PostStore {
         }
         let out = q.send().await.map_err(StoreError::from_sdk)?;
         let posts = out.items().iter().filter_map(parse).collect();
-        let next = out.last_evaluated_key.as_ref().and_then(|k| {
+        let stopped_at = out.last_evaluated_key.as_ref().and_then(|k| {
             let id = get_s(k, "pk")?.strip_prefix("POST#")?.to_string();
             Some((get_n(k, "created_ms")?, id))
         });
-        Ok((posts, next))
+        Ok(Read { posts, stopped_at })
     }
 }
 

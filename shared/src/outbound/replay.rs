@@ -144,9 +144,25 @@ impl EndpointStore {
         Ok(item.as_ref().and_then(parse_job))
     }
 
+    /// Takes back a job whose start could not be sent (`admin`), so that
+    /// the caller's retry makes the only job. Only while no page of it was
+    /// claimed: `false` when `deliver` has worked it already (the start went
+    /// out after all), and it runs on.
+    pub async fn withdraw_replay(&self, id: &str) -> Result<bool, StoreError> {
+        let req = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(item_key(REPLAY_PK.into(), id)))
+            .condition_expression("attribute_not_exists(#cursor)")
+            .expression_attribute_names("#cursor", "cursor");
+        written(req.send().await)
+    }
+
     /// Records a page done: its last event id, what it enqueued, and whether
     /// it was the last. Only from the place `job` was read at (a duplicate
-    /// message working the same page loses): `false` then.
+    /// message working the same page loses), and only while the job is
+    /// stored (one withdrawn meanwhile is not written back): `false` then.
     pub async fn advance_replay(
         &self,
         job: &ReplayJob,
@@ -169,7 +185,9 @@ impl EndpointStore {
             Some(at) => req
                 .condition_expression("#cursor = :at")
                 .expression_attribute_values(":at", s(at)),
-            None => req.condition_expression("attribute_not_exists(#cursor)"),
+            None => {
+                req.condition_expression("attribute_exists(pk) AND attribute_not_exists(#cursor)")
+            }
         };
         written(req.send().await)
     }

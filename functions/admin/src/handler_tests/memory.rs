@@ -2,7 +2,8 @@
 //! attempts, the stored events replays count, replay jobs, and the replays
 //! started on the delivery queue. The writes keep DynamoDB's conditions:
 //! a missing endpoint is not written, a rotation only from the stored
-//! secret, a `PATCH` never writes the secrets.
+//! secret, a `PATCH` never writes the secrets, a job is withdrawn only
+//! while no page of it was claimed.
 
 use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::outbound::attempt::Attempt;
@@ -159,5 +160,15 @@ impl AdminStore for Memory {
         }
         tables.queued.push(id.to_string());
         Ok(())
+    }
+
+    async fn withdraw_replay(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tables = self.up()?;
+        let claimed = |j: &ReplayJob| j.id == id && j.cursor.is_some();
+        if tables.replays.iter().any(|(j, _)| claimed(j)) {
+            return Ok(false);
+        }
+        tables.replays.retain(|(j, _)| j.id != id);
+        Ok(true)
     }
 }

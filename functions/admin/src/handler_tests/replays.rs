@@ -151,28 +151,44 @@ async fn an_unknown_replay_is_not_found() {
 }
 
 #[tokio::test]
-async fn an_outage_of_the_store_or_the_queue_is_a_server_error() {
+async fn an_outage_of_the_store_is_a_server_error() {
     let store = store();
     let h = handler(&store);
     let body = json!({"since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
     store.set_down(true);
-    let (status, answer) = replay(&h, body.clone()).await;
+    let (status, answer) = replay(&h, body).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
     );
     let (status, _) = call(&h, request("GET", "/admin/replays/rp_1", Value::Null)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(store.tables().replays.is_empty());
-    // The queue down: the job is stored but never started, and the caller
-    // is told to try again.
     store.set_down(false);
+    assert!(store.tables().replays.is_empty());
+}
+
+#[tokio::test]
+async fn a_replay_the_queue_could_not_start_leaves_nothing_and_a_retry_makes_one_job() {
+    let store = store();
+    let h = handler(&store);
+    let body = json!({"since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
     store.tables().queue_down = true;
-    let (status, answer) = replay(&h, body).await;
+    let (status, answer) = replay(&h, body.clone()).await;
     assert_eq!(
         (status, answer["error"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable"))
     );
-    assert!(store.tables().queued.is_empty());
-    assert_eq!(store.tables().replays.len(), 1);
+    assert!(store.tables().replays.is_empty() && store.tables().queued.is_empty());
+    store.tables().queue_down = false;
+    let (status, answer) = replay(&h, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["replay_id"].as_str().unwrap().to_string();
+    let stored: Vec<String> = store
+        .tables()
+        .replays
+        .iter()
+        .map(|(j, _)| j.id.clone())
+        .collect();
+    assert_eq!(stored, std::slice::from_ref(&id));
+    assert_eq!(store.tables().queued, [id]);
 }

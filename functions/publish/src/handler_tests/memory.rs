@@ -1,9 +1,11 @@
 //! The routes' store in memory: connections, posts (with where each is due,
 //! as the sparse `by_due` index holds it) and idempotency records, written
 //! as `store.rs` writes them: a create stores the post and its record
-//! together or neither, a save only over the version read, a listing newest
-//! first, the status filtered within the page read (as DynamoDB's filter
-//! expression is applied after the query's limit).
+//! together or neither, a save only over the version read, a read of a
+//! connection's posts as DynamoDB's query gives it: newest first, the status
+//! filtered within the posts read (a filter expression applies after the
+//! limit), and where it stopped whenever it reached the limit, even when no
+//! more posts follow.
 
 use std::collections::HashMap;
 
@@ -13,9 +15,9 @@ use shared::testing::InMemory;
 use shared::time::OffsetDateTime;
 use shared::Provider;
 
-use crate::api_store::{Page, PostsApi};
+use crate::api_store::PostsApi;
 use crate::post::Post;
-use crate::store::{owner_key, IdemRecord, Write, KEEP_IDEMPOTENCY};
+use crate::store::{owner_key, place, IdemRecord, Place, Read, Write, KEEP_IDEMPOTENCY};
 
 /// A stored post and when it is due (`None`: not in the due index).
 #[derive(Clone, Debug)]
@@ -43,12 +45,6 @@ pub fn with(connections: Vec<Connection>) -> Memory {
         connections,
         ..Tables::default()
     })
-}
-
-/// The listing's order key: creation in ms, then the id.
-fn order(post: &Post) -> (i64, String) {
-    let ms = (post.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    (ms, post.post_id.clone())
 }
 
 /// The tables for a posts call: down when all are, or the posts table is.
@@ -108,26 +104,32 @@ impl PostsApi for Memory {
         Ok(posts(self)?.posts.get(post_id).map(|r| r.post.clone()))
     }
 
-    async fn list(
+    async fn read_posts(
         &self,
         owner: &str,
         status: Option<&str>,
-        cursor: Option<(i64, String)>,
-        limit: i32,
-    ) -> Result<Page, StoreError> {
+        after: Option<Place>,
+        limit: usize,
+    ) -> Result<Read, StoreError> {
         let tables = posts(self)?;
-        let mut mine: Vec<&Post> = (tables.posts.values())
+        let mut read: Vec<&Post> = (tables.posts.values())
             .map(|r| &r.post)
             .filter(|p| owner_key(&p.user_id, p.provider.as_str(), &p.account_id) == owner)
-            .filter(|p| cursor.as_ref().is_none_or(|c| order(p) < *c))
+            .filter(|p| after.as_ref().is_none_or(|a| place(p) < *a))
             .collect();
-        mine.sort_by_key(|p| std::cmp::Reverse(order(p)));
-        let read: Vec<&Post> = mine.iter().copied().take(limit as usize).collect();
-        let next = (mine.len() > read.len()).then(|| order(read[read.len() - 1]));
+        read.sort_by_key(|p| std::cmp::Reverse(place(p)));
+        read.truncate(limit);
+        let stopped_at = read
+            .last()
+            .filter(|_| read.len() == limit)
+            .map(|p| place(p));
         let posts = read
             .into_iter()
             .filter(|p| status.is_none_or(|s| p.status.as_str() == s));
-        Ok((posts.cloned().collect(), next))
+        Ok(Read {
+            posts: posts.cloned().collect(),
+            stopped_at,
+        })
     }
 
     async fn save(&self, post: &mut Post, w: &Write<'_>) -> Result<bool, StoreError> {

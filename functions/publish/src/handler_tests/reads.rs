@@ -218,3 +218,71 @@ async fn the_accounts_next_owner_sees_and_cancels_none_of_the_previous_owners_po
     assert!(ids(&list(&h, "carol", None, None).await).is_empty());
     assert_eq!(row(&store, &id).post.status, Status::Scheduled);
 }
+
+/// `n` posts Ada creates a second apart, `post(i)` each: their ids, newest
+/// first (as a listing gives them).
+async fn ada_makes(h: &Handler, clock: &Clock, n: usize, post: fn(usize) -> Value) -> Vec<String> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        made.push(ada_creates(h, post(i)).await);
+        clock.advance(Duration::seconds(1));
+    }
+    made.reverse();
+    made
+}
+
+/// Every page of Ada's listing (of `status`), following `next_cursor` until
+/// it is null: each page's ids.
+async fn pages(h: &Handler, status: Option<&str>) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let answer = list(h, "ada", status, cursor.as_deref()).await;
+        pages.push(ids(&answer));
+        match answer.body["next_cursor"].as_str() {
+            Some(next) if pages.len() < 10 => cursor = Some(next.to_string()),
+            Some(_) => panic!("more than 10 pages"),
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn exactly_50_posts_are_one_page_and_100_two_with_no_empty_page_after() {
+    let store = ada_and_bob();
+    let clock = Clock::fixed(NOW);
+    let h = handler_at(&store, &clock);
+    let first = ada_makes(&h, &clock, 50, |i| scheduled(&format!("a{i}"))).await;
+    assert_eq!(pages(&h, None).await, std::slice::from_ref(&first));
+    let newer = ada_makes(&h, &clock, 50, |i| scheduled(&format!("b{i}"))).await;
+    assert_eq!(pages(&h, None).await, [newer, first]);
+}
+
+#[tokio::test]
+async fn a_status_filter_fills_its_pages_with_posts_found_further_on() {
+    let store = ada_and_bob();
+    let clock = Clock::fixed(NOW);
+    let h = handler_at(&store, &clock);
+    // The 52 oldest are published now; the 60 newest wait: the first 50
+    // posts read are all scheduled.
+    let publishing = ada_makes(&h, &clock, 52, |_| for_now()).await;
+    let waiting = ada_makes(&h, &clock, 60, |i| scheduled(&format!("{i}"))).await;
+    let found = pages(&h, Some("publishing")).await;
+    let sizes: Vec<usize> = found.iter().map(Vec::len).collect();
+    assert_eq!((sizes, found.concat()), (vec![50, 2], publishing));
+    let found = pages(&h, Some("scheduled")).await;
+    let sizes: Vec<usize> = found.iter().map(Vec::len).collect();
+    assert_eq!((sizes, found.concat()), (vec![50, 10], waiting));
+    assert!(pages(&h, Some("failed")).await.concat().is_empty());
+}
+
+#[tokio::test]
+async fn a_filtered_page_reads_at_most_1000_posts_then_says_where_to_go_on() {
+    let store = ada_and_bob();
+    let clock = Clock::fixed(NOW);
+    let h = handler_at(&store, &clock);
+    let publishing = ada_makes(&h, &clock, 3, |_| for_now()).await;
+    ada_makes(&h, &clock, 1000, |i| scheduled(&format!("{i}"))).await;
+    let found = pages(&h, Some("publishing")).await;
+    assert_eq!(found, [vec![], publishing]);
+}
