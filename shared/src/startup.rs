@@ -13,3 +13,10 @@ pub async fn start<C: FromEnv>() -> Result<(C, aws_config::SdkConfig), ConfigErr
     })?;
     Ok((config, crate::aws_config().await))
 }
+
+/// What a function's constructor gave: on `Err` (an HTTPS client that could
+/// not be built), logged as [`start`] logs a configuration that won't do,
+/// before `main` returns it.
+pub fn built<T, E: std::fmt::Display>(made: Result<T, E>) -> Result<T, E> {
+    made.inspect_err(|e| tracing::error!(error = %e, "refusing to start"))
+}

@@ -104,14 +104,17 @@ impl<K: DataKeys, S: AdminStore> Admin<K, S> {
 
     /// A stored job whose start failed: withdrawn, so the caller's retry
     /// makes the only job, and `503`. Unless `deliver` has worked it (the
-    /// start went out after all): it runs, `202`.
+    /// start went out after all): it runs, `202`. The withdrawal failing
+    /// too: `500` (the job stays stored; `GET` it before retrying).
     async fn not_started(&self, job: &ReplayJob, e: StoreError) -> Response<Body> {
         tracing::error!(replay = %job.id, error = %e, "a replay could not be started");
         match self.store.withdraw_replay(&job.id).await {
             Ok(true) => {}
             Ok(false) => return started(job),
+            // Stored, maybe started: the caller must not retry blindly.
             Err(e) => {
-                tracing::error!(replay = %job.id, error = %e, "a replay never started stays stored")
+                tracing::error!(replay = %job.id, error = %e, "a replay not started stays stored");
+                return server_error(e);
             }
         }
         http::error(

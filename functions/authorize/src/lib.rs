@@ -27,12 +27,16 @@ pub struct AuthorizeConfig {
 
 impl FromEnv for AuthorizeConfig {
     fn read(env: &mut EnvReader) -> Option<Self> {
+        // Every variable read (each problem recorded) before any `?`.
+        let states_table = config::table(env, "STATES_TABLE");
+        let meta = MetaAppConfig::read(env);
+        let site = SiteConfig::read(env);
+        let state_ttl = config::state_ttl(env);
         Some(Self {
-            states_table: config::table(env, "STATES_TABLE"),
-            meta: MetaAppConfig::read(env),
-            state_ttl: config::state_ttl(env),
-            // Last: without it, nothing after would be read.
-            site: SiteConfig::read(env)?,
+            states_table,
+            meta,
+            site: site?,
+            state_ttl,
         })
     }
 }
@@ -277,6 +281,23 @@ mod tests {
             vars.insert("COMPLETE_REDIRECT_URI".into(), c.into());
         }
         AuthorizeConfig::from_env(EnvReader::from_map(vars)).expect("a valid configuration")
+    }
+
+    #[test]
+    fn a_missing_frontend_url_is_named_with_every_other_problem() {
+        let vars = [
+            ("INSTAGRAM_APP_ID", "1"),
+            ("PUBLIC_BASE_URL", "https://api.example.com"),
+            ("STATE_TTL_SECONDS", "ten"),
+        ];
+        let vars = vars.map(|(k, v)| (k.to_string(), v.to_string()));
+        let err = AuthorizeConfig::from_env(EnvReader::from_map(vars.into()))
+            .map(drop)
+            .expect_err("refused")
+            .to_string();
+        for name in ["STATES_TABLE", "FRONTEND_URL", "STATE_TTL_SECONDS"] {
+            assert!(err.contains(name), "{name} not in {err}");
+        }
     }
 
     fn read(config: &AuthorizeConfig, body: &str) -> Result<Start, BadRequest> {

@@ -8,7 +8,7 @@ use shared::Clock;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<AuthorizeConfig>().await?;
-    Authorize::new(config, DynamoDb::new(&aws), Clock::system())?
+    shared::startup::built(Authorize::new(config, DynamoDb::new(&aws), Clock::system()))?
         .serve()
         .await
 }

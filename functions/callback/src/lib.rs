@@ -37,14 +37,20 @@ pub struct CallbackConfig {
 
 impl FromEnv for CallbackConfig {
     fn read(env: &mut EnvReader) -> Option<Self> {
+        // Every variable read (each problem recorded) before any `?`.
+        let states_table = config::table(env, "STATES_TABLE");
+        let store = StoreConfig::read(env);
+        let token_key_id = env.required("TOKEN_KEY_ID");
+        let meta_secret_id = env.required("META_SECRET_ID");
+        let meta = MetaAppConfig::read(env);
+        let site = SiteConfig::read(env);
         Some(Self {
-            states_table: config::table(env, "STATES_TABLE"),
-            store: StoreConfig::read(env),
-            token_key_id: env.required("TOKEN_KEY_ID"),
-            meta_secret_id: env.required("META_SECRET_ID"),
-            meta: MetaAppConfig::read(env),
-            // Last: without it, nothing after would be read.
-            site: SiteConfig::read(env)?,
+            states_table,
+            store,
+            token_key_id,
+            meta_secret_id,
+            meta,
+            site: site?,
         })
     }
 }

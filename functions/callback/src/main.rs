@@ -11,7 +11,13 @@ async fn main() -> Result<(), Error> {
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    Callback::new(config, dynamodb, secrets, keys, Clock::system())?
-        .serve()
-        .await
+    shared::startup::built(Callback::new(
+        config,
+        dynamodb,
+        secrets,
+        keys,
+        Clock::system(),
+    ))?
+    .serve()
+    .await
 }

@@ -19,14 +19,14 @@ async fn main() -> Result<(), Error> {
         shared::aws_sdk_kms::Client::new(&aws),
         &config.outbound.endpoint_key_id,
     );
-    let deliver = Arc::new(Deliver::new(
+    let deliver = Arc::new(shared::startup::built(Deliver::new(
         config,
         &shared::aws_sdk_dynamodb::Client::new(&aws),
         aws_sdk_sqs::Client::new(&aws),
         keys,
         Lookup::System,
         Clock::system(),
-    )?);
+    ))?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let deliver = deliver.clone();
         async move { Ok::<Value, Error>(deliver.handle(event.payload).await) }

@@ -13,13 +13,13 @@ async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<GraphConfig>().await?;
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    Graph::new(
+    shared::startup::built(Graph::new(
         config,
         aws_sdk_dynamodb::Client::new(&aws),
         secrets,
         keys,
         Clock::system(),
-    )?
+    ))?
     .serve()
     .await
 }

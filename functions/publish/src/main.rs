@@ -14,14 +14,14 @@ async fn main() -> Result<(), Error> {
     let bucket = &config.media_bucket;
     let media = (!bucket.is_empty()).then(|| publish::uploads::MediaBucket::new(&aws, bucket));
     let keys = KmsDataKeys::new(aws_sdk_kms::Client::new(&aws), &config.token_key_id);
-    let publisher = Publisher::new(
+    let publisher = shared::startup::built(Publisher::new(
         config,
         aws_sdk_dynamodb::Client::new(&aws),
         aws_sdk_secretsmanager::Client::new(&aws),
         keys,
         Clock::system(),
         media,
-    )?;
+    ))?;
     publisher
         .serve(Some(&aws_sdk_lambda::Client::new(&aws)))
         .await

@@ -9,13 +9,13 @@ use shared::Clock;
 async fn main() -> Result<(), Error> {
     let (config, aws) = shared::startup::start::<RefreshConfig>().await?;
     let keys = KmsDataKeys::new(shared::aws_sdk_kms::Client::new(&aws), &config.token_key_id);
-    let refresher = Refresher::new(
+    let refresher = shared::startup::built(Refresher::new(
         config,
         shared::aws_sdk_dynamodb::Client::new(&aws),
         shared::aws_sdk_secretsmanager::Client::new(&aws),
         keys,
         Clock::system(),
-    )?;
+    ))?;
     refresher
         .serve(Some(&aws_sdk_lambda::Client::new(&aws)))
         .await

@@ -154,8 +154,10 @@ impl EndpointStore {
             .delete_item()
             .table_name(self.table())
             .set_key(Some(item_key(REPLAY_PK.into(), id)))
-            .condition_expression("attribute_not_exists(#cursor)")
-            .expression_attribute_names("#cursor", "cursor");
+            .condition_expression("attribute_not_exists(#cursor) AND #done = :no")
+            .expression_attribute_names("#cursor", "cursor")
+            .expression_attribute_names("#done", "complete")
+            .expression_attribute_values(":no", AttributeValue::Bool(false));
         written(req.send().await)
     }
 

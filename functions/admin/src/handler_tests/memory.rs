@@ -32,6 +32,11 @@ pub struct Tables {
     pub queued: Vec<String>,
     /// Only the delivery queue fails.
     pub queue_down: bool,
+    /// The queue fails to answer but the start went out: `deliver` works
+    /// the job's first page meanwhile.
+    pub started_anyway: bool,
+    /// Withdrawing a job fails.
+    pub withdraw_down: bool,
 }
 
 /// Cloned by the test, which reads the tables after a call.
@@ -156,6 +161,12 @@ impl AdminStore for Memory {
     async fn start_replay(&self, id: &str) -> Result<(), StoreError> {
         let mut tables = self.up()?;
         if tables.queue_down {
+            if tables.started_anyway {
+                let job = tables.replays.iter_mut().find(|(j, _)| j.id == id);
+                if let Some((job, _)) = job {
+                    job.cursor = Some("ev_first_page".into());
+                }
+            }
             return Err(StoreError("the queue is down".into()));
         }
         tables.queued.push(id.to_string());
@@ -164,7 +175,10 @@ impl AdminStore for Memory {
 
     async fn withdraw_replay(&self, id: &str) -> Result<bool, StoreError> {
         let mut tables = self.up()?;
-        let claimed = |j: &ReplayJob| j.id == id && j.cursor.is_some();
+        if tables.withdraw_down {
+            return Err(StoreError("the table is down".into()));
+        }
+        let claimed = |j: &ReplayJob| j.id == id && (j.cursor.is_some() || j.complete);
         if tables.replays.iter().any(|(j, _)| claimed(j)) {
             return Ok(false);
         }

@@ -192,3 +192,32 @@ async fn a_replay_the_queue_could_not_start_leaves_nothing_and_a_retry_makes_one
     assert_eq!(stored, std::slice::from_ref(&id));
     assert_eq!(store.tables().queued, [id]);
 }
+
+#[tokio::test]
+async fn a_start_that_went_out_after_all_runs_and_a_failed_withdrawal_is_a_server_error() {
+    let body = json!({"since": "2026-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"});
+    // The queue's answer is lost but `deliver` has worked a page: it runs.
+    let store = store();
+    let h = handler(&store);
+    {
+        let mut t = store.tables();
+        (t.queue_down, t.started_anyway) = (true, true);
+    }
+    let (status, answer) = replay(&h, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(store.tables().replays.len(), 1, "the job runs on");
+    // The withdrawal fails: the job stays, and the answer must not say
+    // that nothing was kept.
+    let store = self::store();
+    let h = handler(&store);
+    {
+        let mut t = store.tables();
+        (t.queue_down, t.withdraw_down) = (true, true);
+    }
+    let (status, answer) = replay(&h, body).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("server_error"))
+    );
+    assert_eq!(store.tables().replays.len(), 1);
+}
