@@ -1308,9 +1308,13 @@ async fn a_replay_the_queue_refused_is_withdrawn_and_a_retry_makes_the_only_job(
         .admin(ApiRequest::get(&format!("/admin/replays/{replay}")))
         .await;
     assert_eq!(view["status"], "complete");
+    assert!(
+        !store.withdraw_replay(replay).await.unwrap(),
+        "a finished job stays"
+    );
     let mut job = store.replay(replay).await.unwrap().unwrap();
-    job.id = "rp_withdrawn".into();
-    job.cursor = None;
+    // As it was stored, before its first page.
+    (job.id, job.cursor, job.complete, job.enqueued) = ("rp_withdrawn".into(), None, false, 0);
     store.put_replay(&job, TEST_EPOCH).await.unwrap();
     assert!(store.withdraw_replay(&job.id).await.unwrap());
     assert!(!store.advance_replay(&job, None, 0).await.unwrap());
