@@ -37,7 +37,10 @@ pub(super) fn parse(item: &Item) -> Option<Post> {
             Some(post)
         }
         Err(e) => {
-            tracing::error!(error = %e, "a stored post does not parse");
+            // Where and what kind, not serde's text: it quotes what it met
+            // (a caption, a media URL).
+            let (kind, line, column) = (e.classify(), e.line(), e.column());
+            tracing::error!(?kind, line, column, "a stored post does not parse");
             None
         }
     }
@@ -55,4 +58,42 @@ pub(super) fn condition_failed<R>(
         Some(E::TransactionCanceledException(c))
             if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_post_that_does_not_parse_is_skipped_and_its_text_is_never_logged() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let logs = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // serde_json's error would quote the string it met.
+        let doc = r#"{"transient_failures": "a caption, never logged"}"#;
+        let item = Item::from([("doc".to_string(), AttributeValue::S(doc.into()))]);
+        let parsed = tracing::subscriber::with_default(logs, || parse(&item));
+        assert!(parsed.is_none());
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("a stored post does not parse"), "{logged}");
+        assert!(!logged.contains("caption"), "{logged}");
+    }
 }
